@@ -1,0 +1,3 @@
+from poccheck.cli import main
+
+main()

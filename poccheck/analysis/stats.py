@@ -1,0 +1,40 @@
+"""Statistics sized for proof-of-concept data: Wilson intervals and latency percentiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """``successes`` out of ``n`` with a Wilson score interval."""
+
+    successes: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.successes / self.n if self.n else float("nan")
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> Proportion:
+    """Proportion with its Wilson score interval (scipy), which stays inside [0, 1] for small n."""
+    if n == 0:
+        return Proportion(0, 0, float("nan"), float("nan"))
+    interval = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return Proportion(successes, n, float(interval.low), float(interval.high))
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100, linear interpolation) or None for no values."""
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else None
+
+
+def median(values: Sequence[float]) -> float | None:
+    return percentile(values, 50)

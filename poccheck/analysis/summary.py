@@ -1,0 +1,155 @@
+"""Turn stored results into the findings a report shows: per model and category, with intervals."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from poccheck.analysis.stats import Proportion, median, percentile, wilson
+from poccheck.grading import grade_choices, grade_text
+from poccheck.records import Grade, ModelInfo, TaskItem
+from poccheck.store import Store
+
+
+@dataclass(frozen=True)
+class GradedRow:
+    """A stored result with its grade and the item it answers."""
+
+    model: str
+    suite: str
+    item: TaskItem
+    result: dict[str, Any]
+    grade: Grade | None
+
+    @property
+    def correct(self) -> bool:
+        return self.grade is not None and self.grade.correct
+
+
+@dataclass
+class ModelFindings:
+    """Everything measured for one model."""
+
+    name: str
+    info: ModelInfo | None
+    error: str | None
+    rows: list[GradedRow] = field(default_factory=list)
+    accuracy: Proportion = field(default_factory=lambda: wilson(0, 0))
+    accuracy_norm: Proportion | None = None
+    by_category: dict[str, Proportion] = field(default_factory=dict)
+    by_type: dict[str, Proportion] = field(default_factory=dict)
+    latency_p50: float | None = None
+    latency_p95: float | None = None
+    ttft_p50: float | None = None
+    decode_tokens_per_second: float | None = None
+    items_per_second: float | None = None
+    peak_rss: int | None = None
+    load_seconds: float | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    errors: int = 0
+    capped: int = 0
+    expected_items: int = 0
+
+    @property
+    def failures(self) -> list[GradedRow]:
+        return [r for r in self.rows if not r.correct]
+
+
+@dataclass
+class Findings:
+    models: list[ModelFindings]
+    categories: list[str]
+    suites: list[str]
+    items: int
+    runs: list[dict[str, Any]]
+
+
+def item_from_record(record: dict[str, Any]) -> TaskItem:
+    record = dict(record)
+    record["choices"] = tuple(record.get("choices") or ())
+    return TaskItem(**record)
+
+
+def grade_row(item: TaskItem, result: dict[str, Any]) -> Grade | None:
+    if result["error"]:
+        return None
+    if item.is_multiple_choice:
+        return grade_choices(item, result["choice_logprobs"])
+    return grade_text(item, result["output"])
+
+
+def analyse(store: Store) -> Findings:
+    """Grade every stored result of the latest plan and summarise it per model."""
+    plan = store.plan() or {}
+    wanted_models: list[str] = plan.get("models", [])
+    wanted_suites: list[str] = plan.get("suites", [])
+    items: dict[tuple[str, str], tuple[str, TaskItem]] = {}
+    for suite, key, record in store.items():
+        if wanted_suites and suite not in wanted_suites:
+            continue
+        item = item_from_record(record)
+        items[(suite, key)] = (suite, item)
+    infos = store.model_infos()
+    runs = store.model_runs()
+    latest: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        latest[run["model"]] = run
+    results_by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for result in store.results():
+        results_by_model[result["model"]].append(result)
+
+    findings = []
+    for name in wanted_models or list(latest):
+        run = latest.get(name, {})
+        fingerprint = run.get("fingerprint")
+        info = infos.get(fingerprint) if fingerprint else None
+        model = ModelFindings(name=name, info=info, error=run.get("error"), expected_items=len(items))
+        settings = run.get("settings_key")
+        for result in results_by_model.get(name, []):
+            if result["model_fingerprint"] != fingerprint or result["settings_key"] != settings:
+                continue
+            found = items.get((result["suite"], result["item_key"]))
+            if found is None:
+                continue
+            suite, item = found
+            model.rows.append(GradedRow(name, suite, item, result, grade_row(item, result)))
+        _summarise(model, [r for r in runs if r["model"] == name])
+        findings.append(model)
+    categories = sorted({item.category for _, item in items.values()})
+    return Findings(findings, categories, sorted({s for s, _ in items.values()}), len(items), store.runs())
+
+
+def _summarise(model: ModelFindings, runs: list[dict[str, Any]]) -> None:
+    rows = model.rows
+    graded = [r for r in rows if r.grade is not None]
+    model.errors = len(rows) - len(graded)
+    model.accuracy = wilson(sum(r.correct for r in rows), len(rows))
+    choice_rows = [r for r in graded if r.item.is_multiple_choice]
+    if choice_rows:
+        model.accuracy_norm = wilson(sum(bool(r.grade and r.grade.correct_norm) for r in choice_rows), len(choice_rows))
+    for key, attribute in (("by_category", "category"), ("by_type", "type")):
+        groups: dict[str, list[GradedRow]] = defaultdict(list)
+        for row in rows:
+            groups[getattr(row.item, attribute)].append(row)
+        setattr(model, key, {g: wilson(sum(r.correct for r in rs), len(rs)) for g, rs in sorted(groups.items())})
+    ok = [r.result for r in graded]
+    latencies = [r["latency"] for r in ok]
+    model.latency_p50 = median(latencies)
+    model.latency_p95 = percentile(latencies, 95)
+    model.ttft_p50 = median([r["ttft"] for r in ok if r["ttft"] is not None])
+    decode = []
+    for r in ok:
+        if r["ttft"] is not None and r["completion_tokens"] > 1 and r["latency"] > r["ttft"]:
+            decode.append((r["completion_tokens"] - 1) / (r["latency"] - r["ttft"]))
+    model.decode_tokens_per_second = median(decode)
+    total_time = sum(latencies)
+    model.items_per_second = len(ok) / total_time if total_time > 0 else None
+    model.tokens_in = sum(r["prompt_tokens"] for r in ok)
+    model.tokens_out = sum(r["completion_tokens"] for r in ok)
+    model.capped = sum(1 for r in ok if r["finish_reason"] == "length")
+    peaks = [r["peak_rss"] for r in runs if r.get("peak_rss")]
+    model.peak_rss = max(peaks) if peaks else None
+    loads = [r["load_seconds"] for r in runs if r.get("load_seconds")]
+    model.load_seconds = loads[-1] if loads else None

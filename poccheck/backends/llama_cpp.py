@@ -1,0 +1,387 @@
+"""llama.cpp backend (llama-cpp-python): greedy generation and shared-prefix multiple-choice scoring.
+
+Multiple-choice scoring follows llama.cpp's own ``perplexity --multiple-choice`` tool: the prompt's tokens
+are placed in the batch once, tagged with every choice's sequence id, each choice's tokens follow under its
+own sequence id, and logits are requested only at the positions that predict a choice token. Several items
+are packed into one decode when they fit. Generation runs its own loop over ``llama_decode`` so it can
+time the first token and stop on strings without the high-level API's overhead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from poccheck.backends.base import ChoiceRequest, GenerationRequest
+from poccheck.errors import BackendError, ModelError
+from poccheck.records import ChoiceScores, Completion, ModelInfo
+
+
+@dataclass(frozen=True)
+class LlamaSettings:
+    """Engine settings; those that can change outputs are part of each result's key."""
+
+    n_ctx: int = 4096
+    n_batch: int = 2048
+    n_ubatch: int = 512
+    n_seq_max: int = 64
+    n_threads: int | None = None
+    flash_attn: bool = False
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class _Packed:
+    """One item's share of a multi-item decode."""
+
+    request_index: int
+    prompt: list[int]
+    continuations: list[list[int]]
+    first_seq: int
+    prompt_row: int = -1
+    continuation_rows: list[list[int]] | None = None
+
+
+_LOG_CALLBACK: Any = None
+
+
+def _silence_llama_logs(llama_cpp: Any) -> None:
+    """Route llama.cpp's log lines to nowhere (poccheck owns the terminal); POCCHECK_DEBUG=1 keeps them."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None or os.environ.get("POCCHECK_DEBUG"):
+        return
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def discard(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        return None
+
+    _LOG_CALLBACK = discard  # keep a reference: llama.cpp holds only the C pointer
+    llama_cpp.llama_log_set(discard, ctypes.c_void_p(0))
+
+
+class LlamaCppBackend:
+    """A GGUF model loaded in-process through llama-cpp-python."""
+
+    def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
+        import llama_cpp
+
+        _silence_llama_logs(llama_cpp)
+        self._lib = llama_cpp
+        self.info = info
+        self._settings = settings or LlamaSettings()
+        threads = self._settings.n_threads or default_threads()
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=info.path,
+                n_ctx=self._settings.n_ctx,
+                n_batch=min(self._settings.n_batch, self._settings.n_ctx),
+                n_ubatch=self._settings.n_ubatch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                logits_all=False,
+                flash_attn=self._settings.flash_attn,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(
+                f"llama.cpp could not load {info.path}: {exc}",
+                "check that the file is a complete GGUF model (re-download or re-assemble it)",
+            ) from exc
+        self._n_vocab = self._llm.n_vocab()
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._n_ctx = self._llm.n_ctx()
+        # A second context for scoring: many sequences sharing one unified KV buffer.
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self._settings.n_ctx
+        params.n_batch = self._settings.n_batch
+        params.n_ubatch = self._settings.n_ubatch
+        params.n_seq_max = min(
+            self._settings.n_seq_max, self._settings.n_batch, llama_cpp.llama_max_parallel_sequences()
+        )
+        params.kv_unified = True
+        # The same attention kernel as the generation context, so scores and generations agree.
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if self._settings.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        self._score_ctx = llama_cpp.llama_init_from_model(self._llm.model, params)
+        if not self._score_ctx:
+            self._llm.close()
+            raise ModelError(f"llama.cpp could not create a scoring context for {info.path}")
+        self._score_seq_max = int(params.n_seq_max)
+        self._score_n_batch = int(llama_cpp.llama_n_batch(self._score_ctx))
+        self._score_n_ctx = int(llama_cpp.llama_n_ctx(self._score_ctx))
+        self._batch = llama_cpp.llama_batch_init(self._score_n_batch, 0, self._score_seq_max)
+        self._gen_batch = llama_cpp.llama_batch_init(self._llm.n_batch, 0, 1)
+        self._closed = False
+
+    # ------------------------------------------------------------------ helpers
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False))
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "backend": "llama.cpp",
+            "n_ctx": self._settings.n_ctx,
+            "flash_attn": self._settings.flash_attn,
+            "decoding": "greedy",
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._lib.llama_batch_free(self._batch)
+        self._lib.llama_batch_free(self._gen_batch)
+        self._lib.llama_free(self._score_ctx)
+        self._llm.close()
+
+    def __enter__(self) -> LlamaCppBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _logits_row(self, ctx: Any, index: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        pointer = self._lib.llama_get_logits_ith(ctx, index)
+        if not pointer:
+            raise BackendError(f"llama.cpp returned no logits for batch row {index}")
+        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+
+    def _log_softmax_at(self, ctx: Any, row: int, token: int) -> float:
+        logits = self._logits_row(ctx, row)
+        top = float(logits.max())
+        return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+
+    # ------------------------------------------------------------------ multiple choice
+
+    def score_choices(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
+        """Score every request, packing as many items into each decode as fit."""
+        packed: list[_Packed] = []
+        for index, request in enumerate(requests):
+            prompt = self.tokenize(request.prompt, add_bos=True)
+            continuations = [self.tokenize(c, add_bos=False) for c in request.continuations]
+            if any(not c for c in continuations):
+                raise BackendError("a choice tokenizes to nothing; choices must contain text")
+            longest = len(prompt) + max(len(c) for c in continuations)
+            if longest > self._score_n_ctx:
+                raise BackendError(f"prompt and choice need {longest} tokens but the context holds {self._score_n_ctx}")
+            packed.append(_Packed(index, prompt, continuations, 0))
+        results: list[ChoiceScores | None] = [None] * len(requests)
+        group: list[_Packed] = []
+        used_tokens = 0
+        used_seqs = 0
+        for item in packed:
+            size = len(item.prompt) + sum(len(c) for c in item.continuations)
+            seqs = len(item.continuations)
+            if group and (used_tokens + size > self._score_n_batch or used_seqs + seqs > self._score_seq_max):
+                self._score_group(group, results)
+                group, used_tokens, used_seqs = [], 0, 0
+            if size > self._score_n_batch or seqs > self._score_seq_max:
+                self._score_large(item, results)
+                continue
+            item.first_seq = used_seqs
+            group.append(item)
+            used_tokens += size
+            used_seqs += seqs
+        if group:
+            self._score_group(group, results)
+        return [r for r in results if r is not None]
+
+    def _add(self, position: int, token: int, pos: int, seqs: Sequence[int], logits: bool) -> None:
+        batch = self._batch
+        batch.token[position] = token
+        batch.pos[position] = pos
+        batch.n_seq_id[position] = len(seqs)
+        for k, seq in enumerate(seqs):
+            batch.seq_id[position][k] = seq
+        batch.logits[position] = 1 if logits else 0
+
+    def _decode(self, ctx: Any, batch: Any) -> None:
+        code = self._lib.llama_decode(ctx, batch)
+        if code != 0:
+            raise BackendError(f"llama_decode failed with code {code}")
+
+    def _clear(self, ctx: Any) -> None:
+        self._lib.llama_memory_clear(self._lib.llama_get_memory(ctx), True)
+
+    def _score_group(self, group: list[_Packed], results: list[ChoiceScores | None]) -> None:
+        start = time.perf_counter()
+        self._clear(self._score_ctx)
+        n = 0
+        for item in group:
+            seqs = list(range(item.first_seq, item.first_seq + len(item.continuations)))
+            for pos, token in enumerate(item.prompt):
+                last = pos == len(item.prompt) - 1
+                self._add(n, token, pos, seqs, last)
+                n += 1
+            item.prompt_row = n - 1
+            item.continuation_rows = []
+            for seq, tokens in zip(seqs, item.continuations, strict=True):
+                rows = []
+                for offset, token in enumerate(tokens):
+                    needs_logits = offset < len(tokens) - 1
+                    self._add(n, token, len(item.prompt) + offset, [seq], needs_logits)
+                    rows.append(n)
+                    n += 1
+                item.continuation_rows.append(rows)
+        self._batch.n_tokens = n
+        self._decode(self._score_ctx, self._batch)
+        seconds = (time.perf_counter() - start) / len(group)
+        for item in group:
+            assert item.continuation_rows is not None
+            logprobs = []
+            for tokens, rows in zip(item.continuations, item.continuation_rows, strict=True):
+                # token t of a choice is predicted by the row before it: the prompt's last row for t = 0
+                predictors = [item.prompt_row] + rows[:-1]
+                logprobs.append(
+                    sum(self._log_softmax_at(self._score_ctx, r, t) for r, t in zip(predictors, tokens, strict=True))
+                )
+            results[item.request_index] = ChoiceScores(
+                tuple(logprobs), tuple(len(c) for c in item.continuations), len(item.prompt), seconds
+            )
+
+    def _score_large(self, item: _Packed, results: list[ChoiceScores | None]) -> None:
+        """An item too big for one decode: decode its prompt once, copy it to each choice's sequence."""
+        start = time.perf_counter()
+        ctx = self._score_ctx
+        self._clear(ctx)
+        memory = self._lib.llama_get_memory(ctx)
+        n_batch = self._score_n_batch
+        for begin in range(0, len(item.prompt), n_batch):
+            chunk = item.prompt[begin : begin + n_batch]
+            for k, token in enumerate(chunk):
+                self._add(k, token, begin + k, [0], begin + k == len(item.prompt) - 1)
+            self._batch.n_tokens = len(chunk)
+            self._decode(ctx, self._batch)
+        first = self._logits_row(ctx, len(item.prompt) - 1 - (len(item.prompt) - 1) // n_batch * n_batch).copy()
+        first_lse = float(first.max()) + float(np.log(np.exp(first - first.max()).sum()))
+        logprobs = []
+        for choice_index, tokens in enumerate(item.continuations):
+            seq = 1 + choice_index % (self._score_seq_max - 1)
+            self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
+            self._lib.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+            total = float(first[tokens[0]]) - first_lse
+            for begin in range(0, len(tokens) - 1, n_batch):
+                chunk = tokens[begin : begin + n_batch]
+                for k, token in enumerate(chunk):
+                    self._add(k, token, len(item.prompt) + begin + k, [seq], True)
+                self._batch.n_tokens = len(chunk)
+                self._decode(ctx, self._batch)
+                for k in range(len(chunk)):
+                    if begin + k + 1 < len(tokens):
+                        total += self._log_softmax_at(ctx, k, tokens[begin + k + 1])
+            self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
+            logprobs.append(total)
+        results[item.request_index] = ChoiceScores(
+            tuple(logprobs),
+            tuple(len(c) for c in item.continuations),
+            len(item.prompt),
+            time.perf_counter() - start,
+        )
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, request: GenerationRequest) -> Completion:
+        """Greedy decoding with stop strings and a token cap; times the first token."""
+        lib = self._lib
+        ctx = self._llm.ctx
+        start = time.perf_counter()
+        prompt = self.tokenize(request.prompt, add_bos=True)
+        budget = self._n_ctx - len(prompt)
+        if budget <= 0:
+            raise BackendError(f"prompt needs {len(prompt)} tokens but the context holds {self._n_ctx}")
+        max_tokens = min(request.max_tokens, budget)
+        self._clear(ctx)
+        batch = self._gen_batch
+        n_batch = self._llm.n_batch
+        for begin in range(0, len(prompt), n_batch):
+            chunk = prompt[begin : begin + n_batch]
+            for k, token in enumerate(chunk):
+                batch.token[k] = token
+                batch.pos[k] = begin + k
+                batch.n_seq_id[k] = 1
+                batch.seq_id[k][0] = 0
+                batch.logits[k] = 1 if begin + k == len(prompt) - 1 else 0
+            batch.n_tokens = len(chunk)
+            self._decode(ctx, batch)
+        row = len(prompt) - 1 - (len(prompt) - 1) // n_batch * n_batch
+        generated: list[int] = []
+        pieces = bytearray()
+        text = ""
+        logprob_sum = 0.0
+        logprob_count = 0
+        ttft = 0.0
+        finish: str = "length"
+        longest_stop = max((len(s) for s in request.stop), default=0)
+        while len(generated) < max_tokens:
+            logits = self._logits_row(ctx, row)
+            token = int(logits.argmax())
+            top = float(logits[token])
+            logprob_sum -= float(np.log(np.exp(logits - top).sum()))
+            logprob_count += 1
+            if not generated:
+                ttft = time.perf_counter() - start
+            if lib.llama_vocab_is_eog(self._vocab, token):
+                finish = "stop"
+                break
+            generated.append(token)
+            pieces += self._piece(token)
+            previous = len(text)
+            text = pieces.decode("utf-8", errors="ignore")
+            cut = _find_stop(text, request.stop, max(0, previous - longest_stop))
+            if cut is not None:
+                text = text[:cut]
+                finish = "stop"
+                break
+            if len(generated) >= max_tokens:
+                break
+            batch.token[0] = token
+            batch.pos[0] = len(prompt) + len(generated) - 1
+            batch.n_seq_id[0] = 1
+            batch.seq_id[0][0] = 0
+            batch.logits[0] = 1
+            batch.n_tokens = 1
+            self._decode(ctx, batch)
+            row = 0
+        seconds = time.perf_counter() - start
+        return Completion(
+            text=text,
+            prompt_tokens=len(prompt),
+            completion_tokens=len(generated),
+            seconds=seconds,
+            ttft=ttft,
+            finish_reason="stop" if finish == "stop" else "length",
+            mean_logprob=logprob_sum / logprob_count if logprob_count else None,
+        )
+
+    def _piece(self, token: int) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        size = self._lib.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = self._lib.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
+        return buffer.raw[:size]
+
+
+def _find_stop(text: str, stops: Sequence[str], search_from: int) -> int | None:
+    """Index of the earliest stop string in ``text`` at or after ``search_from``, or None."""
+    found = [i for s in stops if (i := text.find(s, search_from)) >= 0]
+    return min(found) if found else None

@@ -1,0 +1,171 @@
+"""The ``poccheck`` command: a thin shell over :mod:`poccheck.pipeline`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from poccheck import __version__, pipeline
+from poccheck.console import ProgressBar, console, findings_table, models_table, out
+from poccheck.errors import PocCheckError
+from poccheck.models import DEFAULT_MODEL
+
+app = typer.Typer(
+    help="Which model size, run where, is good enough for our work, at what cost?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+tasks_app = typer.Typer(help="Work with task files.", no_args_is_help=True)
+models_app = typer.Typer(help="Work with models.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(models_app, name="models")
+
+INTERRUPTED = "Finished items are saved; run the same command again to resume."
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def default_tasks() -> list[Path]:
+    """The example suite: ``examples/`` in a checkout, or the copy packaged with the wheel."""
+    for base in (Path(__file__).resolve().parent / "examples", EXAMPLES):
+        suite = base / "factory_suite.yaml"
+        if suite.exists():
+            return [suite, base / "factory_tasks.csv"]
+    return []
+
+
+Encoding = Annotated[
+    str | None,
+    typer.Option(help="Force the text encoding of task files (default: UTF-8, UTF-16 with BOM, or Shift_JIS)."),
+]
+
+
+@tasks_app.command("validate")
+def tasks_validate(
+    files: Annotated[list[Path], typer.Argument(help="Task files (.yaml, .jsonl, .csv, .xlsx).")],
+    encoding: Encoding = None,
+) -> None:
+    """Check task files and list every problem with its file, line and field."""
+    suites, problems = pipeline.validate(files, encoding)
+    for suite in suites:
+        kinds: dict[str, int] = {}
+        for item in suite.items:
+            kinds[item.type] = kinds.get(item.type, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        name = escape(repr(suite.name))
+        out.print(f"[green]ok[/green] {escape(suite.path)}: suite {name}, {len(suite.items)} items ({summary})")
+    for problem in problems:
+        out.print(f"[red]error[/red] {escape(str(problem))}", soft_wrap=True)
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s) found.[/red]")
+        raise typer.Exit(1)
+
+
+@models_app.command("list")
+def models_list(
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Also describe these models.")] = None,
+) -> None:
+    """Show known models with parameter count, quantisation, size, context length and backend."""
+    entries = pipeline.list_models(model or [])
+    out.print(models_table(entries))
+    if any(e.error for e in entries if e.spec in (model or [])):
+        raise typer.Exit(1)
+
+
+@app.command()
+def assess(
+    tasks: Annotated[
+        list[Path] | None, typer.Option("--tasks", "-t", help="Task files; default: the example suite.")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help=f"Model name or .gguf path; default {DEFAULT_MODEL}.")
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory (results database and report).")
+    ] = Path("poc"),
+    fresh: Annotated[bool, typer.Option(help="Discard stored results and start over.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N items of each suite.")] = None,
+    redact: Annotated[bool, typer.Option(help="Show item ids instead of task text in the report.")] = False,
+    encoding: Encoding = None,
+) -> None:
+    """Run task files through candidate models and write an HTML report. Rerunning resumes."""
+    task_files = tasks or default_tasks()
+    if not task_files:
+        raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
+    models = model or [DEFAULT_MODEL]
+    try:
+        with ProgressBar() as progress:
+            result = pipeline.assess(
+                task_files,
+                models,
+                out_dir,
+                fresh=fresh,
+                limit=limit,
+                encoding=encoding,
+                progress=progress,
+                redact=redact,
+            )
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
+        raise typer.Exit(130) from None
+    out.print(findings_table(result.findings))
+    out.print(f"Report: [bold]{result.report}[/bold]")
+    if all(m.error for m in result.outcome.models):
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="An output directory written by `poccheck assess`.")],
+    redact: Annotated[bool, typer.Option(help="Show item ids instead of task text.")] = False,
+) -> None:
+    """Re-grade stored results and re-render the report without running any model."""
+    path, findings = pipeline.render_report(out_dir, redact=redact)
+    out.print(findings_table(findings))
+    out.print(f"Report: [bold]{path}[/bold]")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"poccheck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """poccheck: measure candidate language models on your own tasks, locally."""
+
+
+def main() -> None:
+    """Entry point: user errors print without a traceback (exit 1); Ctrl-C exits 130 with how to resume."""
+    try:
+        code = app(standalone_mode=False)
+    except PocCheckError as exc:
+        console.print(f"[red]Error:[/red] {escape(exc.message)}", soft_wrap=True)
+        if exc.hint:
+            console.print(f"[dim]Hint: {escape(exc.hint)}[/dim]", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("Aborted.")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

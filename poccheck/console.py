@@ -1,0 +1,118 @@
+"""Terminal output: rich tables and the progress bar (items done, items/s, ETA)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from poccheck import runner
+from poccheck.analysis import Findings
+from poccheck.pipeline import ModelEntry
+from poccheck.report.render import ci, count, seconds, size
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} items/s" if speed else "– items/s", style="cyan")
+
+
+class ProgressBar(runner.Progress):
+    """Drives a rich progress bar from the runner's callbacks."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def model_started(self, model: str, total: int, skipped: int) -> None:
+        note = f" (resuming: {skipped} done)" if skipped else ""
+        self._task = self._progress.add_task(escape(f"{model}{note}"), total=total - skipped)
+
+    def advance(self, count: int = 1) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, count)
+
+    def model_finished(self, outcome: runner.ModelOutcome) -> None:
+        if outcome.failed_items:
+            self.message(f"{outcome.model}: {outcome.failed_items} item(s) failed; see the report", "yellow")
+        self._task = None
+
+    def message(self, text: str, style: str = "") -> None:
+        self._progress.console.print(Text(text, style=style))
+
+
+def models_table(entries: list[ModelEntry]) -> Table:
+    table = Table(title="Known models")
+    table.add_column("Model", no_wrap=True)
+    for column in ("Parameters", "Quantisation", "File size", "Context", "Backend"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("Path / problem", overflow="fold")
+    for entry in entries:
+        info = entry.info
+        if info is None:
+            table.add_row(entry.spec, "–", "–", "–", "–", "–", Text(entry.error or "", style="red"))
+            continue
+        table.add_row(
+            entry.spec,
+            count(info.parameters),
+            info.quantization or "–",
+            size(info.file_size),
+            f"{info.context_length:,}" if info.context_length else "–",
+            info.backend,
+            info.path,
+        )
+    return table
+
+
+def findings_table(findings: Findings) -> Table:
+    table = Table(title="Results")
+    table.add_column("Model", no_wrap=True)
+    for column in ("Accuracy [95% CI] (n)", "Latency p50 / p95", "Peak memory", "Errors"):
+        table.add_column(column)
+    for m in findings.models:
+        if m.error and not m.rows:
+            table.add_row(m.name, Text(f"failed: {m.error.splitlines()[0]}", style="red"), "", "", "")
+            continue
+        table.add_row(
+            m.name,
+            ci(m.accuracy),
+            f"{seconds(m.latency_p50)} / {seconds(m.latency_p95)}",
+            size(m.peak_rss),
+            str(m.errors),
+        )
+    return table

@@ -1,0 +1,5 @@
+"""Grading of model outputs."""
+
+from poccheck.grading.grade import grade_choices, grade_text
+
+__all__ = ["grade_choices", "grade_text"]

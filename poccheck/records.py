@@ -1,0 +1,142 @@
+"""Typed values passed between stages: tasks, models, backend outputs and stored results.
+
+They are frozen dataclasses without I/O, so each stage can be tested alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ItemType = Literal["multiple_choice", "exact", "contains", "regex", "numeric", "json"]
+ITEM_TYPES: tuple[ItemType, ...] = ("multiple_choice", "exact", "contains", "regex", "numeric", "json")
+GENERATION_TYPES: tuple[ItemType, ...] = ("exact", "contains", "regex", "numeric", "json")
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    """One task the model must do, as read from a task file.
+
+    For ``multiple_choice`` items ``answer`` is the index of the gold choice; for ``json`` items
+    it is the expected object (or None when ``schema`` is given); otherwise it is a string.
+    """
+
+    id: str
+    input: str
+    type: ItemType
+    answer: Any
+    category: str = "general"
+    choices: tuple[str, ...] = ()
+    tolerance: float | None = None
+    schema: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    line: int | None = None
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        return self.type == "multiple_choice"
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """A few-shot example shown before the question."""
+
+    input: str
+    answer: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A set of items plus how to prompt for them."""
+
+    name: str
+    path: str
+    items: tuple[TaskItem, ...]
+    description: str = ""
+    language: str = "en"
+    prompt_template: str | None = None
+    fewshot: tuple[Exemplar, ...] = ()
+    stop: tuple[str, ...] = ("\n\n",)
+    max_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What poccheck knows about a model file before running it."""
+
+    name: str
+    backend: str
+    path: str
+    fingerprint: str
+    parameters: int | None = None
+    quantization: str | None = None
+    file_size: int | None = None
+    context_length: int | None = None
+    architecture: str | None = None
+    family: str | None = None
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """Log-likelihoods of each choice continuation given the prompt."""
+
+    logprobs: tuple[float, ...]
+    token_counts: tuple[int, ...]
+    prompt_tokens: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A generated continuation with its timings."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    ttft: float
+    finish_reason: Literal["stop", "length"]
+    mean_logprob: float | None = None
+
+    @property
+    def decode_tokens_per_second(self) -> float | None:
+        decode_time = self.seconds - self.ttft
+        if self.completion_tokens <= 1 or decode_time <= 0:
+            return None
+        return (self.completion_tokens - 1) / decode_time
+
+
+@dataclass(frozen=True)
+class Grade:
+    """How an output scored against the item's answer."""
+
+    correct: bool
+    prediction: str
+    correct_norm: bool | None = None
+    margin: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One stored result: a model's output for one item under one setting."""
+
+    model: str
+    model_fingerprint: str
+    suite: str
+    item_id: str
+    item_key: str
+    settings_key: str
+    category: str
+    type: ItemType
+    prompt: str
+    output: str
+    choice_logprobs: tuple[float, ...] | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency: float
+    ttft: float | None
+    finish_reason: str | None
+    error: str | None = None

@@ -1,0 +1,5 @@
+"""The HTML report."""
+
+from poccheck.report.render import REPORT_NAME, render
+
+__all__ = ["REPORT_NAME", "render"]

@@ -1,0 +1,79 @@
+"""Charts as inline SVG (matplotlib, text drawn as paths so the report needs no fonts)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from poccheck.analysis.summary import ModelFindings  # noqa: E402
+
+plt.rcParams.update({"svg.fonttype": "path", "font.size": 9, "svg.hashsalt": "poccheck"})
+
+
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def accuracy_chart(models: list[ModelFindings]) -> str | None:
+    """Horizontal bars of accuracy with 95% Wilson intervals, one per model."""
+    shown = [m for m in models if m.accuracy.n]
+    if not shown:
+        return None
+    height = 0.6 + 0.45 * len(shown)
+    figure, axis = plt.subplots(figsize=(6.5, height))
+    labels = [_ascii(m.name) for m in shown]
+    values = [m.accuracy.value * 100 for m in shown]
+    low = [max(0.0, (m.accuracy.value - m.accuracy.low) * 100) for m in shown]
+    high = [max(0.0, (m.accuracy.high - m.accuracy.value) * 100) for m in shown]
+    positions = list(range(len(shown)))[::-1]
+    axis.barh(positions, values, color="#3b6ea5", height=0.55)
+    axis.errorbar(values, positions, xerr=[low, high], fmt="none", ecolor="#222", capsize=4, linewidth=1)
+    axis.set_yticks(positions, labels)
+    axis.set_xlim(0, 100)
+    axis.set_xlabel("accuracy (%) with 95% interval")
+    axis.grid(axis="x", color="#ddd")
+    axis.set_axisbelow(True)
+    for spine in ("top", "right"):
+        axis.spines[spine].set_visible(False)
+    return _svg(figure)
+
+
+def latency_chart(models: list[ModelFindings]) -> str | None:
+    """Per-item latency distribution (seconds, log scale) per model."""
+    shown = [m for m in models if any(r.grade is not None for r in m.rows)]
+    if not shown:
+        return None
+    data = [[r.result["latency"] for r in m.rows if r.grade is not None] for m in shown]
+    figure, axis = plt.subplots(figsize=(6.5, 0.6 + 0.45 * len(shown)))
+    axis.boxplot(data[::-1], vert=False, widths=0.5, showfliers=True)
+    axis.set_yticks(range(1, len(shown) + 1), [_ascii(m.name) for m in shown][::-1])
+    if (
+        all(v > 0 for series in data for v in series)
+        and max(max(s) for s in data) / max(min(min(s) for s in data), 1e-9) > 20
+    ):
+        axis.set_xscale("log")
+    axis.set_xlabel("seconds per item")
+    axis.grid(axis="x", color="#ddd")
+    for spine in ("top", "right"):
+        axis.spines[spine].set_visible(False)
+    return _svg(figure)
+
+
+def _ascii(text: str) -> str:
+    """Chart fonts may lack CJK glyphs; keep labels to printable ASCII, shortened."""
+    cleaned = "".join(c if 32 <= ord(c) < 127 and c not in "<>&" else "?" for c in text)
+    return cleaned if len(cleaned) <= 40 else "..." + cleaned[-37:]
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)

@@ -1,0 +1,114 @@
+"""Render findings into one self-contained HTML file from the Jinja2 templates in ``templates/``.
+
+Autoescaping is on: task text and model output are untrusted and always appear as inert text.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from poccheck import __version__
+from poccheck.analysis.stats import Proportion
+from poccheck.analysis.summary import Findings
+from poccheck.report.charts import accuracy_chart, latency_chart
+
+REPORT_NAME = "report.html"
+
+
+def templates_dir() -> Path:
+    """``poccheck/templates`` in an installed wheel, or ``templates/`` beside the package in a checkout."""
+    packaged = resources.files("poccheck").joinpath("templates")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(pct=pct, ci=ci, seconds=seconds, size=size, count=count, rate=rate)
+    return env
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value * 100:.1f}%"
+
+
+def ci(p: Proportion | None) -> str:
+    if p is None or not p.n:
+        return "–"
+    return f"{p.value * 100:.1f}% [{p.low * 100:.0f}–{p.high * 100:.0f}] (n={p.n})"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def size(value: int | None) -> str:
+    if not value:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value = value / 1024  # type: ignore[assignment]
+    return str(value)
+
+
+def count(value: int | None) -> str:
+    if value is None:
+        return "–"
+    if value >= 1_000_000_000:
+        return f"{value / 1e9:.2f}B"
+    if value >= 1_000_000:
+        return f"{value / 1e6:.0f}M"
+    return f"{value:,}"
+
+
+def rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def render(
+    findings: Findings,
+    out_dir: Path,
+    title: str = "poccheck assessment",
+    redact: bool = False,
+    context: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``report.html`` into ``out_dir`` and return its path."""
+    page = (
+        environment()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            findings=findings,
+            generated=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            version=__version__,
+            accuracy_svg=accuracy_chart(findings.models),
+            latency_svg=latency_chart(findings.models),
+            redact=redact,
+            host=(context or {}).get("host", {}),
+            engine=(context or {}).get("engine", {}),
+        )
+    )
+    path = out_dir / REPORT_NAME
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    os.replace(tmp, path)
+    return path

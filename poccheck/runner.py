@@ -1,0 +1,270 @@
+"""Run suites through models and store every result as soon as it exists.
+
+Results are keyed by (model fingerprint, item key, settings key); the item key hashes only what the model
+sees (the rendered prompt, choices, stop strings and token cap), so a rerun skips finished items and a
+changed answer key is re-graded without re-running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from poccheck import models
+from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_backend
+from poccheck.errors import BackendError, ModelError
+from poccheck.memory import PeakRSS
+from poccheck.records import ChoiceScores, ModelInfo, ResultRow, Suite, TaskItem
+from poccheck.store import Store
+from poccheck.tasks.prompts import Prompt, render_prompt
+
+MC_CHUNK = 16
+
+
+def stable_hash(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    suite: Suite
+    item: TaskItem
+    prompt: Prompt
+    key: str
+
+
+def work_items(suite: Suite) -> list[WorkItem]:
+    work = []
+    for item in suite.items:
+        prompt = render_prompt(suite, item)
+        identity: dict[str, Any] = {
+            "suite": suite.name,
+            "id": item.id,
+            "type": "mc" if item.is_multiple_choice else "gen",
+            "prompt": prompt.text,
+        }
+        if item.is_multiple_choice:
+            identity["continuations"] = list(prompt.continuations)
+        else:
+            identity.update(stop=list(suite.stop), max_tokens=suite.max_tokens)
+        work.append(WorkItem(suite, item, prompt, stable_hash(identity)))
+    return work
+
+
+def item_record(item: TaskItem) -> dict[str, Any]:
+    record = asdict(item)
+    record["choices"] = list(item.choices)
+    return record
+
+
+@dataclass
+class ModelOutcome:
+    model: str
+    info: ModelInfo | None = None
+    error: str | None = None
+    done: int = 0
+    skipped: int = 0
+    failed_items: int = 0
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    models: list[ModelOutcome] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class Progress:
+    """Callbacks the runner calls as it goes; the CLI draws a progress bar from them."""
+
+    def model_started(self, model: str, total: int, skipped: int) -> None: ...
+
+    def advance(self, count: int = 1) -> None: ...
+
+    def model_finished(self, outcome: ModelOutcome) -> None: ...
+
+    def message(self, text: str, style: str = "") -> None:
+        """Show a plain-text note (``style`` is a hint such as 'red')."""
+
+
+def run(
+    suites: Sequence[Suite],
+    model_specs: Sequence[str],
+    store: Store,
+    progress: Progress | None = None,
+    limit: int | None = None,
+    plan: dict[str, Any] | None = None,
+) -> RunOutcome:
+    """Run every suite through every model; one failing model does not stop the others."""
+    progress = progress or Progress()
+    work = [w for suite in suites for w in work_items(suite)[: limit or None]]
+    for suite in suites:
+        store.save_items(suite.name, [(w.item.id, w.key, item_record(w.item)) for w in work if w.suite is suite])
+    run_id = store.start_run(plan or {"models": list(model_specs), "suites": [s.name for s in suites]})
+    outcome = RunOutcome(run_id)
+    status = "interrupted"
+    try:
+        for spec in model_specs:
+            result = _run_model(spec, work, store, run_id, progress)
+            outcome.models.append(result)
+            progress.model_finished(result)
+        status = "finished"
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        raise
+    finally:
+        store.finish_run(run_id, status)
+    return outcome
+
+
+def _run_model(spec: str, work: list[WorkItem], store: Store, run_id: int, progress: Progress) -> ModelOutcome:
+    outcome = ModelOutcome(spec)
+    store.record_model_run(run_id, spec)
+    try:
+        info = models.resolve(spec)
+        models.check_memory(info, 4096)
+    except ModelError as exc:
+        outcome.error = str(exc)
+        store.record_model_run(run_id, spec, error=outcome.error)
+        progress.message(f"{spec}: {exc.message}", "red")
+        return outcome
+    outcome.info = info
+    store.save_model(info)
+    started = time.perf_counter()
+    with PeakRSS() as memory:
+        try:
+            backend = load_backend(info)
+        except ModelError as exc:
+            outcome.error = str(exc)
+            store.record_model_run(run_id, spec, fingerprint=info.fingerprint, error=outcome.error)
+            progress.message(f"{spec}: {exc.message}", "red")
+            return outcome
+        load_seconds = time.perf_counter() - started
+        settings_key = stable_hash(backend.settings())
+        done = store.done_keys(info.fingerprint, settings_key)
+        todo = [w for w in work if w.key not in done]
+        outcome.skipped = len(work) - len(todo)
+        progress.model_started(spec, len(work), outcome.skipped)
+        store.record_model_run(
+            run_id,
+            spec,
+            fingerprint=info.fingerprint,
+            settings_key=settings_key,
+            load_seconds=load_seconds,
+            baseline_rss=memory.baseline,
+        )
+        work_started = time.perf_counter()
+        try:
+            _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome)
+        finally:
+            backend.close()
+            store.record_model_run(
+                run_id,
+                spec,
+                items_done=outcome.done,
+                seconds=time.perf_counter() - work_started,
+                peak_rss=memory.peak,
+            )
+    return outcome
+
+
+def _run_items(
+    backend: Backend,
+    info: ModelInfo,
+    settings_key: str,
+    todo: list[WorkItem],
+    store: Store,
+    run_id: int,
+    progress: Progress,
+    outcome: ModelOutcome,
+) -> None:
+    def save(work: WorkItem, row_fields: dict[str, Any], mean_logprob: float | None = None) -> None:
+        row = ResultRow(
+            model=info.name,
+            model_fingerprint=info.fingerprint,
+            suite=work.suite.name,
+            item_id=work.item.id,
+            item_key=work.key,
+            settings_key=settings_key,
+            category=work.item.category,
+            type=work.item.type,
+            prompt=work.prompt.text,
+            **row_fields,
+        )
+        store.add_result(run_id, row, mean_logprob)
+        if row.error:
+            outcome.failed_items += 1
+        else:
+            outcome.done += 1
+        progress.advance()
+
+    def failed(work: WorkItem, exc: BackendError) -> None:
+        save(
+            work,
+            dict(
+                output="",
+                choice_logprobs=None,
+                prompt_tokens=0,
+                completion_tokens=0,
+                latency=0.0,
+                ttft=None,
+                finish_reason=None,
+                error=exc.message,
+            ),
+        )
+
+    choice_work = [w for w in todo if w.item.is_multiple_choice]
+    for begin in range(0, len(choice_work), MC_CHUNK):
+        chunk = choice_work[begin : begin + MC_CHUNK]
+        scores: list[ChoiceScores | None]
+        try:
+            scores = list(backend.score_choices([ChoiceRequest(w.prompt.text, w.prompt.continuations) for w in chunk]))
+        except BackendError:
+            scores = []
+            for w in chunk:  # find the culprit: score one at a time
+                try:
+                    scores.append(backend.score_choices([ChoiceRequest(w.prompt.text, w.prompt.continuations)])[0])
+                except BackendError as exc:
+                    failed(w, exc)
+                    scores.append(None)
+        for w, score in zip(chunk, scores, strict=True):
+            if score is None:
+                continue
+            save(
+                w,
+                dict(
+                    output="",
+                    choice_logprobs=score.logprobs,
+                    prompt_tokens=score.prompt_tokens,
+                    completion_tokens=0,
+                    latency=score.seconds,
+                    ttft=None,
+                    finish_reason=None,
+                ),
+            )
+    for w in todo:
+        if w.item.is_multiple_choice:
+            continue
+        try:
+            completion = backend.generate(GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens))
+        except BackendError as exc:
+            failed(w, exc)
+            continue
+        save(
+            w,
+            dict(
+                output=completion.text,
+                choice_logprobs=None,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency=completion.seconds,
+                ttft=completion.ttft,
+                finish_reason=completion.finish_reason,
+            ),
+            completion.mean_logprob,
+        )

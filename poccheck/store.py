@@ -1,0 +1,299 @@
+"""SQLite results store: one row per (model fingerprint, item content key, settings key).
+
+Every result is committed as soon as it exists, so a killed run loses at most the item in flight and a rerun
+skips what is done. The database runs in WAL mode; an exclusive lock file keeps two assessments from writing
+the same output directory at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from poccheck.errors import StoreError
+from poccheck.records import ModelInfo, ResultRow
+
+APP_ID = "poccheck"
+SCHEMA_VERSION = 1
+DB_NAME = "poccheck.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    plan TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    info TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    suite TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    item TEXT NOT NULL,
+    PRIMARY KEY (suite, item_id)
+);
+CREATE TABLE IF NOT EXISTS model_runs (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    model TEXT NOT NULL,
+    fingerprint TEXT,
+    settings_key TEXT,
+    load_seconds REAL,
+    peak_rss INTEGER,
+    baseline_rss INTEGER,
+    items_done INTEGER NOT NULL DEFAULT 0,
+    seconds REAL,
+    error TEXT,
+    PRIMARY KEY (run_id, model)
+);
+CREATE TABLE IF NOT EXISTS results (
+    model_fingerprint TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    suite TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    type TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    output TEXT NOT NULL,
+    choice_logprobs TEXT,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency REAL NOT NULL,
+    ttft REAL,
+    finish_reason TEXT,
+    mean_logprob REAL,
+    error TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (model_fingerprint, item_key, settings_key)
+);
+"""
+
+
+def secure_dir(path: Path) -> None:
+    """Create ``path`` (and parents) readable by the owner only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+class Store:
+    """The results database of one output directory."""
+
+    def __init__(self, path: Path, create: bool = True) -> None:
+        self.path = path
+        if not path.exists() and not create:
+            raise StoreError(f"no results database at {path}", "run `poccheck assess ... --out DIR` first")
+        if path.exists() and path.is_dir():
+            raise StoreError(f"{path} is a directory, not a results database")
+        existed = path.exists() and path.stat().st_size > 0
+        if create:
+            secure_dir(path.parent)
+        try:
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            if existed:
+                self._check_app()
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            if not existed:
+                self.db.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES "
+                    f"('app', '{APP_ID}'), ('schema', '{SCHEMA_VERSION}'); COMMIT;"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{path} is not a usable poccheck database ({exc})",
+                "choose another --out directory, or move the file away to start fresh",
+            ) from exc
+        os.chmod(path, 0o600)
+
+    def _check_app(self) -> None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
+            schema = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is not a poccheck results database ({exc})",
+                "choose another --out directory, or move the file away to start fresh",
+            ) from exc
+        if row is None or row[0] != APP_ID:
+            raise StoreError(f"{self.path} belongs to another program", "choose another --out directory")
+        if schema is None or int(schema[0]) > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer poccheck", "upgrade poccheck to read it")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(self, plan: dict[str, Any]) -> int:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (started, status, plan) VALUES (?, 'running', ?)",
+                (time.time(), json.dumps(plan, ensure_ascii=False)),
+            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('plan', ?)", (json.dumps(plan, ensure_ascii=False),))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, status: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
+
+    def plan(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
+
+    def clear_results(self) -> None:
+        """Forget every result (``--fresh``); models and runs history stay."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM results")
+
+    # ------------------------------------------------------------------ models and items
+
+    def save_model(self, info: ModelInfo) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?)",
+                (info.fingerprint, info.name, json.dumps(asdict(info))),
+            )
+
+    def model_infos(self) -> dict[str, ModelInfo]:
+        return {
+            row["fingerprint"]: ModelInfo(**json.loads(row["info"])) for row in self.db.execute("SELECT * FROM models")
+        }
+
+    def save_items(self, suite: str, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Store (item_id, item_key, item as dict) so reports can be re-graded without the task file."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM items WHERE suite = ?", (suite,))
+            db.executemany(
+                "INSERT INTO items VALUES (?, ?, ?, ?)",
+                [(suite, item_id, key, json.dumps(item, ensure_ascii=False)) for item_id, key, item in items],
+            )
+
+    def items(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [
+            (row["suite"], row["item_key"], json.loads(row["item"]))
+            for row in self.db.execute("SELECT * FROM items ORDER BY rowid")
+        ]
+
+    def record_model_run(self, run_id: int, model: str, **fields: Any) -> None:
+        columns = ["run_id", "model", *fields]
+        values = [run_id, model, *fields.values()]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in fields)
+        with self.transaction() as db:
+            db.execute(
+                f"INSERT INTO model_runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(values))}) "
+                f"ON CONFLICT (run_id, model) DO UPDATE SET {updates}"
+                if fields
+                else "INSERT OR IGNORE INTO model_runs (run_id, model) VALUES (?, ?)",
+                values,
+            )
+
+    def model_runs(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM model_runs ORDER BY run_id")]
+
+    # ------------------------------------------------------------------ results
+
+    def done_keys(self, fingerprint: str, settings_key: str) -> set[str]:
+        """Item keys already answered without error for this model and settings."""
+        rows = self.db.execute(
+            "SELECT item_key FROM results WHERE model_fingerprint = ? AND settings_key = ? AND error IS NULL",
+            (fingerprint, settings_key),
+        )
+        return {r[0] for r in rows}
+
+    def add_result(self, run_id: int, row: ResultRow, mean_logprob: float | None = None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    row.model_fingerprint,
+                    row.item_key,
+                    row.settings_key,
+                    run_id,
+                    row.model,
+                    row.suite,
+                    row.item_id,
+                    row.category,
+                    row.type,
+                    row.prompt,
+                    row.output,
+                    json.dumps(list(row.choice_logprobs)) if row.choice_logprobs is not None else None,
+                    row.prompt_tokens,
+                    row.completion_tokens,
+                    row.latency,
+                    row.ttft,
+                    row.finish_reason,
+                    mean_logprob,
+                    row.error,
+                    time.time(),
+                ),
+            )
+
+    def results(self) -> list[dict[str, Any]]:
+        rows = []
+        for r in self.db.execute("SELECT * FROM results ORDER BY created, rowid"):
+            row = dict(r)
+            row["choice_logprobs"] = json.loads(row["choice_logprobs"]) if row["choice_logprobs"] else None
+            rows.append(row)
+        return rows
+
+
+class OutputLock:
+    """An exclusive lock on an output directory, so two assessments never write it at once."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / ".poccheck.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise StoreError(
+                f"another poccheck assessment is writing {self.path.parent}",
+                "wait for it to finish, or use a different --out directory",
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, str(os.getpid()).encode())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

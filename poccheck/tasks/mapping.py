@@ -1,0 +1,244 @@
+"""Turn raw records into validated :class:`TaskItem` values (pure; no I/O).
+
+Every problem found is returned with its file, line and field, so a user can fix a file in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import string
+from typing import Any
+
+import jsonschema
+
+from poccheck.errors import Problem
+from poccheck.records import ITEM_TYPES, ItemType, TaskItem
+from poccheck.tasks.read import RawRecord
+
+KNOWN_FIELDS = ("id", "input", "type", "choices", "answer", "category", "tolerance", "schema", "metadata")
+FIELD_ALIASES = {"question": "input", "prompt": "input", "label": "answer"}
+TYPE_ALIASES: dict[str, ItemType] = {
+    "mc": "multiple_choice",
+    "mcq": "multiple_choice",
+    "multiple-choice": "multiple_choice",
+    "multiplechoice": "multiple_choice",
+    "number": "numeric",
+    "regexp": "regex",
+}
+CHOICE_SEPARATOR = "|"
+LETTERS = string.ascii_uppercase
+
+
+def did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
+    """Return ' (did you mean X?)' when ``word`` is close to one of ``options``."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def record_to_item(record: RawRecord, defaults: dict[str, Any] | None = None) -> tuple[TaskItem | None, list[Problem]]:
+    """Map one raw record to a TaskItem, or return the problems that prevent it."""
+    problems: list[Problem] = []
+    fields: dict[str, Any] = dict(defaults or {})
+    for key, value in record.fields.items():
+        fields[FIELD_ALIASES.get(key, key)] = value
+
+    def problem(name: str | None, message: str) -> None:
+        problems.append(Problem(record.file, record.line_of(name) if name else record.line, name, message))
+
+    item_id = _text(fields.get("id"))
+    if not item_id:
+        problem("id", "missing id")
+    text = fields.get("input")
+    if text is None or not _text(text):
+        problem("input", "missing input text")
+    elif not isinstance(text, str | int | float):
+        problem("input", "must be text")
+
+    choices, choice_problem = _choices(fields.get("choices"))
+    if choice_problem:
+        problem("choices", choice_problem)
+
+    raw_type = _text(fields.get("type")).lower()
+    item_type: ItemType | None
+    if not raw_type:
+        item_type = "multiple_choice" if choices else None
+        if item_type is None:
+            problem("type", f"missing type; use one of {', '.join(ITEM_TYPES)}")
+    elif raw_type in ITEM_TYPES:
+        item_type = raw_type  # type: ignore[assignment]
+    elif raw_type in TYPE_ALIASES:
+        item_type = TYPE_ALIASES[raw_type]
+    else:
+        item_type = None
+        problem(
+            "type", f"unknown type {raw_type!r}{did_you_mean(raw_type, ITEM_TYPES)}; use one of {', '.join(ITEM_TYPES)}"
+        )
+
+    tolerance: float | None = None
+    if fields.get("tolerance") not in (None, ""):
+        try:
+            tolerance = float(str(fields["tolerance"]).replace(",", ""))
+            if not math.isfinite(tolerance) or tolerance < 0:
+                raise ValueError
+        except ValueError:
+            problem("tolerance", f"must be a non-negative number, got {fields['tolerance']!r}")
+
+    schema: dict[str, Any] | None = None
+    if fields.get("schema") not in (None, ""):
+        schema, schema_problem = _schema(fields["schema"])
+        if schema_problem:
+            problem("schema", schema_problem)
+
+    answer: Any = None
+    raw_answer = fields.get("answer")
+    has_answer = raw_answer is not None and _text(raw_answer) != ""
+    if item_type == "multiple_choice":
+        if len(choices) < 2 and not choice_problem:
+            problem("choices", "multiple_choice needs at least two choices")
+        if not has_answer:
+            problem("answer", "missing answer")
+        elif choices:
+            answer = _choice_index(_text(raw_answer), choices)
+            if answer is None:
+                letters = f"A-{LETTERS[min(len(choices), 26) - 1]}"
+                problem(
+                    "answer",
+                    f"answer {_text(raw_answer)!r} is not among the choices "
+                    f"(give a letter {letters} or a choice's exact text)",
+                )
+    elif item_type is not None:
+        if choices:
+            problem("choices", f"choices are only used by multiple_choice items, not {item_type}")
+        if item_type == "json":
+            if has_answer:
+                answer, answer_problem = _json_answer(raw_answer)
+                if answer_problem:
+                    problem("answer", answer_problem)
+            elif schema is None and "schema" not in problems_fields(problems):
+                problem("answer", "missing answer: a json item needs an expected object or a schema")
+        elif not has_answer:
+            problem("answer", "missing answer")
+        elif item_type == "regex":
+            answer = _text(raw_answer)
+            try:
+                re.compile(answer)
+            except re.error as exc:
+                problem("answer", f"bad regex {answer!r}: {exc}")
+        elif item_type == "numeric":
+            answer = _text(raw_answer)
+            if _parse_number(answer) is None:
+                problem("answer", f"numeric answer {answer!r} is not a number")
+        else:
+            answer = _text(raw_answer)
+
+    metadata: dict[str, Any] = {}
+    explicit = fields.get("metadata")
+    if isinstance(explicit, dict):
+        metadata.update({str(k): v for k, v in explicit.items()})
+    elif explicit not in (None, ""):
+        problem("metadata", "must be a mapping of names to values")
+    for key, value in fields.items():
+        if key not in KNOWN_FIELDS:
+            metadata[key] = value
+
+    if problems or item_type is None:
+        return None, problems
+    return (
+        TaskItem(
+            id=item_id,
+            input=_text(text),
+            type=item_type,
+            answer=answer,
+            category=_text(fields.get("category")) or "general",
+            choices=choices,
+            tolerance=tolerance,
+            schema=schema,
+            metadata=metadata,
+            source=record.file,
+            line=record.line,
+        ),
+        [],
+    )
+
+
+def problems_fields(problems: list[Problem]) -> set[str | None]:
+    return {p.field for p in problems}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip() if not isinstance(value, dict | list) else json.dumps(value, ensure_ascii=False)
+
+
+def _choices(value: Any) -> tuple[tuple[str, ...], str | None]:
+    if value is None or value == "":
+        return (), None
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(CHOICE_SEPARATOR)]
+    elif isinstance(value, list):
+        if any(isinstance(v, dict | list) for v in value):
+            return (), "each choice must be plain text"
+        parts = [_text(v) for v in value]
+    else:
+        return (), f"must be a list or text separated by '{CHOICE_SEPARATOR}'"
+    if any(not part for part in parts):
+        return (), "a choice is empty (check for a doubled or trailing '|')"
+    if len(parts) > len(LETTERS):
+        return (), f"at most {len(LETTERS)} choices are supported"
+    duplicates = sorted({p for p in parts if parts.count(p) > 1})
+    if duplicates:
+        return (), f"choice {duplicates[0]!r} appears twice"
+    return tuple(parts), None
+
+
+def _choice_index(answer: str, choices: tuple[str, ...]) -> int | None:
+    if answer in choices:
+        return choices.index(answer)
+    letter = answer.strip().strip("()").upper()
+    if len(letter) == 1 and letter in LETTERS[: len(choices)]:
+        return LETTERS.index(letter)
+    return None
+
+
+def _parse_number(text: str) -> float | None:
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    try:
+        number = float(cleaned)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _json_answer(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, dict | list):
+        return value, None
+    try:
+        parsed = json.loads(str(value))
+    except json.JSONDecodeError as exc:
+        return None, f"expected a JSON object, but it does not parse: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return None, "expected a JSON object, but it is nested too deeply"
+    if not isinstance(parsed, dict):
+        return None, "expected a JSON object ({...})"
+    return parsed, None
+
+
+def _schema(value: Any) -> tuple[dict[str, Any] | None, str | None]:
+    schema, problem = _json_answer(value) if not isinstance(value, dict) else (value, None)
+    if problem:
+        return None, problem.replace("expected a JSON object", "the schema must be a JSON object")
+    if not isinstance(schema, dict):
+        return None, "the schema must be a JSON object"
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return None, f"invalid JSON Schema: {exc.message}"
+    return schema, None

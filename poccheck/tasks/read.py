@@ -1,0 +1,345 @@
+"""Read task files into raw records that remember where each field came from (I/O only).
+
+Supported: YAML (``.yaml``/``.yml``), JSON Lines (``.jsonl``), CSV (``.csv``/``.tsv``) and Excel (``.xlsx``).
+Text files may be UTF-8 (with or without BOM), UTF-16 with BOM, or Shift_JIS (cp932, as Japanese Excel
+saves CSV); anything else is reported as a wrong encoding with the offending line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from poccheck.errors import Problem
+
+TEXT_ENCODINGS = ("utf-8", "cp932")
+
+
+@dataclass
+class RawRecord:
+    """One item's fields as read from a file, with the line (or sheet row) of the record and of each field."""
+
+    file: str
+    line: int | None
+    fields: dict[str, Any]
+    field_lines: dict[str, int] = field(default_factory=dict)
+
+    def line_of(self, name: str) -> int | None:
+        return self.field_lines.get(name, self.line)
+
+
+@dataclass
+class RawFile:
+    """What a task file holds before mapping: suite-level settings (YAML only) and item records."""
+
+    path: Path
+    settings: dict[str, Any]
+    setting_lines: dict[str, int]
+    records: list[RawRecord]
+    problems: list[Problem]
+    line: int | None = None
+
+
+def decode_text(path: Path, data: bytes, encoding: str | None = None) -> tuple[str | None, list[Problem]]:
+    """Decode ``data``; return the text, or None and a problem naming the first undecodable line."""
+    name = str(path)
+    if encoding:
+        try:
+            return data.decode(encoding), []
+        except (UnicodeDecodeError, LookupError) as exc:
+            return None, [Problem(name, _line_at(data, exc), None, f"cannot decode as {encoding}: {exc}")]
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), []
+        except UnicodeDecodeError as exc:
+            return None, [Problem(name, None, None, f"file starts with a UTF-16 mark but is not UTF-16: {exc}")]
+    first_error: UnicodeDecodeError | None = None
+    for candidate in TEXT_ENCODINGS:
+        try:
+            return data.decode(candidate), []
+        except UnicodeDecodeError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    return None, [
+        Problem(
+            name,
+            _line_at(data, first_error),
+            None,
+            "wrong encoding: the file is not UTF-8, UTF-16 or Shift_JIS (cp932) "
+            f"(byte 0x{data[first_error.start]:02x} at offset {first_error.start}); save it as UTF-8",
+        )
+    ]
+
+
+def _line_at(data: bytes, exc: Exception) -> int | None:
+    start = getattr(exc, "start", None)
+    return data.count(b"\n", 0, start) + 1 if isinstance(start, int) else None
+
+
+def read_file(path: Path, encoding: str | None = None) -> RawFile:
+    """Read one task file of any supported format."""
+    suffix = path.suffix.lower()
+    name = str(path)
+    if not path.exists():
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "file not found")])
+    if path.is_dir():
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "is a directory, not a task file")])
+    if suffix == ".xlsx":
+        return _read_xlsx(path)
+    if suffix not in {".yaml", ".yml", ".jsonl", ".csv", ".tsv"}:
+        return RawFile(
+            path,
+            {},
+            {},
+            [],
+            [Problem(name, None, None, f"unsupported file type {suffix!r}; use .yaml, .jsonl, .csv or .xlsx")],
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, f"cannot read file: {exc.strerror}")])
+    if not data.strip():
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "file is empty")])
+    text, problems = decode_text(path, data, encoding)
+    if text is None:
+        return RawFile(path, {}, {}, [], problems)
+    text = text.lstrip("\ufeff")
+    if "\x00" in text:
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "file contains NUL bytes; is it binary?")])
+    if suffix in {".yaml", ".yml"}:
+        return _read_yaml(path, text)
+    if suffix == ".jsonl":
+        return _read_jsonl(path, text)
+    return _read_csv(path, text)
+
+
+# ---------------------------------------------------------------- YAML
+
+
+class LineDict(dict[Any, Any]):
+    """A mapping from YAML that remembers its own line, each key's line and any repeated keys."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+    duplicates: list[tuple[Any, int]]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    result.duplicates = []
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "found a key that is not a plain value", key_node.start_mark
+            ) from None
+        if key in result:
+            result.duplicates.append((key, line))
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = line
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely, keeping line numbers on every mapping (see :class:`LineDict`)."""
+    return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+
+
+def _read_yaml(path: Path, text: str) -> RawFile:
+    name = str(path)
+    try:
+        doc = load_yaml(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        return RawFile(path, {}, {}, [], [Problem(name, line, None, f"invalid YAML: {exc.problem or exc}")])
+    except yaml.YAMLError as exc:
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, f"invalid YAML: {exc}")])
+    except RecursionError:
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "invalid YAML: nested too deeply")])
+    problems: list[Problem] = []
+    if doc is None:
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "file is empty")])
+    if isinstance(doc, list):
+        settings: dict[str, Any] = {}
+        setting_lines: dict[str, int] = {}
+        items = doc
+        items_line = 1
+    elif isinstance(doc, LineDict):
+        problems += [Problem(name, line, str(k), "key given twice") for k, line in doc.duplicates]
+        settings = {str(k): v for k, v in doc.items() if k != "items"}
+        setting_lines = {str(k): v for k, v in doc.key_lines.items()}
+        items = doc.get("items", [])
+        items_line = doc.key_lines.get("items", doc.line)
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            problems.append(Problem(name, items_line, "items", "must be a list of items"))
+            items = []
+    else:
+        return RawFile(
+            path,
+            {},
+            {},
+            [],
+            [Problem(name, 1, None, "a YAML task file must be a mapping (suite) or a list of items")],
+        )
+    records = []
+    for index, entry in enumerate(items):
+        if not isinstance(entry, LineDict):
+            problems.append(Problem(name, items_line, f"items[{index}]", "each item must be a mapping of fields"))
+            continue
+        problems += [Problem(name, line, str(k), "key given twice") for k, line in entry.duplicates]
+        records.append(
+            RawRecord(
+                name, entry.line, {str(k): v for k, v in entry.items()}, {str(k): v for k, v in entry.key_lines.items()}
+            )
+        )
+    return RawFile(path, settings, setting_lines, records, problems, line=items_line)
+
+
+# ---------------------------------------------------------------- JSONL
+
+
+def _read_jsonl(path: Path, text: str) -> RawFile:
+    name = str(path)
+    records: list[RawRecord] = []
+    problems: list[Problem] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(name, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        except RecursionError:
+            problems.append(Problem(name, number, None, "invalid JSON: nested too deeply"))
+            continue
+        if not isinstance(value, dict):
+            problems.append(Problem(name, number, None, "each line must be a JSON object"))
+            continue
+        records.append(RawRecord(name, number, value))
+    return RawFile(path, {}, {}, records, problems)
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def _read_csv(path: Path, text: str) -> RawFile:
+    name = str(path)
+    sample = text[:8192]
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    first_line = sample.splitlines()[0] if sample.splitlines() else ""
+    if path.suffix.lower() == ".csv" and first_line.count(";") > first_line.count(",") and "," not in first_line:
+        delimiter = ";"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    problems: list[Problem] = []
+    records: list[RawRecord] = []
+    try:
+        header = next(reader)
+    except StopIteration:
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "file is empty")])
+    except csv.Error as exc:
+        return RawFile(path, {}, {}, [], [Problem(name, 1, None, f"invalid CSV header: {exc}")])
+    columns = [c.strip().lower() for c in header]
+    for index, column in enumerate(columns):
+        if not column:
+            problems.append(Problem(name, 1, f"column {index + 1}", "header cell is empty"))
+        elif columns.index(column) != index:
+            problems.append(Problem(name, 1, column, "column appears twice in the header"))
+    previous_end = reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(Problem(name, previous_end + 1, None, f"invalid CSV: {exc}"))
+            break
+        start = previous_end + 1
+        previous_end = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(columns):
+            extra = row[len(columns) :]
+            if any(cell.strip() for cell in extra):
+                problems.append(
+                    Problem(name, start, None, f"row has {len(row)} cells but the header has {len(columns)} columns")
+                )
+        fields = {column: cell for column, cell in zip(columns, row, strict=False) if column and cell.strip() != ""}
+        records.append(RawRecord(name, start, fields))
+    if not records and not problems:
+        problems.append(Problem(name, None, None, "file has a header but no items"))
+    return RawFile(path, {}, {}, records, problems)
+
+
+# ---------------------------------------------------------------- Excel
+
+
+def _read_xlsx(path: Path) -> RawFile:
+    import zipfile
+
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    name = str(path)
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, f"not a readable .xlsx workbook: {exc}")])
+    try:
+        sheet = workbook["tasks"] if "tasks" in workbook.sheetnames else workbook.worksheets[0]
+        where = f"{name}[{sheet.title}]"
+        rows = sheet.iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None or not any(cell is not None for cell in header):
+            return RawFile(path, {}, {}, [], [Problem(where, None, None, "sheet is empty")])
+        columns = [str(c).strip().lower() if c is not None else "" for c in header]
+        problems: list[Problem] = []
+        for index, column in enumerate(columns):
+            if column and columns.index(column) != index:
+                problems.append(Problem(where, 1, column, "column appears twice in the header"))
+        records = []
+        for number, row in enumerate(rows, start=2):
+            fields = {}
+            for column, cell in zip(columns, row, strict=False):
+                if not column or cell is None:
+                    continue
+                value = _cell_text(cell)
+                if value.strip():
+                    fields[column] = value
+            if fields:
+                records.append(RawRecord(where, number, fields))
+        if not records and not problems:
+            problems.append(Problem(where, None, None, "sheet has a header but no items"))
+        return RawFile(path, {}, {}, records, problems)
+    finally:
+        workbook.close()
+
+
+def _cell_text(cell: Any) -> str:
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    return str(cell)

@@ -1,0 +1,201 @@
+"""Load task files into suites and validate them (the public entry points of ``poccheck.tasks``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from poccheck.errors import Problem, TaskFileError
+from poccheck.records import Exemplar, Suite, TaskItem
+from poccheck.tasks.mapping import did_you_mean, record_to_item
+from poccheck.tasks.prompts import compile_template, render_prompt
+from poccheck.tasks.read import LineDict, RawFile, read_file
+
+SUITE_SETTINGS = (
+    "name",
+    "description",
+    "language",
+    "prompt_template",
+    "fewshot",
+    "stop",
+    "max_tokens",
+    "defaults",
+    "include",
+)
+MAX_TOKENS_LIMIT = 8192
+
+
+def load_suite(path: str | Path, encoding: str | None = None) -> Suite:
+    """Load and validate one task file; raise :class:`TaskFileError` listing every problem."""
+    suite, problems = check_suite(Path(path), encoding)
+    if problems or suite is None:
+        raise TaskFileError(problems)
+    return suite
+
+
+def load_suites(paths: Iterable[str | Path], encoding: str | None = None) -> list[Suite]:
+    """Load several task files, reporting the problems of all of them together."""
+    suites: list[Suite] = []
+    problems: list[Problem] = []
+    for path in paths:
+        suite, found = check_suite(Path(path), encoding)
+        problems += found
+        if suite is not None:
+            suites.append(suite)
+    names = [s.name for s in suites]
+    for suite in suites:
+        if names.count(suite.name) > 1:
+            problems.append(Problem(suite.path, None, "name", f"suite name {suite.name!r} is used by two task files"))
+            break
+    if problems:
+        raise TaskFileError(problems)
+    return suites
+
+
+def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, list[Problem]]:
+    """Read and validate ``path``; return the suite (None when invalid) and all problems found."""
+    raw = read_file(path, encoding)
+    problems = list(raw.problems)
+    if raw.problems and not raw.records:
+        return None, problems
+    name_in = str(path)
+    settings = raw.settings
+
+    def problem(key: str, message: str) -> None:
+        problems.append(Problem(name_in, raw.setting_lines.get(key), key, message))
+
+    for key in settings:
+        if key not in SUITE_SETTINGS:
+            problem(key, f"unknown suite setting{did_you_mean(key, SUITE_SETTINGS)}")
+
+    defaults = settings.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        problem("defaults", "must be a mapping of item fields")
+        defaults = {}
+
+    records = list(raw.records)
+    include = settings.get("include") or []
+    if isinstance(include, str):
+        include = [include]
+    if not isinstance(include, list):
+        problem("include", "must be a list of task file paths")
+        include = []
+    for entry in include:
+        target = (path.parent / str(entry)).resolve()
+        if target.suffix.lower() in {".yaml", ".yml"}:
+            problem("include", f"{entry}: included files must be .csv, .jsonl or .xlsx")
+            continue
+        sub: RawFile = read_file(target, encoding)
+        problems += sub.problems
+        records += sub.records
+
+    items: list[TaskItem] = []
+    first_line: dict[str, tuple[str, int | None]] = {}
+    for record in records:
+        item, found = record_to_item(record, defaults)
+        problems += found
+        if item is None:
+            continue
+        if item.id in first_line:
+            where, line = first_line[item.id]
+            problems.append(
+                Problem(record.file, record.line, "id", f"duplicate id {item.id!r} (first used at {where}:{line})")
+            )
+            continue
+        first_line[item.id] = (record.file, record.line)
+        items.append(item)
+    if not records and not problems:
+        problems.append(Problem(name_in, raw.line, "items", "no items"))
+
+    fewshot = _fewshot(settings.get("fewshot"), name_in, raw.setting_lines.get("fewshot"), problems)
+    stop = _stop(settings.get("stop", ["\n\n"]), problem)
+    max_tokens = settings.get("max_tokens", 64)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        problem("max_tokens", f"must be a whole number from 1 to {MAX_TOKENS_LIMIT}, got {max_tokens!r}")
+        max_tokens = 64
+    template = settings.get("prompt_template")
+    if template is not None:
+        if not isinstance(template, str) or not template.strip():
+            problem("prompt_template", "must be non-empty text (a Jinja2 template)")
+            template = None
+        else:
+            try:
+                compile_template(template)
+            except jinja2.TemplateSyntaxError as exc:
+                line = raw.setting_lines.get("prompt_template")
+                problems.append(
+                    Problem(
+                        name_in,
+                        line,
+                        "prompt_template",
+                        f"template syntax error on its line {exc.lineno}: {exc.message}",
+                    )
+                )
+                template = None
+    text_settings = {}
+    for key in ("name", "description", "language"):
+        value = settings.get(key)
+        if value is not None and not isinstance(value, str | int | float):
+            problem(key, "must be text")
+        elif value is not None:
+            text_settings[key] = str(value)
+
+    suite = Suite(
+        name=text_settings.get("name") or path.stem,
+        path=name_in,
+        items=tuple(items),
+        description=text_settings.get("description", ""),
+        language=text_settings.get("language", "en"),
+        prompt_template=template,
+        fewshot=fewshot,
+        stop=stop,
+        max_tokens=max_tokens,
+    )
+    if template is not None:
+        for item in items:
+            try:
+                render_prompt(suite, item)
+            except jinja2.TemplateError as exc:
+                problems.append(
+                    Problem(
+                        name_in,
+                        raw.setting_lines.get("prompt_template"),
+                        "prompt_template",
+                        f"template fails for item {item.id!r}: {exc}",
+                    )
+                )
+                break
+    if problems:
+        return None, problems
+    return suite, []
+
+
+def _fewshot(value: Any, file: str, line: int | None, problems: list[Problem]) -> tuple[Exemplar, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.append(Problem(file, line, "fewshot", "must be a list of {input, answer} exemplars"))
+        return ()
+    exemplars = []
+    for index, entry in enumerate(value):
+        where = entry.line if isinstance(entry, LineDict) else line
+        if not isinstance(entry, dict) or not entry.get("input") or entry.get("answer") in (None, ""):
+            problems.append(Problem(file, where, f"fewshot[{index}]", "each exemplar needs input and answer"))
+            continue
+        choices = entry.get("choices") or []
+        exemplars.append(
+            Exemplar(str(entry["input"]), str(entry["answer"]), tuple(str(c) for c in choices if c is not None))
+        )
+    return tuple(exemplars)
+
+
+def _stop(value: Any, problem: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        problem("stop", "must be a list of non-empty strings")
+        return ("\n\n",)
+    return tuple(value)

@@ -1,0 +1,173 @@
+"""End to end through the real CLI on the bundled model with real llama.cpp."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from .conftest import EXAMPLES
+
+pytestmark = pytest.mark.model
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> {{ 7*7 }} {% raw %}\x07'
+
+SUITE = f"""
+name: e2e
+max_tokens: 12
+stop: ["\\n"]
+fewshot:
+  - {{input: "Is 3 more than 2? Answer YES or NO.", answer: "YES"}}
+items:
+  - {{id: mc1, type: multiple_choice, category: triage, input: "The hydraulic press leaks oil at a seal. What failed?",
+      choices: ["the seal", "the paint", "the lunch"], answer: A}}
+  - {{id: mc2, type: multiple_choice, category: triage, input: "質問: 日本の首都は？",
+      choices: ["東京", "ロンドン"], answer: 東京}}
+  - {{id: g1, type: exact, category: rules, input: "Is 5 more than 7? Answer YES or NO.", answer: "NO"}}
+  - {{id: g2, type: numeric, category: math, input: "What is 10 plus 5?", answer: 15}}
+  - {{id: g3, type: contains, category: rules, input: "Name a metal.", answer: "steel"}}
+  - id: hostile
+    type: exact
+    category: rules
+    input: {HOSTILE!r}
+    answer: "never"
+"""
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "poccheck", *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+class TextCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.scripts = 0
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        self.tags.append(tag)
+        if tag == "script":
+            self.scripts += 1
+        for name, value in attrs:
+            assert not name.startswith("on"), f"event handler attribute {name} in report"
+            if name in {"src", "href"}:
+                assert not (value or "").startswith(("http:", "https:", "//")), f"external {name}: {value}"
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute(
+            "SELECT item_id, output, choice_logprobs IS NOT NULL, error FROM results ORDER BY item_id"
+        ).fetchall()
+
+
+def test_assess_writes_a_safe_self_contained_report(tmp_path: Path) -> None:
+    tasks = tmp_path / "suite.yaml"
+    tasks.write_text(SUITE, encoding="utf-8")
+    out = tmp_path / "poc"
+    done = cli("assess", "--tasks", str(tasks), "--model", "gemma3-270m-q4", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "Report:" in done.stdout
+    report = (out / "report.html").read_text(encoding="utf-8")
+    parser = TextCollector()
+    parser.feed(report)
+    assert parser.scripts == 0
+    text = "".join(parser.text)
+    assert '<script>alert("x")</script>' in text  # shown intact, as text
+    assert "{{ 7*7 }}" in text and "{% raw %}" in text
+    assert "<script>" not in report and "<img" not in report
+    assert "svg" in parser.tags
+    assert (out / "report.html").stat().st_mode & 0o777 == 0o600
+    assert out.stat().st_mode & 0o777 == 0o700
+    stored = rows(out / "poccheck.db")
+    assert [r[0] for r in stored] == ["g1", "g2", "g3", "hostile", "mc1", "mc2"]
+    assert [r[2] for r in stored] == [0, 0, 0, 0, 1, 1] and all(r[3] is None for r in stored)
+
+    again = cli("assess", "--tasks", str(tasks), "--model", "gemma3-270m-q4", "--out", str(out))
+    assert again.returncode == 0 and rows(out / "poccheck.db") == stored  # all skipped, nothing duplicated
+
+    (out / "report.html").unlink()
+    rerendered = cli("report", str(out))
+    assert rerendered.returncode == 0, rerendered.stderr
+    assert (out / "report.html").exists()
+    redacted = cli("report", str(out), "--redact")
+    assert redacted.returncode == 0 and "alert" not in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_invalid_tasks_and_missing_model_fail_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,input,type,choices,answer,category\nq1,Pick,multiple_choice,a|b,C,x\n", encoding="utf-8")
+    result = cli("assess", "--tasks", str(bad), "--out", str(tmp_path / "o"))
+    assert result.returncode == 1
+    assert "bad.csv:2 [answer]" in result.stderr and "Traceback" not in result.stderr
+    tasks = tmp_path / "suite.yaml"
+    tasks.write_text(SUITE, encoding="utf-8")
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"not a model at all")
+    result = cli(
+        "assess", "--tasks", str(tasks), "--model", str(fake), "--model", "/nope.gguf", "--out", str(tmp_path / "o")
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "not a GGUF model file" in result.stderr and "not found" in result.stderr
+    report = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert "not a GGUF model file" in report
+
+
+def _count(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return int(con.execute("SELECT count(*) FROM results").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
+    items = "\n".join(
+        f"  - {{id: n{i:02d}, type: numeric, category: math, input: 'What is {i} plus {i}?', answer: {2 * i}}}"
+        for i in range(14)
+    )
+    tasks = tmp_path / "suite.yaml"
+    tasks.write_text(f"name: resume\nmax_tokens: 16\nstop: ['\\n\\n']\nitems:\n{items}\n", encoding="utf-8")
+    reference = tmp_path / "reference"
+    assert cli("assess", "--tasks", str(tasks), "--out", str(reference)).returncode == 0
+    expected = rows(reference / "poccheck.db")
+    assert len(expected) == 14
+
+    out = tmp_path / "killed"
+    for sig in (signal.SIGKILL, signal.SIGINT):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "poccheck", "assess", "--tasks", str(tasks), "--out", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        target = _count(out / "poccheck.db") + 3
+        deadline = time.time() + 300
+        while _count(out / "poccheck.db") < target and time.time() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        os.kill(process.pid, sig)
+        _, stderr = process.communicate(timeout=60)
+        if sig == signal.SIGINT:
+            assert process.returncode == 130 and "run the same command again to resume" in stderr
+        assert 0 < _count(out / "poccheck.db") < 14
+    resumed = cli("assess", "--tasks", str(tasks), "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert rows(out / "poccheck.db") == expected
+
+
+def test_tasks_validate_and_models_list_commands() -> None:
+    ok = cli("tasks", "validate", str(EXAMPLES / "factory_suite.yaml"), str(EXAMPLES / "factory_tasks.csv"))
+    assert ok.returncode == 0 and ok.stdout.count("ok") >= 2
+    listed = cli("models", "list")
+    assert listed.returncode == 0 and "gemma3-270m-q4" in listed.stdout and "Q4_K_M" in listed.stdout

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from poccheck.grading import grade_choices, grade_text
+from poccheck.grading.matchers import extract_json, first_number, match_exact, match_json, match_numeric
+from poccheck.records import TaskItem
+
+
+def item(type_: str, answer, **kw) -> TaskItem:
+    return TaskItem(id="i", input="x", type=type_, answer=answer, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("output", "answer", "ok"),
+    [
+        (" REJECT.\nBecause rule 2", "reject", True),
+        ("\n\nAccept", "ACCEPT", True),
+        ("ＲＥＪＥＣＴ", "reject", True),
+        ("合格。", "合格", True),
+        ("REJECTED", "reject", False),
+        ("", "x", False),
+    ],
+)
+def test_exact(output: str, answer: str, ok: bool) -> None:
+    assert match_exact(output, answer)[0] is ok
+
+
+def test_contains_and_regex() -> None:
+    assert grade_text(item("contains", "Spindle"), "the SPINDLE bearing").correct
+    assert not grade_text(item("contains", "coolant"), "spindle").correct
+    assert grade_text(item("regex", r"\bL[1-3]\b"), "line L2 stopped").correct
+    assert not grade_text(item("regex", r"^\d+$"), "12 units").correct
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("It is 1,234.5 units", 1234.5), ("−3 degrees", -3.0), ("１２個", 12.0), ("about .5", 0.5), ("none", None)],
+)
+def test_first_number(text: str, number: float | None) -> None:
+    assert first_number(text) == number
+
+
+def test_numeric_tolerance() -> None:
+    assert match_numeric("96.4%", "96", 0.5)[0]
+    assert not match_numeric("96.6%", "96", 0.5)[0]
+    assert match_numeric("= 0.30000000000000004", "0.3", None)[0]
+    assert match_numeric("no digits", "1", None) == (False, "no number in output")
+
+
+def test_json_extraction_and_comparison() -> None:
+    assert extract_json('Sure: {"a": {"b": [1, 2]}} done') == {"a": {"b": [1, 2]}}
+    with pytest.raises(ValueError):
+        extract_json("{broken")
+    ok, _ = match_json('{"part_no": "kp-4410", "qty": 85, "extra": 1}', {"part_no": "KP-4410", "qty": "85"}, None)
+    assert ok
+    ok, detail = match_json('{"part_no": "KP-4411"}', {"part_no": "KP-4410", "qty": 1}, None)
+    assert not ok and "part_no" in detail and "qty" in detail
+    schema = {"type": "object", "properties": {"qty": {"type": "integer"}}, "required": ["qty"]}
+    assert match_json('{"qty": 1200}', None, schema)[0]
+    ok, detail = match_json('{"qty": "1200"}', None, schema)
+    assert not ok and detail.startswith("schema:")
+    assert match_json("true", {"a": 1}, None)[0] is False
+
+
+def test_multiple_choice_grade_margin_and_length_norm() -> None:
+    mc = item("multiple_choice", 1, choices=("a", "a much longer choice"))
+    grade = grade_choices(mc, [-2.0, -6.0])
+    assert not grade.correct and grade.prediction == "A. a"
+    assert math.isclose(grade.margin or 0, 4.0)
+    assert grade.correct_norm  # -6/20 > -2/1
+    with pytest.raises(ValueError):
+        grade_choices(mc, [-1.0])
+
+
+def test_generation_grader_rejects_mc_items() -> None:
+    with pytest.raises(ValueError):
+        grade_text(item("multiple_choice", 0, choices=("a", "b")), "a")

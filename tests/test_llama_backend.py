@@ -1,0 +1,93 @@
+"""The llama.cpp backend on the bundled model: the fast scorer must equal the naive one, generation must be
+exactly greedy and honour stop strings and the token cap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poccheck.backends import ChoiceRequest, GenerationRequest
+from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings
+from poccheck.backends.llama_reference import NaiveChoiceScorer
+from poccheck.models import resolve
+
+pytestmark = pytest.mark.model
+
+# Quantised kernels are not bit-exact across batch shapes: the naive reference itself moves by up to ~0.2 nats
+# per choice when only its batch size changes (measured: 512 vs 1 token per decode, flash attention off as in
+# both scorers). A masking or position bug would move scores by whole nats.
+TOLERANCE = 0.25
+
+REQUESTS = [
+    ChoiceRequest("Question: What colour is the sky on a clear day?\nAnswer:", (" blue", " green", " red")),
+    ChoiceRequest(
+        "Question: A lathe spindle makes a grinding noise. What is worn?\nAnswer:",
+        (" the spindle bearing", " the coolant pump", " the paint", " the operator's shoes"),
+    ),
+    ChoiceRequest("質問: 日本の首都はどこですか？\n答え:", (" 東京", " 大阪", " 札幌")),
+    ChoiceRequest("Question: 2 + 2 =\nAnswer:", (" 4", " 5", " twenty-two")),
+]
+
+
+@pytest.fixture(scope="module")
+def backend(bundled_model: Path):
+    with LlamaCppBackend(resolve("gemma3-270m-q4")) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def naive(bundled_model: Path):
+    scorer = NaiveChoiceScorer(str(bundled_model))
+    yield scorer
+    scorer.close()
+
+
+def test_shared_prefix_scores_equal_naive_full_sequences(backend: LlamaCppBackend, naive: NaiveChoiceScorer) -> None:
+    packed = backend.score_choices(REQUESTS)  # all four items in one decode
+    for request, scores in zip(REQUESTS, packed, strict=True):
+        reference = naive.score(request.prompt, request.continuations)
+        assert scores.logprobs == pytest.approx(reference, abs=TOLERANCE), request.prompt
+        assert scores.token_counts == tuple(len(backend.tokenize(c, add_bos=False)) for c in request.continuations)
+        assert max(range(len(reference)), key=reference.__getitem__) == max(
+            range(len(scores.logprobs)), key=scores.logprobs.__getitem__
+        )
+
+
+def test_one_item_per_decode_and_oversized_items_agree(bundled_model: Path, backend: LlamaCppBackend) -> None:
+    together = backend.score_choices(REQUESTS)
+    alone = [backend.score_choices([r])[0] for r in REQUESTS]
+    with LlamaCppBackend(resolve("gemma3-270m-q4"), LlamaSettings(n_ctx=256, n_batch=16, n_ubatch=16)) as small:
+        split = small.score_choices(REQUESTS)  # every item exceeds the 16-token batch: prefix-copy path
+    for a, b, c in zip(together, alone, split, strict=True):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=TOLERANCE)
+        assert a.logprobs == pytest.approx(c.logprobs, abs=TOLERANCE)
+
+
+def test_generation_is_greedy_like_the_engine(backend: LlamaCppBackend) -> None:
+    prompt = "Q: Name three metals used in machining.\nA:"
+    ours = backend.generate(GenerationRequest(prompt, (), 24))
+    reference = backend._llm.create_completion(prompt, max_tokens=24, temperature=0.0, top_k=1)
+    assert ours.text == reference["choices"][0]["text"]
+    assert ours.completion_tokens == reference["usage"]["completion_tokens"]
+    assert 0 < ours.ttft <= ours.seconds
+    assert ours.finish_reason == "length" or ours.completion_tokens < 24
+    assert ours.mean_logprob is not None and ours.mean_logprob <= 0
+
+
+def test_stop_strings_and_token_cap(backend: LlamaCppBackend) -> None:
+    prompt = "1, 2, 3, 4, 5, 6,"
+    capped = backend.generate(GenerationRequest(prompt, (), 5))
+    assert capped.completion_tokens == 5 and capped.finish_reason == "length"
+    stopped = backend.generate(GenerationRequest(prompt, (" 9",), 40))
+    assert stopped.finish_reason == "stop" and "9" not in stopped.text and stopped.text.strip().startswith("7")
+
+
+def test_prompt_longer_than_context_is_a_clear_error(bundled_model: Path) -> None:
+    from poccheck.errors import BackendError
+
+    with LlamaCppBackend(resolve("gemma3-270m-q4"), LlamaSettings(n_ctx=64, n_batch=64)) as small:
+        with pytest.raises(BackendError, match="context holds"):
+            small.generate(GenerationRequest("word " * 1000, (), 4))
+        with pytest.raises(BackendError, match="context holds"):
+            small.score_choices([ChoiceRequest("word " * 1000, (" a", " b"))])

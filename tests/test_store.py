@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from poccheck.errors import StoreError
+from poccheck.records import ResultRow
+from poccheck.store import OutputLock, Store
+
+
+def row(key: str, error: str | None = None) -> ResultRow:
+    return ResultRow(
+        model="m",
+        model_fingerprint="fp",
+        suite="s",
+        item_id=key,
+        item_key=key,
+        settings_key="set",
+        category="c",
+        type="exact",
+        prompt="p",
+        output="o",
+        choice_logprobs=None,
+        prompt_tokens=3,
+        completion_tokens=1,
+        latency=0.1,
+        ttft=0.05,
+        finish_reason="stop",
+        error=error,
+    )
+
+
+def test_results_are_keyed_and_replaced_not_duplicated(tmp_path: Path) -> None:
+    store = Store(tmp_path / "poccheck.db")
+    run = store.start_run({"models": ["m"]})
+    store.add_result(run, row("a"))
+    store.add_result(run, row("b", error="boom"))
+    assert store.done_keys("fp", "set") == {"a"}  # errored items are retried
+    store.add_result(run, row("b"))
+    store.add_result(run, row("a"))
+    assert len(store.results()) == 2
+    assert store.done_keys("fp", "set") == {"a", "b"}
+    assert store.done_keys("fp", "other") == set()
+    store.close()
+    assert (tmp_path / "poccheck.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_reopen_keeps_results_and_plan(tmp_path: Path) -> None:
+    store = Store(tmp_path / "poccheck.db")
+    store.add_result(store.start_run({"models": ["m"], "suites": ["s"]}), row("a"))
+    store.close()
+    again = Store(tmp_path / "poccheck.db", create=False)
+    assert again.plan() == {"models": ["m"], "suites": ["s"]}
+    assert [r["item_id"] for r in again.results()] == ["a"]
+    again.clear_results()
+    assert again.results() == []
+
+
+def test_foreign_and_corrupt_databases_are_refused(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+        db.execute("INSERT INTO meta VALUES ('app', 'other')")
+    with pytest.raises(StoreError, match="another program"):
+        Store(foreign)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="not a poccheck results database"):
+        Store(other)
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a"):
+        Store(corrupt)
+    with pytest.raises(StoreError, match="no results database"):
+        Store(tmp_path / "missing.db", create=False)
+
+
+def test_output_lock_refuses_a_second_writer(tmp_path: Path) -> None:
+    with OutputLock(tmp_path), pytest.raises(StoreError, match="another poccheck assessment"), OutputLock(tmp_path):
+        pass
+    with OutputLock(tmp_path):  # released after the first
+        pass
