@@ -12,6 +12,7 @@ from typing import Any
 
 from poccheck import models, report, runner
 from poccheck.analysis import Findings, analyse
+from poccheck.analysis.summary import regraded
 from poccheck.errors import ModelError, Problem, StoreError
 from poccheck.records import ModelInfo, Suite
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
@@ -136,6 +137,7 @@ def assess(
             }
             outcome = runner.run(suites, unique_models, store, progress, limit=limit, plan=plan)
             findings = analyse(store)
+            store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
             path = report.render(findings, out, redact=redact, context=plan)
         finally:
             store.close()
@@ -149,6 +151,7 @@ def render_report(out: Path, redact: bool = False) -> tuple[Path, Findings]:
     store = Store(out / DB_NAME, create=False)
     try:
         findings = analyse(store)
+        store.update_grades(regraded(findings))
         path = report.render(findings, out, redact=redact, context=store.plan() or {})
     finally:
         store.close()

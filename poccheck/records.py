@@ -139,4 +139,8 @@ class ResultRow:
     latency: float
     ttft: float | None
     finish_reason: str | None
+    mean_logprob: float | None = None
     error: str | None = None
+    prediction: str | None = None
+    correct: bool | None = None
+    margin: float | None = None

@@ -17,6 +17,7 @@ from typing import Any
 from poccheck import models
 from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_backend
 from poccheck.errors import BackendError, ModelError
+from poccheck.grading import grade_output
 from poccheck.memory import PeakRSS
 from poccheck.records import ChoiceScores, ModelInfo, ResultRow, Suite, TaskItem
 from poccheck.store import Store
@@ -183,7 +184,8 @@ def _run_items(
     progress: Progress,
     outcome: ModelOutcome,
 ) -> None:
-    def save(work: WorkItem, row_fields: dict[str, Any], mean_logprob: float | None = None) -> None:
+    def save(work: WorkItem, output: Output) -> None:
+        grade = None if output.error else grade_output(work.item, output.text, output.choice_logprobs)
         row = ResultRow(
             model=info.name,
             model_fingerprint=info.fingerprint,
@@ -194,77 +196,81 @@ def _run_items(
             category=work.item.category,
             type=work.item.type,
             prompt=work.prompt.text,
-            **row_fields,
+            output=output.text,
+            choice_logprobs=output.choice_logprobs,
+            prompt_tokens=output.prompt_tokens,
+            completion_tokens=output.completion_tokens,
+            latency=output.latency,
+            ttft=output.ttft,
+            finish_reason=output.finish_reason,
+            mean_logprob=output.mean_logprob,
+            error=output.error,
+            prediction=grade.prediction if grade else None,
+            correct=grade.correct if grade else None,
+            margin=grade.margin if grade else None,
         )
-        store.add_result(run_id, row, mean_logprob)
+        store.add_result(run_id, row)
         if row.error:
             outcome.failed_items += 1
         else:
             outcome.done += 1
         progress.advance()
 
-    def failed(work: WorkItem, exc: BackendError) -> None:
-        save(
-            work,
-            dict(
-                output="",
-                choice_logprobs=None,
-                prompt_tokens=0,
-                completion_tokens=0,
-                latency=0.0,
-                ttft=None,
-                finish_reason=None,
-                error=exc.message,
-            ),
-        )
-
     choice_work = [w for w in todo if w.item.is_multiple_choice]
     for begin in range(0, len(choice_work), MC_CHUNK):
         chunk = choice_work[begin : begin + MC_CHUNK]
-        scores: list[ChoiceScores | None]
+        scores: list[ChoiceScores | BackendError]
         try:
             scores = list(backend.score_choices([ChoiceRequest(w.prompt.text, w.prompt.continuations) for w in chunk]))
         except BackendError:
-            scores = []
-            for w in chunk:  # find the culprit: score one at a time
-                try:
-                    scores.append(backend.score_choices([ChoiceRequest(w.prompt.text, w.prompt.continuations)])[0])
-                except BackendError as exc:
-                    failed(w, exc)
-                    scores.append(None)
+            scores = [_score_one(backend, w) for w in chunk]  # find the culprit
         for w, score in zip(chunk, scores, strict=True):
-            if score is None:
-                continue
-            save(
-                w,
-                dict(
-                    output="",
-                    choice_logprobs=score.logprobs,
-                    prompt_tokens=score.prompt_tokens,
-                    completion_tokens=0,
-                    latency=score.seconds,
-                    ttft=None,
-                    finish_reason=None,
-                ),
-            )
+            if isinstance(score, BackendError):
+                save(w, Output(error=score.message))
+            else:
+                save(
+                    w,
+                    Output(choice_logprobs=score.logprobs, prompt_tokens=score.prompt_tokens, latency=score.seconds),
+                )
     for w in todo:
         if w.item.is_multiple_choice:
             continue
         try:
             completion = backend.generate(GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens))
         except BackendError as exc:
-            failed(w, exc)
+            save(w, Output(error=exc.message))
             continue
         save(
             w,
-            dict(
-                output=completion.text,
-                choice_logprobs=None,
+            Output(
+                text=completion.text,
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 latency=completion.seconds,
                 ttft=completion.ttft,
                 finish_reason=completion.finish_reason,
+                mean_logprob=completion.mean_logprob,
             ),
-            completion.mean_logprob,
         )
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a backend returned for one item (or the error it raised)."""
+
+    text: str = ""
+    choice_logprobs: tuple[float, ...] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: float = 0.0
+    ttft: float | None = None
+    finish_reason: str | None = None
+    mean_logprob: float | None = None
+    error: str | None = None
+
+
+def _score_one(backend: Backend, work: WorkItem) -> ChoiceScores | BackendError:
+    try:
+        return backend.score_choices([ChoiceRequest(work.prompt.text, work.prompt.continuations)])[0]
+    except BackendError as exc:
+        return exc

@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS results (
     finish_reason TEXT,
     mean_logprob REAL,
     error TEXT,
+    prediction TEXT,
+    correct INTEGER,
+    margin REAL,
     created REAL NOT NULL,
     PRIMARY KEY (model_fingerprint, item_key, settings_key)
 );
@@ -233,32 +236,26 @@ class Store:
         )
         return {r[0] for r in rows}
 
-    def add_result(self, run_id: int, row: ResultRow, mean_logprob: float | None = None) -> None:
+    def add_result(self, run_id: int, row: ResultRow) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    row.model_fingerprint,
-                    row.item_key,
-                    row.settings_key,
-                    run_id,
-                    row.model,
-                    row.suite,
-                    row.item_id,
-                    row.category,
-                    row.type,
-                    row.prompt,
-                    row.output,
+                    row.model_fingerprint, row.item_key, row.settings_key, run_id, row.model, row.suite,
+                    row.item_id, row.category, row.type, row.prompt, row.output,
                     json.dumps(list(row.choice_logprobs)) if row.choice_logprobs is not None else None,
-                    row.prompt_tokens,
-                    row.completion_tokens,
-                    row.latency,
-                    row.ttft,
-                    row.finish_reason,
-                    mean_logprob,
-                    row.error,
-                    time.time(),
+                    row.prompt_tokens, row.completion_tokens, row.latency, row.ttft, row.finish_reason,
+                    row.mean_logprob, row.error, row.prediction, row.correct, row.margin, time.time(),
                 ),
+            )  # fmt: skip
+
+    def update_grades(self, grades: list[tuple[str | None, bool | None, float | None, str, str, str]]) -> None:
+        """Rewrite (prediction, correct, margin) of results identified by (fingerprint, item key, settings key)."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE results SET prediction = ?, correct = ?, margin = ? "
+                "WHERE model_fingerprint = ? AND item_key = ? AND settings_key = ?",
+                grades,
             )
 
     def results(self) -> list[dict[str, Any]]:

@@ -72,6 +72,11 @@ def rows(db: Path) -> list[tuple]:
         ).fetchall()
 
 
+def grades(db: Path) -> dict[str, tuple]:
+    with sqlite3.connect(db) as con:
+        return {r[0]: r[1:] for r in con.execute("SELECT item_id, created, prediction, correct, margin FROM results")}
+
+
 def test_assess_writes_a_safe_self_contained_report(tmp_path: Path) -> None:
     tasks = tmp_path / "suite.yaml"
     tasks.write_text(SUITE, encoding="utf-8")
@@ -96,6 +101,16 @@ def test_assess_writes_a_safe_self_contained_report(tmp_path: Path) -> None:
 
     again = cli("assess", "--tasks", str(tasks), "--model", "gemma3-270m-q4", "--out", str(out))
     assert again.returncode == 0 and rows(out / "poccheck.db") == stored  # all skipped, nothing duplicated
+
+    # A changed answer key is re-graded from stored outputs; the model is not run again.
+    before = grades(out / "poccheck.db")
+    tasks.write_text(SUITE.replace('"the lunch"], answer: A', '"the lunch"], answer: C'), encoding="utf-8")
+    regrade = cli("assess", "--tasks", str(tasks), "--model", "gemma3-270m-q4", "--out", str(out))
+    assert regrade.returncode == 0 and rows(out / "poccheck.db") == stored
+    after = grades(out / "poccheck.db")
+    assert after["mc1"][0] == before["mc1"][0]  # same result row, same creation time
+    assert after["mc1"][1] == before["mc1"][1] and after["mc1"][2] != before["mc1"][2]  # same pick, new verdict
+    assert {k: v for k, v in after.items() if k != "mc1"} == {k: v for k, v in before.items() if k != "mc1"}
 
     (out / "report.html").unlink()
     rerendered = cli("report", str(out))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poccheck.analysis.stats import Proportion, median, percentile, wilson
-from poccheck.grading import grade_choices, grade_text
+from poccheck.grading import grade_output
 from poccheck.records import Grade, ModelInfo, TaskItem
 from poccheck.store import Store
 
@@ -75,9 +75,23 @@ def item_from_record(record: dict[str, Any]) -> TaskItem:
 def grade_row(item: TaskItem, result: dict[str, Any]) -> Grade | None:
     if result["error"]:
         return None
-    if item.is_multiple_choice:
-        return grade_choices(item, result["choice_logprobs"])
-    return grade_text(item, result["output"])
+    return grade_output(item, result["output"], result["choice_logprobs"])
+
+
+def regraded(findings: Findings) -> list[tuple[str | None, bool | None, float | None, str, str, str]]:
+    """The current grade of every analysed row, for :meth:`Store.update_grades`."""
+    return [
+        (
+            row.grade.prediction if row.grade else None,
+            row.grade.correct if row.grade else None,
+            row.grade.margin if row.grade else None,
+            row.result["model_fingerprint"],
+            row.result["item_key"],
+            row.result["settings_key"],
+        )
+        for model in findings.models
+        for row in model.rows
+    ]
 
 
 def analyse(store: Store) -> Findings:

@@ -48,3 +48,12 @@ def grade_text(item: TaskItem, output: str) -> Grade:
     else:
         raise ValueError(f"item {item.id}: {item.type} is not a generation type")
     return Grade(correct=ok, prediction=output.strip(), detail=detail)
+
+
+def grade_output(item: TaskItem, text: str, choice_logprobs: Sequence[float] | None) -> Grade:
+    """Grade a stored output: choice scores for multiple choice, text otherwise."""
+    if item.is_multiple_choice:
+        if choice_logprobs is None:
+            raise ValueError(f"item {item.id}: no choice scores stored")
+        return grade_choices(item, choice_logprobs)
+    return grade_text(item, text)
