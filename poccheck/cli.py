@@ -147,7 +147,7 @@ def main_options(
 def main() -> None:
     """Entry point: user errors print without a traceback (exit 1); Ctrl-C exits 130 with how to resume."""
     try:
-        code = app(standalone_mode=False)
+        app()
     except PocCheckError as exc:
         console.print(f"[red]Error:[/red] {escape(exc.message)}", soft_wrap=True)
         if exc.hint:
@@ -156,16 +156,3 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        console.print("Aborted.")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
