@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from poccheck import __version__, pipeline
+from poccheck.backends.registry import BackendOptions
 from poccheck.console import ProgressBar, console, findings_table, models_table, out
 from poccheck.errors import PocCheckError
 from poccheck.models import DEFAULT_MODEL
@@ -91,8 +92,19 @@ def assess(
     limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N items of each suite.")] = None,
     redact: Annotated[bool, typer.Option(help="Show item ids instead of task text in the report.")] = False,
     encoding: Encoding = None,
+    device: Annotated[
+        str, typer.Option(help="transformers models: auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
+    ] = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(help="transformers models: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."),
+    ] = "auto",
 ) -> None:
-    """Run task files through candidate models and write an HTML report. Rerunning resumes."""
+    """Run task files through candidate models and write an HTML report. Rerunning resumes.
+
+    A model is a bundled name or a .gguf path (llama.cpp), optionally with @transformers to run the same
+    weights in PyTorch, or a Hugging Face folder / cached hub id with @transformers.
+    """
     task_files = tasks or default_tasks()
     if not task_files:
         raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
@@ -108,6 +120,7 @@ def assess(
                 encoding=encoding,
                 progress=progress,
                 redact=redact,
+                options=BackendOptions(device=device, dtype=dtype),
             )
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")

@@ -2,9 +2,12 @@
 
 A model spec is a name or a path, optionally followed by ``@backend``:
 
-    gemma3-270m-q4                  the bundled Gemma 3 270M (Q4_K_M), run by llama.cpp
-    /models/qwen2.5-1.5b.gguf       a local GGUF file, run by llama.cpp
-    gemma3-270m-q4@llama.cpp        the same, with the backend named
+    gemma3-270m-q4                       the bundled Gemma 3 270M (Q4_K_M), run by llama.cpp
+    /models/qwen2.5-1.5b.gguf            a local GGUF file, run by llama.cpp
+    gemma3-270m-q4@llama.cpp             the same, with the backend named
+    gemma3-270m-q4@transformers          the same weights dequantised and run by PyTorch (GPU when present)
+    /models/Qwen2.5-0.5B@transformers    a Hugging Face model folder
+    Qwen/Qwen2.5-0.5B@transformers       a hub id already in the local Hugging Face cache (never downloaded)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from poccheck.errors import ModelError
 from poccheck.records import ModelInfo
 
-BACKENDS = ("llama.cpp",)
+BACKENDS = ("llama.cpp", "transformers")
 GGUF_MAGIC = b"GGUF"
 _SAMPLE_BYTES = 4 * 1024 * 1024
 
@@ -191,19 +194,29 @@ def family_of(arch: str | None, name: str | None) -> str | None:
 
 
 def resolve(spec_text: str) -> ModelInfo:
-    """Turn a ``--model`` argument into a described, existing model file."""
+    """Turn a ``--model`` argument into a described, existing model."""
     spec = parse_spec(spec_text)
     if spec.target in BUNDLED:
-        path = bundled_path(spec.target)
-        family: str | None = BUNDLED[spec.target].family
-    else:
-        path = Path(spec.target).expanduser()
-        family = None
-        if not path.exists():
-            hint = f"bundled models: {', '.join(BUNDLED)}; otherwise give the path to a .gguf file"
-            raise ModelError(f"model {spec.target!r} not found", hint)
-        if path.is_dir():
-            raise ModelError(f"{path} is a directory; the llama.cpp backend needs a .gguf file")
+        return _describe_gguf(spec, bundled_path(spec.target), BUNDLED[spec.target].family)
+    path = Path(spec.target).expanduser()
+    if path.is_dir():
+        if spec.backend != "transformers":
+            raise ModelError(
+                f"{path} is a directory; the llama.cpp backend needs a .gguf file",
+                f"to run a Hugging Face folder use --model {spec.target}@transformers",
+            )
+        return _describe_hf_folder(spec, path)
+    if path.exists():
+        return _describe_gguf(spec, path, None)
+    if spec.backend == "transformers" and re.fullmatch(r"[\w.-]+/[\w.-]+", spec.target):
+        return _describe_hf_folder(spec, _cached_hub_folder(spec.target))
+    hint = f"bundled models: {', '.join(BUNDLED)}; otherwise give the path to a .gguf file"
+    if spec.backend == "transformers":
+        hint += ", a Hugging Face folder, or a hub id already in the local cache"
+    raise ModelError(f"model {spec.target!r} not found", hint)
+
+
+def _describe_gguf(spec: ModelSpec, path: Path, family: str | None) -> ModelInfo:
     meta = read_gguf(path)
     return ModelInfo(
         name=spec.name,
@@ -211,11 +224,77 @@ def resolve(spec_text: str) -> ModelInfo:
         path=str(path),
         fingerprint=_fingerprint_cached(path),
         parameters=meta["parameters"],
-        quantization=meta["quantization"],
+        quantization=meta["quantization"] if spec.backend == "llama.cpp" else f"{meta['quantization']} dequantised",
         file_size=meta["file_size"],
         context_length=meta["context_length"],
         architecture=meta["architecture"],
         family=family or family_of(meta["architecture"], meta["name"]),
+    )
+
+
+def _cached_hub_folder(repo_id: str) -> Path:
+    """The local snapshot of a hub model; poccheck never downloads one."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as exc:  # pragma: no cover - transformers depends on huggingface_hub
+        raise ModelError("the transformers backend needs transformers", "pip install transformers") from exc
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+        raise ModelError(
+            f"{repo_id} is not in the local Hugging Face cache, and poccheck does not download models",
+            f"download it yourself (huggingface-cli download {repo_id}) or pass a local folder",
+        ) from exc
+
+
+def _describe_hf_folder(spec: ModelSpec, path: Path) -> ModelInfo:
+    """Describe a Hugging Face model folder from config.json and the safetensors headers (no loading)."""
+    config_path = path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path} is not a Hugging Face model folder (no readable config.json): {exc}") from exc
+    weights = sorted(path.glob("*.safetensors"))
+    parameters = 0
+    dtypes: set[str] = set()
+    digest = hashlib.sha256(config_path.read_bytes())
+    if weights:
+        from safetensors import safe_open
+
+        for file in weights:
+            digest.update(f"{file.name}:{file.stat().st_size}".encode())
+            with file.open("rb") as handle:
+                digest.update(handle.read(_SAMPLE_BYTES))
+            try:
+                with safe_open(str(file), framework="pt") as tensors:
+                    for name in tensors.keys():  # noqa: SIM118 - safe_open is not a mapping
+                        piece = tensors.get_slice(name)
+                        count = 1
+                        for dim in piece.get_shape():
+                            count *= dim
+                        parameters += count
+                        dtypes.add(str(piece.get_dtype()))
+            except Exception as exc:  # safetensors raises its own error type for damaged headers
+                raise ModelError(f"{file} is a damaged safetensors file: {exc}") from exc
+    else:
+        bins = sorted(path.glob("*.bin"))
+        if not bins:
+            raise ModelError(f"{path} holds no model weights (*.safetensors or *.bin)")
+        for file in bins:
+            digest.update(f"{file.name}:{file.stat().st_size}".encode())
+    text = config.get("text_config", config)
+    return ModelInfo(
+        name=spec.name,
+        backend=spec.backend,
+        path=str(path),
+        fingerprint=digest.hexdigest()[:16],
+        parameters=parameters or None,
+        quantization="/".join(sorted(dtypes)) or None,
+        file_size=sum(f.stat().st_size for f in path.iterdir() if f.is_file()),
+        context_length=text.get("max_position_embeddings"),
+        architecture=(config.get("architectures") or [None])[0],
+        family=config.get("model_type"),
     )
 
 
@@ -224,7 +303,11 @@ def check_memory(info: ModelInfo, context_tokens: int) -> None:
     import psutil
 
     available = psutil.virtual_memory().available
-    need = (info.file_size or 0) * 1.1 + context_tokens * 64 * 1024
+    if info.backend == "transformers" and info.parameters:
+        weights = info.parameters * 4.0  # dequantised to float32 on CPU: the worst case
+    else:
+        weights = (info.file_size or 0) * 1.1
+    need = weights + context_tokens * 64 * 1024
     if need > available:
         raise ModelError(
             f"{info.name} needs about {need / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB is free",

@@ -13,6 +13,7 @@ from typing import Any
 from poccheck import models, report, runner
 from poccheck.analysis import Findings, analyse
 from poccheck.analysis.summary import regraded
+from poccheck.backends.registry import BackendOptions
 from poccheck.errors import ModelError, Problem, StoreError
 from poccheck.records import ModelInfo, Suite
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
@@ -88,7 +89,7 @@ def host_info() -> dict[str, Any]:
 
 def engine_info() -> dict[str, str]:
     versions = {}
-    for package in ("llama-cpp-python", "gguf"):
+    for package in ("llama-cpp-python", "gguf", "torch", "transformers"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -113,6 +114,7 @@ def assess(
     encoding: str | None = None,
     progress: runner.Progress | None = None,
     redact: bool = False,
+    options: BackendOptions | None = None,
 ) -> AssessResult:
     """Validate tasks, run them through each model (resuming), grade, analyse and write the report."""
     suites = load_suites(task_paths, encoding)
@@ -135,7 +137,7 @@ def assess(
                 "host": host_info(),
                 "engine": engine_info(),
             }
-            outcome = runner.run(suites, unique_models, store, progress, limit=limit, plan=plan)
+            outcome = runner.run(suites, unique_models, store, progress, limit=limit, plan=plan, options=options)
             findings = analyse(store)
             store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
             path = report.render(findings, out, redact=redact, context=plan)

@@ -16,6 +16,7 @@ from typing import Any
 
 from poccheck import models
 from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_backend
+from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
 from poccheck.grading import grade_output
 from poccheck.memory import PeakRSS
@@ -100,6 +101,7 @@ def run(
     progress: Progress | None = None,
     limit: int | None = None,
     plan: dict[str, Any] | None = None,
+    options: BackendOptions | None = None,
 ) -> RunOutcome:
     """Run every suite through every model; one failing model does not stop the others."""
     progress = progress or Progress()
@@ -111,7 +113,7 @@ def run(
     status = "interrupted"
     try:
         for spec in model_specs:
-            result = _run_model(spec, work, store, run_id, progress)
+            result = _run_model(spec, work, store, run_id, progress, options or BackendOptions())
             outcome.models.append(result)
             progress.model_finished(result)
         status = "finished"
@@ -123,7 +125,9 @@ def run(
     return outcome
 
 
-def _run_model(spec: str, work: list[WorkItem], store: Store, run_id: int, progress: Progress) -> ModelOutcome:
+def _run_model(
+    spec: str, work: list[WorkItem], store: Store, run_id: int, progress: Progress, options: BackendOptions
+) -> ModelOutcome:
     outcome = ModelOutcome(spec)
     store.record_model_run(run_id, spec)
     try:
@@ -138,15 +142,17 @@ def _run_model(spec: str, work: list[WorkItem], store: Store, run_id: int, progr
     store.save_model(info)
     started = time.perf_counter()
     with PeakRSS() as memory:
+        progress.message(f"loading {spec} ({info.backend}) ...")
         try:
-            backend = load_backend(info)
+            backend = load_backend(info, options)
         except ModelError as exc:
             outcome.error = str(exc)
             store.record_model_run(run_id, spec, fingerprint=info.fingerprint, error=outcome.error)
             progress.message(f"{spec}: {exc.message}", "red")
             return outcome
         load_seconds = time.perf_counter() - started
-        settings_key = stable_hash(backend.settings())
+        settings = backend.settings()
+        settings_key = stable_hash(settings)
         done = store.done_keys(info.fingerprint, settings_key)
         todo = [w for w in work if w.key not in done]
         outcome.skipped = len(work) - len(todo)
@@ -156,6 +162,7 @@ def _run_model(spec: str, work: list[WorkItem], store: Store, run_id: int, progr
             spec,
             fingerprint=info.fingerprint,
             settings_key=settings_key,
+            settings=json.dumps(settings),
             load_seconds=load_seconds,
             baseline_rss=memory.baseline,
         )
@@ -163,6 +170,7 @@ def _run_model(spec: str, work: list[WorkItem], store: Store, run_id: int, progr
         try:
             _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome)
         finally:
+            peak_vram = backend.peak_vram()
             backend.close()
             store.record_model_run(
                 run_id,
@@ -170,6 +178,7 @@ def _run_model(spec: str, work: list[WorkItem], store: Store, run_id: int, progr
                 items_done=outcome.done,
                 seconds=time.perf_counter() - work_started,
                 peak_rss=memory.peak,
+                peak_vram=peak_vram,
             )
     return outcome
 

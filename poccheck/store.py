@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS model_runs (
     items_done INTEGER NOT NULL DEFAULT 0,
     seconds REAL,
     error TEXT,
+    settings TEXT,
+    peak_vram INTEGER,
     PRIMARY KEY (run_id, model)
 );
 CREATE TABLE IF NOT EXISTS results (

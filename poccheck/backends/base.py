@@ -43,6 +43,10 @@ class Backend(Protocol):
         """Settings that change outputs (part of each result's key)."""
         ...
 
+    def peak_vram(self) -> int | None:
+        """Peak GPU memory in bytes since loading, or None when no GPU is used."""
+        ...
+
     def close(self) -> None:
         """Free the model."""
         ...

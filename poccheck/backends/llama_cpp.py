@@ -144,6 +144,9 @@ class LlamaCppBackend:
             "decoding": "greedy",
         }
 
+    def peak_vram(self) -> int | None:
+        return None  # this build runs on the CPU
+
     def close(self) -> None:
         if self._closed:
             return

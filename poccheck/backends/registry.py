@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from poccheck.backends.base import Backend
 from poccheck.errors import ModelError
 from poccheck.records import ModelInfo
 
 
-def load_backend(info: ModelInfo) -> Backend:
+@dataclass(frozen=True)
+class BackendOptions:
+    """Choices the user makes for every model of one backend (``--device``, ``--dtype``)."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def load_backend(info: ModelInfo, options: BackendOptions | None = None) -> Backend:
+    options = options or BackendOptions()
     if info.backend == "llama.cpp":
         try:
             from poccheck.backends.llama_cpp import LlamaCppBackend
         except ImportError as exc:
             raise ModelError("the llama.cpp backend needs llama-cpp-python", "pip install llama-cpp-python") from exc
         return LlamaCppBackend(info)
+    if info.backend == "transformers":
+        try:
+            from poccheck.backends.hf import HFSettings, TransformersBackend
+        except ImportError as exc:
+            raise ModelError(
+                "the transformers backend needs torch and transformers",
+                "pip install torch==2.13.0 transformers (the README's set-up does this)",
+            ) from exc
+        return TransformersBackend(info, HFSettings(device=options.device, dtype=options.dtype))
     raise ModelError(f"unknown backend {info.backend!r}")

@@ -1,0 +1,289 @@
+"""transformers/PyTorch backend: Hugging Face folders, cached hub ids and GGUF files (dequantised).
+
+Multiple-choice scoring runs each batch of prompts once (left-padded), copies each prompt's KV cache to its
+choices, and runs all continuations in one more forward pass, asking for logits only where a choice token is
+predicted. Generation is a greedy loop over the KV cache, timed like the llama.cpp backend.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from poccheck.backends.base import ChoiceRequest, GenerationRequest
+from poccheck.errors import BackendError, ModelError
+from poccheck.records import ChoiceScores, Completion, ModelInfo
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class HFSettings:
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_items: int = 8
+    attention: str = "sdpa"
+
+
+def pick_device(requested: str = "auto") -> str:
+    """``auto``: CUDA, then Apple MPS, then CPU. An explicit device that is absent is an error."""
+    import torch
+
+    if requested not in DEVICES:
+        raise ModelError(f"unknown device {requested!r}", f"use one of {', '.join(DEVICES)}")
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        "cpu": True,
+    }
+    if requested == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if not available[requested]:
+        raise ModelError(f"device {requested!r} is not available on this machine", "use --device auto or cpu")
+    return requested
+
+
+def pick_dtype(requested: str, device: str) -> Any:
+    """``auto``: bfloat16 on a GPU, float32 on CPU."""
+    import torch
+
+    if requested not in DTYPES:
+        raise ModelError(f"unknown dtype {requested!r}", f"use one of {', '.join(DTYPES)}")
+    if requested == "auto":
+        return torch.float32 if device == "cpu" else torch.bfloat16
+    return getattr(torch, requested)
+
+
+def converted_dir(info: ModelInfo) -> Path:
+    from poccheck.models import cache_dir
+
+    return cache_dir() / "converted" / info.fingerprint
+
+
+def load_pretrained(info: ModelInfo, dtype: Any, attention: str) -> tuple[Any, Any]:
+    """Load model and tokenizer. A GGUF file is dequantised once and the result cached on disk."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    path = Path(info.path)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention}
+    try:
+        if path.suffix.lower() == ".gguf":
+            cached = converted_dir(info)
+            if (cached / "config.json").exists() and (cached / "tokenizer_config.json").exists():
+                return (
+                    AutoModelForCausalLM.from_pretrained(cached, **kwargs),
+                    AutoTokenizer.from_pretrained(cached),
+                )
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **kwargs)
+            partial = cached.with_name(cached.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            # The weights are plain dequantised tensors now; drop the GGUF loader's marker so they can be saved.
+            model.hf_quantizer = None  # type: ignore[assignment]
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
+            shutil.rmtree(cached, ignore_errors=True)
+            partial.rename(cached)
+            return model, tokenizer
+        return (
+            AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kwargs),
+            AutoTokenizer.from_pretrained(path, local_files_only=True),
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"transformers could not load {info.path}: {exc}") from exc
+
+
+class TransformersBackend:
+    """A causal language model run by PyTorch through transformers."""
+
+    def __init__(self, info: ModelInfo, settings: HFSettings | None = None) -> None:
+        import torch
+
+        self._torch = torch
+        self._settings = settings or HFSettings()
+        self.device = pick_device(self._settings.device)
+        self.dtype = pick_dtype(self._settings.dtype, self.device)
+        model, tokenizer = load_pretrained(info, self.dtype, self._settings.attention)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.info = info
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self._eos = eos_ids
+        self._max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    # ------------------------------------------------------------------ helpers
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        return ([bos] if add_bos and bos is not None else []) + list(ids)
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "backend": "transformers",
+            "device": self.device,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "decoding": "greedy",
+        }
+
+    def parameters(self) -> int:
+        return int(sum(p.numel() for p in self.model.parameters()))
+
+    def peak_vram(self) -> int | None:
+        if self.device != "cuda":
+            return None
+        return int(self._torch.cuda.max_memory_allocated())
+
+    def close(self) -> None:
+        del self.model
+        if self.device == "cuda":
+            self._torch.cuda.empty_cache()
+
+    def __enter__(self) -> TransformersBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_length(self, n: int) -> None:
+        if n > self._max_positions:
+            raise BackendError(f"prompt needs {n} tokens but the context holds {self._max_positions}")
+
+    # ------------------------------------------------------------------ multiple choice
+
+    def score_choices(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
+        results: list[ChoiceScores] = []
+        size = max(1, self._settings.batch_items)
+        for begin in range(0, len(requests), size):
+            results += self._score_batch(requests[begin : begin + size])
+        return results
+
+    def _score_batch(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
+        torch = self._torch
+        start = time.perf_counter()
+        prompts = [self.tokenize(r.prompt, add_bos=True) for r in requests]
+        choices = [[self.tokenize(c, add_bos=False) for c in r.continuations] for r in requests]
+        for prompt, conts in zip(prompts, choices, strict=True):
+            if any(not c for c in conts):
+                raise BackendError("a choice tokenizes to nothing; choices must contain text")
+            self._check_length(len(prompt) + max(len(c) for c in conts))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):  # left padding: every prompt ends at the same column
+            ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            mask[row, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # predicts each choice's first token
+            owners = [i for i, conts in enumerate(choices) for _ in conts]
+            flat = [c for conts in choices for c in conts]
+            longest = max(len(c) for c in flat)
+            rest: Any = None
+            if longest > 1:  # only multi-token choices need a second pass
+                cache = out.cache
+                index = torch.tensor(owners, device=self.device)
+                cache.batch_select_indices(index)
+                cont_ids = torch.full((len(flat), longest), pad, dtype=torch.long)
+                cont_mask = torch.zeros((len(flat), longest), dtype=torch.long)
+                for row, tokens in enumerate(flat):  # right padding: padded tokens come after real ones
+                    cont_ids[row, : len(tokens)] = torch.tensor(tokens)
+                    cont_mask[row, : len(tokens)] = 1
+                lengths = torch.tensor([len(prompts[o]) for o in owners])
+                cont_positions = lengths[:, None] + torch.arange(longest)[None, :]
+                full_mask = torch.cat([mask[owners], cont_mask], dim=1)
+                second = self.model(
+                    input_ids=cont_ids.to(self.device),
+                    attention_mask=full_mask.to(self.device),
+                    position_ids=cont_positions.to(self.device),
+                    cache=cache,
+                    use_cache=False,
+                    logits_to_keep=torch.arange(longest - 1, device=self.device),
+                )
+                rest = torch.log_softmax(second.logits.float(), dim=-1)
+        seconds = (time.perf_counter() - start) / len(requests)
+        totals: list[list[float]] = [[] for _ in requests]
+        for row, (owner, tokens) in enumerate(zip(owners, flat, strict=True)):
+            total = float(first[owner, tokens[0]])
+            for k in range(1, len(tokens)):
+                total += float(rest[row, k - 1, tokens[k]])
+            totals[owner].append(total)
+        return [
+            ChoiceScores(tuple(t), tuple(len(c) for c in conts), len(p), seconds)
+            for t, conts, p in zip(totals, choices, prompts, strict=True)
+        ]
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, request: GenerationRequest) -> Completion:
+        torch = self._torch
+        start = time.perf_counter()
+        prompt = self.tokenize(request.prompt, add_bos=True)
+        self._check_length(len(prompt) + 1)
+        max_tokens = min(request.max_tokens, self._max_positions - len(prompt))
+        generated: list[int] = []
+        text = ""
+        ttft = 0.0
+        finish = "length"
+        logprob_sum = 0.0
+        logprob_count = 0
+        longest_stop = max((len(s) for s in request.stop), default=0)
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True, logits_to_keep=1)
+            cache = out.cache
+            logits = out.logits[0, -1].float()
+            while len(generated) < max_tokens:
+                log_probs = torch.log_softmax(logits, dim=-1)
+                token = int(log_probs.argmax())
+                logprob_sum += float(log_probs[token])
+                logprob_count += 1
+                if not generated:
+                    ttft = time.perf_counter() - start
+                if token in self._eos:
+                    finish = "stop"
+                    break
+                generated.append(token)
+                previous = len(text)
+                text = self.tokenizer.decode(generated, skip_special_tokens=True)
+                found = [i for s in request.stop if (i := text.find(s, max(0, previous - longest_stop))) >= 0]
+                if found:
+                    text = text[: min(found)]
+                    finish = "stop"
+                    break
+                if len(generated) >= max_tokens:
+                    break
+                out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=cache, use_cache=True)
+                cache = out.cache
+                logits = out.logits[0, -1].float()
+        return Completion(
+            text=text,
+            prompt_tokens=len(prompt),
+            completion_tokens=len(generated),
+            seconds=time.perf_counter() - start,
+            ttft=ttft,
+            finish_reason="stop" if finish == "stop" else "length",
+            mean_logprob=logprob_sum / logprob_count if logprob_count else None,
+        )
