@@ -142,6 +142,30 @@ def report(
     out.print(f"Report: [bold]{path}[/bold]")
 
 
+@app.command()
+def explain(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model (run with transformers to read attention).")],
+    tasks: Annotated[Path, typer.Option("--tasks", "-t", help="The task file holding the item.")],
+    item: Annotated[str, typer.Option("--item", "-i", help="Item id.")],
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write.")] = None,
+    layer: Annotated[int, typer.Option(help="Layer to show (negative counts from the end).")] = -1,
+    head: Annotated[int | None, typer.Option(help="One attention head (default: mean over heads).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    encoding: Encoding = None,
+) -> None:
+    """Answer one item and write an HTML page showing which prompt tokens the answer attended to."""
+    result = pipeline.explain(
+        model, tasks, item, out_file, layer=layer, head=head, options=BackendOptions(device=device, dtype=dtype),
+        encoding=encoding,
+    )  # fmt: skip
+    verdict = "correct" if result.correct else "wrong"
+    out.print(f"{escape(result.item_id)}: answered {escape(repr(result.answer.strip()))} ({verdict})")
+    if result.copy:
+        out.print(f"copy-attention peak rate {result.copy.peak:.1%} (chance {result.copy.chance:.1%})")
+    out.print(f"Attention view: [bold]{escape(str(result.page))}[/bold]")
+
+
 def version_callback(value: bool) -> None:
     if value:
         out.print(f"poccheck {__version__}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Sequence
@@ -10,14 +11,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from poccheck import models, report, runner
-from poccheck.analysis import Findings, analyse
+from poccheck import evidence, models, report, runner
+from poccheck.analysis import Findings, analyse, attention
+from poccheck.analysis.attention import CopyScore
 from poccheck.analysis.summary import regraded
+from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
-from poccheck.errors import ModelError, Problem, StoreError
+from poccheck.errors import ModelError, Problem, StoreError, TaskFileError
+from poccheck.grading import grade_output
 from poccheck.records import ModelInfo, Suite
+from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
 from poccheck.tasks import check_suite, load_suites
+from poccheck.tasks.mapping import did_you_mean
 
 
 def validate(paths: Sequence[str | Path], encoding: str | None = None) -> tuple[list[Suite], list[Problem]]:
@@ -158,3 +164,76 @@ def render_report(out: Path, redact: bool = False) -> tuple[Path, Findings]:
     finally:
         store.close()
     return path, findings
+
+
+@dataclass(frozen=True)
+class Explanation:
+    page: Path
+    item_id: str
+    answer: str
+    correct: bool
+    copy: CopyScore | None
+
+
+def explain(
+    model_spec: str,
+    task_path: str | Path,
+    item_id: str,
+    out_file: Path | None = None,
+    *,
+    layer: int = -1,
+    head: int | None = None,
+    options: BackendOptions | None = None,
+    encoding: str | None = None,
+) -> Explanation:
+    """Answer one item with a transformers model and write an HTML page of where its attention went."""
+    from poccheck.backends.hf import HFSettings, TransformersBackend
+
+    suite = load_suites([task_path], encoding)[0]
+    found = {item.id: item for item in suite.items}
+    if item_id not in found:
+        raise TaskFileError(
+            [Problem(str(task_path), None, "id", f"no item {item_id!r}{did_you_mean(item_id, list(found))}")]
+        )
+    item = found[item_id]
+    spec = models.parse_spec(model_spec)
+    if spec.backend != "transformers":  # attention is read from PyTorch: same weights, transformers backend
+        model_spec = f"{spec.target}@transformers"
+    info = models.resolve(model_spec)
+    options = options or BackendOptions()
+    backend = TransformersBackend(info, HFSettings(device=options.device, dtype=options.dtype))
+    try:
+        work = next(w for w in runner.work_items(suite) if w.item.id == item_id)
+        if item.is_multiple_choice:
+            scores = backend.score_choices([ChoiceRequest(work.prompt.text, work.prompt.continuations)])[0]
+            output = Output(choice_logprobs=scores.logprobs)
+        else:
+            completion = backend.generate(GenerationRequest(work.prompt.text, suite.stop, suite.max_tokens))
+            output = Output(text=completion.text)
+        grade = grade_output(item, output.text, output.choice_logprobs)
+        answer = evidence.model_answer(
+            item, {"output": output.text, "choice_logprobs": output.choice_logprobs}, work.prompt.continuations
+        )
+        capture = backend.capture_attention(work.prompt.text, answer)
+        try:
+            shown = attention.view(capture, layer, head)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from exc
+        gold = evidence.gold_text(item)
+        copy = attention.copy_score(backend.capture_attention(work.prompt.text, gold)) if gold else None
+    finally:
+        backend.close()
+    if item.is_multiple_choice:
+        expected = f"{'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[item.answer]}. {item.choices[item.answer]}"
+    else:
+        expected = item.answer if isinstance(item.answer, str) else json.dumps(item.answer, ensure_ascii=False)
+    page = out_file or Path(f"explain-{_safe_name(item_id)}.html")
+    report.render_explain(
+        page, model=model_spec, item=item, answer=answer, expected=expected or "(schema)", correct=grade.correct,
+        detail=grade.detail, view=shown, copy=copy,
+    )  # fmt: skip
+    return Explanation(page, item_id, answer, grade.correct, copy)
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "item"

@@ -144,3 +144,17 @@ class ResultRow:
     prediction: str | None = None
     correct: bool | None = None
     margin: float | None = None
+
+
+@dataclass(frozen=True)
+class AttentionCapture:
+    """Attention of the answer tokens, captured with eager attention (transformers backend).
+
+    ``weights[layer][head][a][t]`` is how much answer token ``a`` (a query) attends to position ``t`` of the
+    whole sequence (prompt then answer); rows cover positions up to and including the query.
+    """
+
+    tokens: tuple[str, ...]
+    token_ids: tuple[int, ...]
+    prompt_length: int
+    weights: Any  # numpy array [layers, heads, answer tokens, all tokens]

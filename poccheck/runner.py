@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from poccheck import models
+from poccheck import evidence, models
 from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_backend
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
@@ -169,6 +169,9 @@ def _run_model(
         work_started = time.perf_counter()
         try:
             _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome)
+            if isinstance(backend, evidence.AttentionBackend):
+                progress.message(f"{spec}: collecting attention evidence ...")
+                evidence.collect(backend, store, info.fingerprint, settings_key, work)
         finally:
             peak_vram = backend.peak_vram()
             backend.close()

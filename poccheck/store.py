@@ -35,8 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     plan TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS models (
-    fingerprint TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
     info TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS items (
@@ -60,6 +60,14 @@ CREATE TABLE IF NOT EXISTS model_runs (
     settings TEXT,
     peak_vram INTEGER,
     PRIMARY KEY (run_id, model)
+);
+CREATE TABLE IF NOT EXISTS attention (
+    model_fingerprint TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (model_fingerprint, settings_key, item_key, kind)
 );
 CREATE TABLE IF NOT EXISTS results (
     model_fingerprint TEXT NOT NULL,
@@ -182,6 +190,7 @@ class Store:
         """Forget every result (``--fresh``); models and runs history stay."""
         with self.transaction() as db:
             db.execute("DELETE FROM results")
+            db.execute("DELETE FROM attention")
 
     # ------------------------------------------------------------------ models and items
 
@@ -189,13 +198,12 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?)",
-                (info.fingerprint, info.name, json.dumps(asdict(info))),
+                (info.name, info.fingerprint, json.dumps(asdict(info))),
             )
 
     def model_infos(self) -> dict[str, ModelInfo]:
-        return {
-            row["fingerprint"]: ModelInfo(**json.loads(row["info"])) for row in self.db.execute("SELECT * FROM models")
-        }
+        """Descriptions of every model run so far, by model spec."""
+        return {row["name"]: ModelInfo(**json.loads(row["info"])) for row in self.db.execute("SELECT * FROM models")}
 
     def save_items(self, suite: str, items: list[tuple[str, str, dict[str, Any]]]) -> None:
         """Store (item_id, item_key, item as dict) so reports can be re-graded without the task file."""
@@ -260,9 +268,33 @@ class Store:
                 grades,
             )
 
-    def results(self) -> list[dict[str, Any]]:
+    def results_for(self, fingerprint: str, settings_key: str) -> list[dict[str, Any]]:
+        return self.results("WHERE model_fingerprint = ? AND settings_key = ?", (fingerprint, settings_key))
+
+    def save_attention(self, fingerprint: str, settings_key: str, item_key: str, kind: str, payload: Any) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attention VALUES (?, ?, ?, ?, ?)",
+                (fingerprint, settings_key, item_key, kind, json.dumps(payload, ensure_ascii=False)),
+            )
+
+    def attention_keys(self, fingerprint: str, settings_key: str) -> set[tuple[str, str]]:
+        rows = self.db.execute(
+            "SELECT item_key, kind FROM attention WHERE model_fingerprint = ? AND settings_key = ?",
+            (fingerprint, settings_key),
+        )
+        return {(r[0], r[1]) for r in rows}
+
+    def attention(self, fingerprint: str, settings_key: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT item_key, kind, payload FROM attention WHERE model_fingerprint = ? AND settings_key = ?",
+            (fingerprint, settings_key),
+        )
+        return [{"item_key": r[0], "kind": r[1], **json.loads(r[2])} for r in rows]
+
+    def results(self, where: str = "", parameters: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         rows = []
-        for r in self.db.execute("SELECT * FROM results ORDER BY created, rowid"):
+        for r in self.db.execute(f"SELECT * FROM results {where} ORDER BY created, rowid", parameters):
             row = dict(r)
             row["choice_logprobs"] = json.loads(row["choice_logprobs"]) if row["choice_logprobs"] else None
             rows.append(row)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from poccheck.analysis.attention import AttentionView, CopyScore, mean_scores
 from poccheck.analysis.stats import Proportion, median, percentile, wilson
 from poccheck.grading import grade_output
 from poccheck.records import Grade, ModelInfo, TaskItem
@@ -51,10 +53,47 @@ class ModelFindings:
     errors: int = 0
     capped: int = 0
     expected_items: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    peak_vram: int | None = None
+    views: list[ItemView] = field(default_factory=list)
+    copy: CopySummary | None = None
 
     @property
     def failures(self) -> list[GradedRow]:
         return [r for r in self.rows if not r.correct]
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """An attention view of one item's answer, with the item it belongs to."""
+
+    item: TaskItem
+    answer: str
+    correct: bool
+    view: AttentionView
+
+
+@dataclass(frozen=True)
+class CopySummary:
+    """Copy-attention score of a model: over all scored items, and split by whether it answered correctly."""
+
+    overall: CopyScore
+    correct: CopyScore | None
+    wrong: CopyScore | None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often two deployment modes of the same weights pick the same multiple-choice answer."""
+
+    first: str
+    second: str
+    same: int
+    items: int
+
+    @property
+    def rate(self) -> float:
+        return self.same / self.items if self.items else float("nan")
 
 
 @dataclass
@@ -64,6 +103,7 @@ class Findings:
     suites: list[str]
     items: int
     runs: list[dict[str, Any]]
+    agreements: list[Agreement] = field(default_factory=list)
 
 
 def item_from_record(record: dict[str, Any]) -> TaskItem:
@@ -118,7 +158,7 @@ def analyse(store: Store) -> Findings:
     for name in wanted_models or list(latest):
         run = latest.get(name, {})
         fingerprint = run.get("fingerprint")
-        info = infos.get(fingerprint) if fingerprint else None
+        info = infos.get(name) if fingerprint else None
         model = ModelFindings(name=name, info=info, error=run.get("error"), expected_items=len(items))
         settings = run.get("settings_key")
         for result in results_by_model.get(name, []):
@@ -130,9 +170,72 @@ def analyse(store: Store) -> Findings:
             suite, item = found
             model.rows.append(GradedRow(name, suite, item, result, grade_row(item, result)))
         _summarise(model, [r for r in runs if r["model"] == name])
+        if fingerprint and settings:
+            _attach_attention(model, store.attention(fingerprint, settings), items)
         findings.append(model)
     categories = sorted({item.category for _, item in items.values()})
-    return Findings(findings, categories, sorted({s for s, _ in items.values()}), len(items), store.runs())
+    return Findings(
+        findings,
+        categories,
+        sorted({s for s, _ in items.values()}),
+        len(items),
+        store.runs(),
+        agreements(findings),
+    )
+
+
+def _attach_attention(
+    model: ModelFindings, stored: list[dict[str, Any]], items: dict[tuple[str, str], tuple[str, TaskItem]]
+) -> None:
+    by_key = {key: item for (_, key), (_, item) in items.items()}
+    scores: dict[bool, list[CopyScore]] = {True: [], False: []}
+    for entry in stored:
+        item = by_key.get(entry["item_key"])
+        if item is None:
+            continue
+        if entry["kind"] == "view":
+            model.views.append(
+                ItemView(item, entry["answer"], entry["correct"], AttentionView(**_tuples(entry["view"])))
+            )
+        elif entry["kind"] == "copy" and entry["score"]:
+            scores[bool(entry["correct"])].append(CopyScore(**entry["score"]))
+    model.views.sort(key=lambda v: v.correct)
+    overall = mean_scores(scores[True] + scores[False])
+    if overall is not None:
+        model.copy = CopySummary(overall, mean_scores(scores[True]), mean_scores(scores[False]))
+
+
+def _tuples(view: dict[str, Any]) -> dict[str, Any]:
+    """JSON gives lists; AttentionView holds tuples."""
+    fixed = dict(view)
+    fixed["tokens"] = tuple(view["tokens"])
+    fixed["prompt_weights"] = tuple(view["prompt_weights"])
+    fixed["grid"] = tuple(tuple(row) for row in view["grid"])
+    return fixed
+
+
+def agreements(models: list[ModelFindings]) -> list[Agreement]:
+    """For every pair of candidates with the same weights in two backends, the multiple-choice agreement."""
+    found = []
+    for i, first in enumerate(models):
+        for second in models[i + 1 :]:
+            if not (first.info and second.info) or first.info.fingerprint != second.info.fingerprint:
+                continue
+            if first.info.backend == second.info.backend:
+                continue
+            picks = {
+                r.item.id + "/" + r.suite: r.grade.prediction
+                for r in first.rows
+                if r.grade and r.item.is_multiple_choice
+            }
+            same = total = 0
+            for row in second.rows:
+                key = row.item.id + "/" + row.suite
+                if row.grade and row.item.is_multiple_choice and key in picks:
+                    total += 1
+                    same += picks[key] == row.grade.prediction
+            found.append(Agreement(first.name, second.name, same, total))
+    return found
 
 
 def _summarise(model: ModelFindings, runs: list[dict[str, Any]]) -> None:
@@ -167,3 +270,7 @@ def _summarise(model: ModelFindings, runs: list[dict[str, Any]]) -> None:
     model.peak_rss = max(peaks) if peaks else None
     loads = [r["load_seconds"] for r in runs if r.get("load_seconds")]
     model.load_seconds = loads[-1] if loads else None
+    vram = [r["peak_vram"] for r in runs if r.get("peak_vram")]
+    model.peak_vram = max(vram) if vram else None
+    settings = [r["settings"] for r in runs if r.get("settings")]
+    model.settings = json.loads(settings[-1]) if settings else {}

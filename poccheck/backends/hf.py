@@ -16,7 +16,7 @@ from typing import Any
 
 from poccheck.backends.base import ChoiceRequest, GenerationRequest
 from poccheck.errors import BackendError, ModelError
-from poccheck.records import ChoiceScores, Completion, ModelInfo
+from poccheck.records import AttentionCapture, ChoiceScores, Completion, ModelInfo
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -287,3 +287,26 @@ class TransformersBackend:
             finish_reason="stop" if finish == "stop" else "length",
             mean_logprob=logprob_sum / logprob_count if logprob_count else None,
         )
+
+    # ------------------------------------------------------------------ attention
+
+    def capture_attention(self, prompt: str, answer: str) -> AttentionCapture:
+        """Run prompt + answer (teacher-forced) with eager attention; keep the answer tokens' attention rows."""
+        import numpy as np
+
+        torch = self._torch
+        prompt_ids = self.tokenize(prompt, add_bos=True)
+        answer_ids = self.tokenize(answer, add_bos=False) or [self.tokenizer.eos_token_id or 0]
+        ids = prompt_ids + answer_ids
+        self._check_length(len(ids))
+        previous = self.model.config._attn_implementation
+        self.model.set_attn_implementation("eager")
+        try:
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([ids], device=self.device), output_attentions=True)
+        finally:
+            self.model.set_attn_implementation(previous)
+        rows = slice(len(prompt_ids) - 1, len(ids) - 1)  # the positions whose outputs predict answer tokens
+        weights = np.stack([layer[0, :, rows, :].float().cpu().numpy() for layer in out.attentions])
+        tokens = tuple(self.tokenizer.decode([t]) for t in ids)
+        return AttentionCapture(tokens, tuple(ids), len(prompt_ids), weights)

@@ -1,5 +1,5 @@
 """The HTML report."""
 
-from poccheck.report.render import REPORT_NAME, render
+from poccheck.report.render import REPORT_NAME, render, render_explain
 
-__all__ = ["REPORT_NAME", "render"]
+__all__ = ["REPORT_NAME", "render", "render_explain"]

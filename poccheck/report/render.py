@@ -106,9 +106,25 @@ def render(
         )
     )
     path = out_dir / REPORT_NAME
-    tmp = path.with_suffix(".tmp")
+    _write_private(path, page)
+    return path
+
+
+def render_explain(out_file: Path, **context: Any) -> Path:
+    """Write the standalone attention page of ``poccheck explain``."""
+    page = (
+        environment()
+        .get_template("explain.html.j2")
+        .render(generated=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), version=__version__, **context)
+    )
+    _write_private(out_file, page)
+    return out_file
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to a file readable by its owner only."""
+    tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(page)
+        handle.write(text)
     os.replace(tmp, path)
-    return path

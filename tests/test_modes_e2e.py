@@ -1,0 +1,64 @@
+"""The bundled model in two deployment modes: llama.cpp (Q4_K_M) and transformers (the same weights dequantised)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from poccheck.backends import ChoiceRequest
+from poccheck.backends.registry import load_backend
+from poccheck.models import resolve
+from poccheck.runner import work_items
+from poccheck.tasks import load_suites
+
+from .conftest import EXAMPLES
+from .test_e2e import cli
+
+pytestmark = pytest.mark.model
+
+
+def argmax(values: tuple[float, ...]) -> int:
+    return max(range(len(values)), key=values.__getitem__)
+
+
+def test_backends_agree_on_the_example_suite(bundled_model: Path) -> None:
+    suites = load_suites([EXAMPLES / "factory_suite.yaml", EXAMPLES / "factory_tasks.csv"])
+    requests = [
+        ChoiceRequest(w.prompt.text, w.prompt.continuations)
+        for suite in suites
+        for w in work_items(suite)
+        if w.item.is_multiple_choice
+    ]
+    llama = load_backend(resolve("gemma3-270m-q4"))
+    quantised = llama.score_choices(requests)
+    llama.close()
+    started = time.perf_counter()
+    torch_backend = load_backend(resolve("gemma3-270m-q4@transformers"))
+    load_seconds = time.perf_counter() - started
+    dequantised = torch_backend.score_choices(requests)
+    torch_backend.close()
+    same = sum(argmax(a.logprobs) == argmax(b.logprobs) for a, b in zip(quantised, dequantised, strict=True))
+    assert len(requests) >= 15
+    assert same / len(requests) >= 0.95, f"{same}/{len(requests)} agree"
+    print(f"agreement {same}/{len(requests)}; transformers load {load_seconds:.1f} s")
+
+
+def test_assess_compares_two_modes_with_attention_views(tmp_path: Path) -> None:
+    out = tmp_path / "poc"
+    done = cli(
+        "assess", "--tasks", str(EXAMPLES / "factory_tasks.csv"), "--limit", "12",
+        "--model", "gemma3-270m-q4", "--model", "gemma3-270m-q4@transformers", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Same weights, two deployment modes" in report
+    assert "Copy-attention score" in report and "correlational evidence, not a causal explanation" in report
+    assert report.count('class="tokens"') == 3  # two failures and one success of the transformers model
+    with sqlite3.connect(out / "poccheck.db") as db:
+        kinds = dict(db.execute("SELECT kind, count(*) FROM attention GROUP BY kind").fetchall())
+        settings = [row[0] for row in db.execute("SELECT settings FROM model_runs ORDER BY model")]
+    assert kinds["view"] == 3 and kinds["copy"] >= 5
+    assert '"device": "cpu"' in settings[1] and '"dtype": "float32"' in settings[1]
