@@ -14,6 +14,7 @@ from poccheck.backends.registry import BackendOptions
 from poccheck.console import ProgressBar, console, findings_table, models_table, out
 from poccheck.errors import PocCheckError
 from poccheck.models import DEFAULT_MODEL
+from poccheck.records import MODES, Mode
 
 app = typer.Typer(
     help="Which model size, run where, is good enough for our work, at what cost?",
@@ -92,6 +93,14 @@ def assess(
     limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N items of each suite.")] = None,
     redact: Annotated[bool, typer.Option(help="Show item ids instead of task text in the report.")] = False,
     encoding: Encoding = None,
+    mode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode",
+            help="Prompting mode, repeatable: direct (zero-shot), fewshot (the suite's exemplars; default) or "
+            "cot (chain of thought: exemplars with rationales, else 'think step by step').",
+        ),
+    ] = None,
     device: Annotated[
         str, typer.Option(help="transformers models: auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
     ] = "auto",
@@ -121,6 +130,7 @@ def assess(
                 progress=progress,
                 redact=redact,
                 options=BackendOptions(device=device, dtype=dtype),
+                modes=parse_modes(mode),
             )
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
@@ -129,6 +139,15 @@ def assess(
     out.print(f"Report: [bold]{result.report}[/bold]")
     if all(m.error for m in result.outcome.models):
         raise typer.Exit(1)
+
+
+def parse_modes(values: list[str] | None) -> list[Mode]:
+    modes: list[Mode] = []
+    for value in values or ["fewshot"]:
+        if value not in MODES:
+            raise typer.BadParameter(f"{value!r}; use one of {', '.join(MODES)}", param_hint="--mode")
+        modes.append(value)  # type: ignore[arg-type]
+    return modes
 
 
 @app.command()

@@ -106,10 +106,10 @@ def findings_table(findings: Findings) -> Table:
         table.add_column(column)
     for m in findings.models:
         if m.error and not m.rows:
-            table.add_row(m.name, Text(f"failed: {m.error.splitlines()[0]}", style="red"), "", "", "")
+            table.add_row(m.label, Text(f"failed: {m.error.splitlines()[0]}", style="red"), "", "", "")
             continue
         table.add_row(
-            m.name,
+            m.label,
             ci(m.accuracy),
             f"{seconds(m.latency_p50)} / {seconds(m.latency_p95)}",
             size(m.peak_rss),

@@ -19,7 +19,7 @@ from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import ModelError, Problem, StoreError, TaskFileError
 from poccheck.grading import grade_output
-from poccheck.records import ModelInfo, Suite
+from poccheck.records import Mode, ModelInfo, Suite
 from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
 from poccheck.tasks import check_suite, load_suites
@@ -121,6 +121,7 @@ def assess(
     progress: runner.Progress | None = None,
     redact: bool = False,
     options: BackendOptions | None = None,
+    modes: Sequence[Mode] = ("fewshot",),
 ) -> AssessResult:
     """Validate tasks, run them through each model (resuming), grade, analyse and write the report."""
     suites = load_suites(task_paths, encoding)
@@ -135,15 +136,19 @@ def assess(
             if fresh:
                 store.clear_results()
             unique_models = list(dict.fromkeys(model_specs))
+            unique_modes = list(dict.fromkeys(modes))
             plan = {
                 "models": unique_models,
+                "modes": unique_modes,
                 "suites": [s.name for s in suites],
                 "task_files": [str(Path(p)) for p in task_paths],
                 "limit": limit,
                 "host": host_info(),
                 "engine": engine_info(),
             }
-            outcome = runner.run(suites, unique_models, store, progress, limit=limit, plan=plan, options=options)
+            outcome = runner.run(
+                suites, unique_models, store, progress, limit=limit, plan=plan, options=options, modes=unique_modes
+            )
             findings = analyse(store)
             store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
             path = report.render(findings, out, redact=redact, context=plan)

@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ItemType = Literal["multiple_choice", "exact", "contains", "regex", "numeric", "json"]
-ITEM_TYPES: tuple[ItemType, ...] = ("multiple_choice", "exact", "contains", "regex", "numeric", "json")
-GENERATION_TYPES: tuple[ItemType, ...] = ("exact", "contains", "regex", "numeric", "json")
+ItemType = Literal["multiple_choice", "exact", "contains", "regex", "numeric", "json", "proof"]
+ITEM_TYPES: tuple[ItemType, ...] = ("multiple_choice", "exact", "contains", "regex", "numeric", "json", "proof")
+GENERATION_TYPES: tuple[ItemType, ...] = ("exact", "contains", "regex", "numeric", "json", "proof")
+Mode = Literal["direct", "fewshot", "cot"]
+MODES: tuple[Mode, ...] = ("direct", "fewshot", "cot")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Exemplar:
     input: str
     answer: str
     choices: tuple[str, ...] = ()
+    rationale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Suite:
     fewshot: tuple[Exemplar, ...] = ()
     stop: tuple[str, ...] = ("\n\n",)
     max_tokens: int = 64
+    answer_pattern: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class Grade:
     correct_norm: bool | None = None
     margin: float | None = None
     detail: str = ""
+    answered: bool = True
+    lenient: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,7 @@ class ResultRow:
     item_id: str
     item_key: str
     settings_key: str
+    mode: str
     category: str
     type: ItemType
     prompt: str

@@ -20,7 +20,7 @@ from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
 from poccheck.grading import grade_output
 from poccheck.memory import PeakRSS
-from poccheck.records import ChoiceScores, ModelInfo, ResultRow, Suite, TaskItem
+from poccheck.records import ChoiceScores, Mode, ModelInfo, ResultRow, Suite, TaskItem
 from poccheck.store import Store
 from poccheck.tasks.prompts import Prompt, render_prompt
 
@@ -38,23 +38,30 @@ class WorkItem:
     item: TaskItem
     prompt: Prompt
     key: str
+    mode: Mode = "fewshot"
+
+    @property
+    def scored(self) -> bool:
+        """Scored by choice likelihoods (multiple choice outside chain-of-thought), not generated."""
+        return bool(self.prompt.continuations)
 
 
-def work_items(suite: Suite) -> list[WorkItem]:
+def work_items(suite: Suite, mode: Mode = "fewshot") -> list[WorkItem]:
     work = []
     for item in suite.items:
-        prompt = render_prompt(suite, item)
+        prompt = render_prompt(suite, item, mode)
         identity: dict[str, Any] = {
             "suite": suite.name,
             "id": item.id,
-            "type": "mc" if item.is_multiple_choice else "gen",
+            "mode": mode,
+            "type": "mc" if prompt.continuations else "gen",
             "prompt": prompt.text,
         }
-        if item.is_multiple_choice:
+        if prompt.continuations:
             identity["continuations"] = list(prompt.continuations)
         else:
             identity.update(stop=list(suite.stop), max_tokens=suite.max_tokens)
-        work.append(WorkItem(suite, item, prompt, stable_hash(identity)))
+        work.append(WorkItem(suite, item, prompt, stable_hash(identity), mode))
     return work
 
 
@@ -102,12 +109,16 @@ def run(
     limit: int | None = None,
     plan: dict[str, Any] | None = None,
     options: BackendOptions | None = None,
+    modes: Sequence[Mode] = ("fewshot",),
 ) -> RunOutcome:
-    """Run every suite through every model; one failing model does not stop the others."""
+    """Run every suite through every model in every prompting mode; one failing model does not stop the others."""
     progress = progress or Progress()
-    work = [w for suite in suites for w in work_items(suite)[: limit or None]]
+    work = [w for suite in suites for mode in modes for w in work_items(suite, mode)[: limit or None]]
     for suite in suites:
-        store.save_items(suite.name, [(w.item.id, w.key, item_record(w.item)) for w in work if w.suite is suite])
+        store.save_items(
+            suite.name,
+            [(w.key, w.mode, suite.answer_pattern, item_record(w.item)) for w in work if w.suite is suite],
+        )
     run_id = store.start_run(plan or {"models": list(model_specs), "suites": [s.name for s in suites]})
     outcome = RunOutcome(run_id)
     status = "interrupted"
@@ -197,7 +208,11 @@ def _run_items(
     outcome: ModelOutcome,
 ) -> None:
     def save(work: WorkItem, output: Output) -> None:
-        grade = None if output.error else grade_output(work.item, output.text, output.choice_logprobs)
+        grade = (
+            None
+            if output.error
+            else grade_output(work.item, output.text, output.choice_logprobs, work.mode, work.suite.answer_pattern)
+        )
         row = ResultRow(
             model=info.name,
             model_fingerprint=info.fingerprint,
@@ -205,6 +220,7 @@ def _run_items(
             item_id=work.item.id,
             item_key=work.key,
             settings_key=settings_key,
+            mode=work.mode,
             category=work.item.category,
             type=work.item.type,
             prompt=work.prompt.text,
@@ -228,7 +244,7 @@ def _run_items(
             outcome.done += 1
         progress.advance()
 
-    choice_work = [w for w in todo if w.item.is_multiple_choice]
+    choice_work = [w for w in todo if w.scored]
     for begin in range(0, len(choice_work), MC_CHUNK):
         chunk = choice_work[begin : begin + MC_CHUNK]
         scores: list[ChoiceScores | BackendError]
@@ -245,7 +261,7 @@ def _run_items(
                     Output(choice_logprobs=score.logprobs, prompt_tokens=score.prompt_tokens, latency=score.seconds),
                 )
     for w in todo:
-        if w.item.is_multiple_choice:
+        if w.scored:
             continue
         try:
             completion = backend.generate(GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens))

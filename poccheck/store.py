@@ -41,10 +41,11 @@ CREATE TABLE IF NOT EXISTS models (
 );
 CREATE TABLE IF NOT EXISTS items (
     suite TEXT NOT NULL,
-    item_id TEXT NOT NULL,
     item_key TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    answer_pattern TEXT,
     item TEXT NOT NULL,
-    PRIMARY KEY (suite, item_id)
+    PRIMARY KEY (suite, item_key)
 );
 CREATE TABLE IF NOT EXISTS model_runs (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -74,6 +75,7 @@ CREATE TABLE IF NOT EXISTS results (
     item_key TEXT NOT NULL,
     settings_key TEXT NOT NULL,
     run_id INTEGER NOT NULL,
+    mode TEXT NOT NULL,
     model TEXT NOT NULL,
     suite TEXT NOT NULL,
     item_id TEXT NOT NULL,
@@ -205,18 +207,22 @@ class Store:
         """Descriptions of every model run so far, by model spec."""
         return {row["name"]: ModelInfo(**json.loads(row["info"])) for row in self.db.execute("SELECT * FROM models")}
 
-    def save_items(self, suite: str, items: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Store (item_id, item_key, item as dict) so reports can be re-graded without the task file."""
+    def save_items(self, suite: str, items: list[tuple[str, str, str | None, dict[str, Any]]]) -> None:
+        """Store (item_key, mode, answer pattern, item as dict) so reports re-grade without the task file."""
         with self.transaction() as db:
             db.execute("DELETE FROM items WHERE suite = ?", (suite,))
             db.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?)",
-                [(suite, item_id, key, json.dumps(item, ensure_ascii=False)) for item_id, key, item in items],
+                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
+                [
+                    (suite, key, mode, pattern, json.dumps(item, ensure_ascii=False))
+                    for key, mode, pattern, item in items
+                ],  # noqa: E501
             )
 
-    def items(self) -> list[tuple[str, str, dict[str, Any]]]:
+    def items(self) -> list[dict[str, Any]]:
+        """Stored items: suite, item_key, mode, answer_pattern and item (a dict)."""
         return [
-            (row["suite"], row["item_key"], json.loads(row["item"]))
+            {**dict(row), "item": json.loads(row["item"])}
             for row in self.db.execute("SELECT * FROM items ORDER BY rowid")
         ]
 
@@ -247,17 +253,21 @@ class Store:
         return {r[0] for r in rows}
 
     def add_result(self, run_id: int, row: ResultRow) -> None:
+        values = {
+            "model_fingerprint": row.model_fingerprint, "item_key": row.item_key, "settings_key": row.settings_key,
+            "run_id": run_id, "mode": row.mode, "model": row.model, "suite": row.suite, "item_id": row.item_id,
+            "category": row.category, "type": row.type, "prompt": row.prompt, "output": row.output,
+            "choice_logprobs": json.dumps(list(row.choice_logprobs)) if row.choice_logprobs is not None else None,
+            "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens, "latency": row.latency,
+            "ttft": row.ttft, "finish_reason": row.finish_reason, "mean_logprob": row.mean_logprob,
+            "error": row.error, "prediction": row.prediction, "correct": row.correct, "margin": row.margin,
+            "created": time.time(),
+        }  # fmt: skip
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    row.model_fingerprint, row.item_key, row.settings_key, run_id, row.model, row.suite,
-                    row.item_id, row.category, row.type, row.prompt, row.output,
-                    json.dumps(list(row.choice_logprobs)) if row.choice_logprobs is not None else None,
-                    row.prompt_tokens, row.completion_tokens, row.latency, row.ttft, row.finish_reason,
-                    row.mean_logprob, row.error, row.prediction, row.correct, row.margin, time.time(),
-                ),
-            )  # fmt: skip
+                f"INSERT OR REPLACE INTO results ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
 
     def update_grades(self, grades: list[tuple[str | None, bool | None, float | None, str, str, str]]) -> None:
         """Rewrite (prediction, correct, margin) of results identified by (fingerprint, item key, settings key)."""

@@ -18,6 +18,7 @@ def row(key: str, error: str | None = None) -> ResultRow:
         item_id=key,
         item_key=key,
         settings_key="set",
+        mode="fewshot",
         category="c",
         type="exact",
         prompt="p",

@@ -10,7 +10,7 @@ from typing import Any
 from poccheck.analysis.attention import AttentionView, CopyScore, mean_scores
 from poccheck.analysis.stats import Proportion, median, percentile, wilson
 from poccheck.grading import grade_output
-from poccheck.records import Grade, ModelInfo, TaskItem
+from poccheck.records import Grade, Mode, ModelInfo, TaskItem
 from poccheck.store import Store
 
 
@@ -23,6 +23,7 @@ class GradedRow:
     item: TaskItem
     result: dict[str, Any]
     grade: Grade | None
+    mode: str = "fewshot"
 
     @property
     def correct(self) -> bool:
@@ -36,6 +37,7 @@ class ModelFindings:
     name: str
     info: ModelInfo | None
     error: str | None
+    mode: str = "fewshot"
     rows: list[GradedRow] = field(default_factory=list)
     accuracy: Proportion = field(default_factory=lambda: wilson(0, 0))
     accuracy_norm: Proportion | None = None
@@ -57,6 +59,13 @@ class ModelFindings:
     peak_vram: int | None = None
     views: list[ItemView] = field(default_factory=list)
     copy: CopySummary | None = None
+
+    multimode: bool = False
+
+    @property
+    def label(self) -> str:
+        """The model's name, with its prompting mode when the assessment ran several."""
+        return f"{self.name} · {self.mode}" if self.multimode else self.name
 
     @property
     def failures(self) -> list[GradedRow]:
@@ -112,10 +121,11 @@ def item_from_record(record: dict[str, Any]) -> TaskItem:
     return TaskItem(**record)
 
 
-def grade_row(item: TaskItem, result: dict[str, Any]) -> Grade | None:
+def grade_row(stored: StoredItem, result: dict[str, Any]) -> Grade | None:
     if result["error"]:
         return None
-    return grade_output(item, result["output"], result["choice_logprobs"])
+    mode: Mode = "cot" if stored.mode == "cot" else "fewshot"
+    return grade_output(stored.item, result["output"], result["choice_logprobs"], mode, stored.answer_pattern)
 
 
 def regraded(findings: Findings) -> list[tuple[str | None, bool | None, float | None, str, str, str]]:
@@ -134,17 +144,26 @@ def regraded(findings: Findings) -> list[tuple[str | None, bool | None, float | 
     ]
 
 
+@dataclass(frozen=True)
+class StoredItem:
+    suite: str
+    item: TaskItem
+    mode: str
+    answer_pattern: str | None
+
+
 def analyse(store: Store) -> Findings:
-    """Grade every stored result of the latest plan and summarise it per model."""
+    """Grade every stored result of the latest plan and summarise it per model and prompting mode."""
     plan = store.plan() or {}
     wanted_models: list[str] = plan.get("models", [])
     wanted_suites: list[str] = plan.get("suites", [])
-    items: dict[tuple[str, str], tuple[str, TaskItem]] = {}
-    for suite, key, record in store.items():
-        if wanted_suites and suite not in wanted_suites:
+    modes: list[str] = plan.get("modes") or ["fewshot"]
+    items: dict[tuple[str, str], StoredItem] = {}
+    for row in store.items():
+        if wanted_suites and row["suite"] not in wanted_suites:
             continue
-        item = item_from_record(record)
-        items[(suite, key)] = (suite, item)
+        item = item_from_record(row["item"])
+        items[(row["suite"], row["item_key"])] = StoredItem(row["suite"], item, row["mode"], row["answer_pattern"])
     infos = store.model_infos()
     runs = store.model_runs()
     latest: dict[str, dict[str, Any]] = {}
@@ -159,25 +178,30 @@ def analyse(store: Store) -> Findings:
         run = latest.get(name, {})
         fingerprint = run.get("fingerprint")
         info = infos.get(name) if fingerprint else None
-        model = ModelFindings(name=name, info=info, error=run.get("error"), expected_items=len(items))
         settings = run.get("settings_key")
-        for result in results_by_model.get(name, []):
-            if result["model_fingerprint"] != fingerprint or result["settings_key"] != settings:
-                continue
-            found = items.get((result["suite"], result["item_key"]))
-            if found is None:
-                continue
-            suite, item = found
-            model.rows.append(GradedRow(name, suite, item, result, grade_row(item, result)))
-        _summarise(model, [r for r in runs if r["model"] == name])
-        if fingerprint and settings:
-            _attach_attention(model, store.attention(fingerprint, settings), items)
-        findings.append(model)
-    categories = sorted({item.category for _, item in items.values()})
+        for mode in modes:
+            expected = sum(1 for s in items.values() if s.mode == mode)
+            model = ModelFindings(
+                name=name, info=info, error=run.get("error"), expected_items=expected, mode=mode,
+                multimode=len(modes) > 1,
+            )  # fmt: skip
+            for result in results_by_model.get(name, []):
+                if result["model_fingerprint"] != fingerprint or result["settings_key"] != settings:
+                    continue
+                found = items.get((result["suite"], result["item_key"]))
+                if found is None or found.mode != mode:
+                    continue
+                grade = grade_row(found, result)
+                model.rows.append(GradedRow(name, found.suite, found.item, result, grade, mode))
+            _summarise(model, [r for r in runs if r["model"] == name])
+            if fingerprint and settings and mode == modes[-1]:
+                _attach_attention(model, store.attention(fingerprint, settings), items)
+            findings.append(model)
+    categories = sorted({s.item.category for s in items.values()})
     return Findings(
         findings,
         categories,
-        sorted({s for s, _ in items.values()}),
+        sorted({s.suite for s in items.values()}),
         len(items),
         store.runs(),
         agreements(findings),
@@ -185,9 +209,9 @@ def analyse(store: Store) -> Findings:
 
 
 def _attach_attention(
-    model: ModelFindings, stored: list[dict[str, Any]], items: dict[tuple[str, str], tuple[str, TaskItem]]
+    model: ModelFindings, stored: list[dict[str, Any]], items: dict[tuple[str, str], StoredItem]
 ) -> None:
-    by_key = {key: item for (_, key), (_, item) in items.items()}
+    by_key = {key: s.item for (_, key), s in items.items()}
     scores: dict[bool, list[CopyScore]] = {True: [], False: []}
     for entry in stored:
         item = by_key.get(entry["item_key"])
@@ -221,7 +245,7 @@ def agreements(models: list[ModelFindings]) -> list[Agreement]:
         for second in models[i + 1 :]:
             if not (first.info and second.info) or first.info.fingerprint != second.info.fingerprint:
                 continue
-            if first.info.backend == second.info.backend:
+            if first.info.backend == second.info.backend or first.mode != second.mode:
                 continue
             picks = {
                 r.item.id + "/" + r.suite: r.grade.prediction
@@ -234,7 +258,7 @@ def agreements(models: list[ModelFindings]) -> list[Agreement]:
                 if row.grade and row.item.is_multiple_choice and key in picks:
                     total += 1
                     same += picks[key] == row.grade.prediction
-            found.append(Agreement(first.name, second.name, same, total))
+            found.append(Agreement(first.label, second.label, same, total))
     return found
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from poccheck.grading import matchers
-from poccheck.records import Grade, TaskItem
+from poccheck.probe.check import check_proof
+from poccheck.probe.logic import Language
+from poccheck.records import Grade, Mode, TaskItem
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -45,15 +48,72 @@ def grade_text(item: TaskItem, output: str) -> Grade:
         ok, detail = matchers.match_numeric(output, item.answer, item.tolerance)
     elif item.type == "json":
         ok, detail = matchers.match_json(output, item.answer, item.schema)
+    elif item.type == "proof":
+        meta = item.metadata
+        lang: Language = "ja" if str(meta.get("lang", "en")).startswith("ja") else "en"
+        checked = check_proof(output, meta["premises"], item.answer, str(meta["name"]), lang)
+        return Grade(correct=checked.strict, prediction=output.strip(), detail=checked.detail, lenient=checked.lenient)
     else:
         raise ValueError(f"item {item.id}: {item.type} is not a generation type")
     return Grade(correct=ok, prediction=output.strip(), detail=detail)
 
 
-def grade_output(item: TaskItem, text: str, choice_logprobs: Sequence[float] | None) -> Grade:
-    """Grade a stored output: choice scores for multiple choice, text otherwise."""
-    if item.is_multiple_choice:
-        if choice_logprobs is None:
-            raise ValueError(f"item {item.id}: no choice scores stored")
+def grade_output(
+    item: TaskItem,
+    text: str,
+    choice_logprobs: Sequence[float] | None,
+    mode: Mode = "fewshot",
+    answer_pattern: str | None = None,
+) -> Grade:
+    """Grade a stored output. Multiple choice scored by likelihood uses the choice scores; a chain of thought
+    (``cot``) is graded on the answer extracted from it, and counts as unanswered when none can be found.
+    Proofs are always checked whole."""
+    if item.is_multiple_choice and choice_logprobs is not None:
         return grade_choices(item, choice_logprobs)
-    return grade_text(item, text)
+    if item.type == "proof" or mode != "cot":
+        if item.is_multiple_choice:
+            raise ValueError(f"item {item.id}: no choice scores stored")
+        return grade_text(item, text)
+    extracted = extract_answer(text, answer_pattern)
+    if extracted is None:
+        return Grade(correct=False, prediction=text.strip(), detail="no parseable answer", answered=False)
+    if item.is_multiple_choice:
+        index = choice_from_text(extracted, item.choices)
+        if index is None:
+            return Grade(False, extracted, detail=f"{extracted!r} is not one of the choices", answered=False)
+        ok = index == item.answer
+        gold = f"gold {LETTERS[item.answer]}. {item.choices[item.answer]}"
+        return Grade(ok, f"{LETTERS[index]}. {item.choices[index]}", detail="" if ok else gold)
+    graded = grade_text(item, extracted)
+    return Grade(graded.correct, extracted, detail=graded.detail)
+
+
+DEFAULT_ANSWER_PATTERNS = (
+    r"(?i)the answer is[:\s]*(.+?)(?:\.\s|\.$|\n|$)",
+    r"答えは[:：\s]*「?(.+?)」?(?:です|である|だ)?(?:。|\n|$)",
+)
+
+
+def extract_answer(text: str, pattern: str | None = None) -> str | None:
+    """The final answer stated in a chain of thought: the last match of the pattern's first group."""
+    found: list[str] = []
+    for candidate in [pattern] if pattern else list(DEFAULT_ANSWER_PATTERNS):
+        found += [m.group(1) for m in re.finditer(candidate, text)]
+        if found:
+            break
+    if not found:
+        return None
+    answer = found[-1].strip().strip("*").strip()
+    return answer or None
+
+
+def choice_from_text(answer: str, choices: Sequence[str]) -> int | None:
+    """A choice index from '(B)', 'B', 'b)' or the choice's text."""
+    letter = re.fullmatch(r"\(?([A-Za-z])\)?(?:[.:)]\s*.*)?", answer.strip())
+    if letter and letter.group(1).upper() in LETTERS[: len(choices)]:
+        return LETTERS.index(letter.group(1).upper())
+    wanted = matchers.normalize(answer).strip(" .。")
+    for index, choice in enumerate(choices):
+        if matchers.normalize(choice) == wanted:
+            return index
+    return None

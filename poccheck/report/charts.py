@@ -31,7 +31,7 @@ def accuracy_chart(models: list[ModelFindings]) -> str | None:
         return None
     height = 0.6 + 0.45 * len(shown)
     figure, axis = plt.subplots(figsize=(6.5, height))
-    labels = [_ascii(m.name) for m in shown]
+    labels = [_ascii(m.label) for m in shown]
     values = [m.accuracy.value * 100 for m in shown]
     low = [max(0.0, (m.accuracy.value - m.accuracy.low) * 100) for m in shown]
     high = [max(0.0, (m.accuracy.high - m.accuracy.value) * 100) for m in shown]
@@ -56,7 +56,7 @@ def latency_chart(models: list[ModelFindings]) -> str | None:
     data = [[r.result["latency"] for r in m.rows if r.grade is not None] for m in shown]
     figure, axis = plt.subplots(figsize=(6.5, 0.6 + 0.45 * len(shown)))
     axis.boxplot(data[::-1], vert=False, widths=0.5, showfliers=True)
-    axis.set_yticks(range(1, len(shown) + 1), [_ascii(m.name) for m in shown][::-1])
+    axis.set_yticks(range(1, len(shown) + 1), [_ascii(m.label) for m in shown][::-1])
     if (
         all(v > 0 for series in data for v in series)
         and max(max(s) for s in data) / max(min(min(s) for s in data), 1e-9) > 20

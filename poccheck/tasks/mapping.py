@@ -131,6 +131,14 @@ def record_to_item(record: RawRecord, defaults: dict[str, Any] | None = None) ->
             answer = _text(raw_answer)
             if _parse_number(answer) is None:
                 problem("answer", f"numeric answer {answer!r} is not a number")
+        elif item_type == "proof":
+            answer = _text(raw_answer)
+            meta = fields.get("metadata")
+            premises = meta.get("premises") if isinstance(meta, dict) else None
+            if not isinstance(premises, list) or not all(isinstance(p, str) for p in premises):
+                problem("metadata", "a proof item needs metadata.premises: the list of premise sentences")
+            if not isinstance(meta, dict) or not meta.get("name"):
+                problem("metadata", "a proof item needs metadata.name: the individual the premises are about")
         else:
             answer = _text(raw_answer)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ SUITE_SETTINGS = (
     "max_tokens",
     "defaults",
     "include",
+    "answer_pattern",
 )
 MAX_TOKENS_LIMIT = 8192
 
@@ -135,6 +137,14 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
                     )
                 )
                 template = None
+    pattern = settings.get("answer_pattern")
+    if pattern is not None:
+        try:
+            if not isinstance(pattern, str) or re.compile(pattern).groups < 1:
+                raise re.error("needs one capturing group ( ... ) around the answer")
+        except re.error as exc:
+            problem("answer_pattern", f"bad answer pattern {pattern!r}: {exc}")
+            pattern = None
     text_settings = {}
     for key in ("name", "description", "language"):
         value = settings.get(key)
@@ -153,6 +163,7 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
         fewshot=fewshot,
         stop=stop,
         max_tokens=max_tokens,
+        answer_pattern=pattern,
     )
     if template is not None:
         for item in items:
@@ -187,7 +198,12 @@ def _fewshot(value: Any, file: str, line: int | None, problems: list[Problem]) -
             continue
         choices = entry.get("choices") or []
         exemplars.append(
-            Exemplar(str(entry["input"]), str(entry["answer"]), tuple(str(c) for c in choices if c is not None))
+            Exemplar(
+                str(entry["input"]),
+                str(entry["answer"]),
+                tuple(str(c) for c in choices if c is not None),
+                str(entry["rationale"]) if entry.get("rationale") else None,
+            )
         )
     return tuple(exemplars)
 
