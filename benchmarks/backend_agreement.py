@@ -70,7 +70,9 @@ def main() -> int:
         if len(loads) == 1:
             hf.close()
     llama = load_backend(gguf)
-    print(f"transformers load from GGUF: first {loads[0]:.1f} s, second {loads[1]:.1f} s (cache {converted_dir(hf_info)})")
+    print(
+        f"transformers load from GGUF: first {loads[0]:.1f} s, second {loads[1]:.1f} s (cache {converted_dir(hf_info)})"
+    )
     for name, items in sets.items():
         requests = [r for r, _ in items]
         gold = [g for _, g in items]

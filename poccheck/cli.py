@@ -93,6 +93,9 @@ def assess(
     limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N items of each suite.")] = None,
     redact: Annotated[bool, typer.Option(help="Show item ids instead of task text in the report.")] = False,
     encoding: Encoding = None,
+    target: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Accuracy target for the depth profile and scaling charts.")
+    ] = 0.8,
     mode: Annotated[
         list[str] | None,
         typer.Option(
@@ -131,6 +134,7 @@ def assess(
                 redact=redact,
                 options=BackendOptions(device=device, dtype=dtype),
                 modes=parse_modes(mode),
+                target=target,
             )
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
@@ -139,6 +143,43 @@ def assess(
     out.print(f"Report: [bold]{result.report}[/bold]")
     if all(m.error for m in result.outcome.models):
         raise typer.Exit(1)
+
+
+@app.command()
+def probe(
+    rules: Annotated[str, typer.Option(help="Comma-separated rules, or 'all'.")] = "all",
+    hops: Annotated[str, typer.Option(help="Proof lengths, e.g. 1-3 or 1,2,5.")] = "1-3",
+    n: Annotated[int, typer.Option("--n", min=1, help="Problems per rule and hop count.")] = 20,
+    lang: Annotated[str, typer.Option(help="en or ja.")] = "en",
+    seed: Annotated[int, typer.Option(help="Random seed (the same seed gives the same file).")] = 0,
+    distractors: Annotated[int, typer.Option(min=0, help="Unrelated rules added to each problem.")] = 0,
+    shots: Annotated[int, typer.Option(min=0, help="Few-shot exemplars per rule (with gold proofs).")] = 3,
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Task file to write.")] = None,
+) -> None:
+    """Generate deductive reasoning problems over a fictional ontology as a task file, with gold proofs."""
+    from poccheck.probe.generate import RULES
+
+    if lang not in ("en", "ja"):
+        raise typer.BadParameter(f"{lang!r}; use en or ja", param_hint="--lang")
+    chosen = list(RULES) if rules.strip() == "all" else [r.strip() for r in rules.split(",") if r.strip()]
+    depths = parse_hops(hops)
+    path = out_file or Path(f"probe-{lang}.yaml")
+    suite = pipeline.write_probe(path, chosen, depths, n, lang, seed=seed, distractors=distractors, shots=shots)  # type: ignore[arg-type]
+    out.print(f"Wrote {escape(str(path))}: {len(suite.items)} problems, {len(suite.fewshot)} exemplars (seed {seed}).")
+    out.print(f"Next: poccheck assess --tasks {escape(str(path))} --mode direct --mode cot")
+
+
+def parse_hops(text: str) -> list[int]:
+    values: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            values += list(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}; write e.g. 1-3 or 1,2,5", param_hint="--hops") from None
+    if not values or min(values) < 1 or max(values) > 20:
+        raise typer.BadParameter(f"{text!r}; hops run from 1 to 20", param_hint="--hops")
+    return sorted(set(values))
 
 
 def parse_modes(values: list[str] | None) -> list[Mode]:

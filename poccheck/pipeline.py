@@ -14,11 +14,13 @@ from typing import Any
 from poccheck import evidence, models, report, runner
 from poccheck.analysis import Findings, analyse, attention
 from poccheck.analysis.attention import CopyScore
+from poccheck.analysis.reasoning import DEFAULT_TARGET, analyse_reasoning
 from poccheck.analysis.summary import regraded
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import ModelError, Problem, StoreError, TaskFileError
 from poccheck.grading import grade_output
+from poccheck.probe.logic import Language
 from poccheck.records import Mode, ModelInfo, Suite
 from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
@@ -122,6 +124,7 @@ def assess(
     redact: bool = False,
     options: BackendOptions | None = None,
     modes: Sequence[Mode] = ("fewshot",),
+    target: float = DEFAULT_TARGET,
 ) -> AssessResult:
     """Validate tasks, run them through each model (resuming), grade, analyse and write the report."""
     suites = load_suites(task_paths, encoding)
@@ -140,6 +143,7 @@ def assess(
             plan = {
                 "models": unique_models,
                 "modes": unique_modes,
+                "target": target,
                 "suites": [s.name for s in suites],
                 "task_files": [str(Path(p)) for p in task_paths],
                 "limit": limit,
@@ -151,7 +155,8 @@ def assess(
             )
             findings = analyse(store)
             store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
-            path = report.render(findings, out, redact=redact, context=plan)
+            reasoning = analyse_reasoning(findings, target)
+            path = report.render(findings, out, redact=redact, context=plan, reasoning=reasoning)
         finally:
             store.close()
     return AssessResult(path, outcome, findings)
@@ -165,7 +170,9 @@ def render_report(out: Path, redact: bool = False) -> tuple[Path, Findings]:
     try:
         findings = analyse(store)
         store.update_grades(regraded(findings))
-        path = report.render(findings, out, redact=redact, context=store.plan() or {})
+        plan = store.plan() or {}
+        reasoning = analyse_reasoning(findings, plan.get("target") or DEFAULT_TARGET)
+        path = report.render(findings, out, redact=redact, context=plan, reasoning=reasoning)
     finally:
         store.close()
     return path, findings
@@ -242,3 +249,31 @@ def explain(
 
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "item"
+
+
+def write_probe(
+    out_file: Path,
+    rules: Sequence[str],
+    hops: Sequence[int],
+    n: int,
+    lang: Language,
+    *,
+    seed: int = 0,
+    distractors: int = 0,
+    shots: int = 3,
+) -> Suite:
+    """Generate a reasoning-depth probe and write it as an ordinary YAML task file; return it as loaded back."""
+    import yaml
+
+    from poccheck.probe.generate import RULES, probe_suite
+
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        raise ModelError(
+            f"unknown rule {unknown[0]!r}{did_you_mean(unknown[0], list(RULES))}", f"rules: {', '.join(RULES)}"
+        )
+    suite = probe_suite(rules, hops, n, lang, seed=seed, distractors=distractors, shots=shots)
+    text = yaml.safe_dump(suite, allow_unicode=True, sort_keys=False, width=1000)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(f"# poccheck probe: {suite['description']}\n{text}", encoding="utf-8")
+    return load_suites([out_file])[0]

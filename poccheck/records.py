@@ -48,6 +48,7 @@ class Exemplar:
     answer: str
     choices: tuple[str, ...] = ()
     rationale: str | None = None
+    category: str | None = None  # when set, the exemplar is shown only for items of this category
 
 
 @dataclass(frozen=True)

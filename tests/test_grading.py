@@ -78,3 +78,34 @@ def test_multiple_choice_grade_margin_and_length_norm() -> None:
 def test_generation_grader_rejects_mc_items() -> None:
     with pytest.raises(ValueError):
         grade_text(item("multiple_choice", 0, choices=("a", "b")), "a")
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("Sam has 3 and 4. So the answer is 7.", "7"),
+        ("First the answer is 2. Wait. The answer is (B).", "(B)"),
+        ("計算すると12個になる。答えは12個です。", "12個"),
+        ("答えは「合格」。", "合格"),
+        ("I am not sure.", None),
+    ],
+)
+def test_answer_extraction(text: str, answer: str | None) -> None:
+    from poccheck.grading.grade import extract_answer
+
+    assert extract_answer(text) == answer
+
+
+def test_cot_grading_counts_unparseable_answers_apart() -> None:
+    from poccheck.grading.grade import choice_from_text, grade_output
+
+    mc = item("multiple_choice", 1, choices=("red", "blue", "green"))
+    assert grade_output(mc, "Sky is blue. So the answer is (B).", None, "cot").correct
+    assert grade_output(mc, "So the answer is blue.", None, "cot").correct
+    missing = grade_output(mc, "Hmm, maybe", None, "cot")
+    assert not missing.correct and not missing.answered
+    numeric = item("numeric", "12")
+    assert grade_output(numeric, "10 + 2. So the answer is 12.", None, "cot").correct
+    assert not grade_output(numeric, "10 + 2 = 12", None, "cot").answered
+    assert grade_output(numeric, "result: 12", None, "cot", r"result: (\d+)").correct
+    assert choice_from_text("c)", ("a", "b", "c")) == 2 and choice_from_text("purple", ("a", "b")) is None

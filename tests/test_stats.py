@@ -28,3 +28,12 @@ def test_percentiles() -> None:
     assert percentile(values, 50) == pytest.approx(50.5)
     assert percentile(values, 95) == pytest.approx(95.05)
     assert percentile([], 50) is None
+
+
+def test_exact_mcnemar() -> None:
+    from poccheck.analysis.stats import mcnemar_exact
+
+    assert mcnemar_exact(0, 9).p_value == pytest.approx(2 * 0.5**9)
+    assert mcnemar_exact(3, 3).p_value == pytest.approx(1.0)
+    assert mcnemar_exact(0, 0).p_value == 1.0
+    assert mcnemar_exact(1, 10).p_value == pytest.approx(0.01171875)  # 2 * P(X <= 1), X ~ Bin(11, 0.5)

@@ -38,3 +38,18 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def median(values: Sequence[float]) -> float | None:
     return percentile(values, 50)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Paired comparison of two conditions on the same items: ``b`` items only A got right, ``c`` only B."""
+
+    b: int
+    c: int
+    p_value: float
+
+
+def mcnemar_exact(b: int, c: int) -> McNemar:
+    """Exact (binomial) McNemar test on the discordant pairs; p = 1 when there are none."""
+    p = float(binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
+    return McNemar(b, c, p)

@@ -6,8 +6,8 @@ elimination (proof by cases), or proof by contradiction; assumptions open a case
 completed pair of cases closes; and the goal is reached outside any assumption. A sentence outside the
 fragment is an invalid step.
 
-Lenient (the published study's headline metric): the goal is stated outside an assumption, whatever the
-steps before it.
+Lenient (the published study's headline metric): the goal is stated as a fact (not merely assumed), whatever
+the steps before it.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ def check_proof(output: str, premises: Sequence[str], goal: str, name: str, lang
         valid = statement is not None and proof.step(statement)
         if not valid:
             invalid.append(sentence)
-        if statement == target and proof.depth == 0:
-            reached_lenient = True
-            reached_strict = reached_strict or valid
+        if statement == target:
+            reached_lenient = True  # stated as a fact, at any depth, however it was reached
+            reached_strict = reached_strict or (valid and proof.depth == 0)
     return ProofCheck(reached_strict and not invalid, reached_lenient, steps, tuple(invalid))
 
 

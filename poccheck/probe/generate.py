@@ -193,8 +193,9 @@ def probe_suite(
     for rule in rules:
         for _ in range(shots):
             problem = make_problem(rule, 1, lang, exemplar_rng, distractors)
-            fewshot.append({"input": problem.input, "answer": problem.goal, "rationale": problem.rationale})
-    exemplar_rng.shuffle(fewshot)
+            fewshot.append(
+                {"input": problem.input, "answer": problem.goal, "rationale": problem.rationale, "category": rule}
+            )
     return {
         "name": f"probe-{lang}",
         "description": (

@@ -9,8 +9,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from poccheck.analysis.reasoning import ScalingGroup  # noqa: E402
+from poccheck.analysis.stats import wilson  # noqa: E402
 from poccheck.analysis.summary import ModelFindings  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "path", "font.size": 9, "svg.hashsalt": "poccheck"})
@@ -71,9 +74,63 @@ def latency_chart(models: list[ModelFindings]) -> str | None:
 
 def _ascii(text: str) -> str:
     """Chart fonts may lack CJK glyphs; keep labels to printable ASCII, shortened."""
+    text = text.replace("·", "-")
     cleaned = "".join(c if 32 <= ord(c) < 127 and c not in "<>&" else "?" for c in text)
     return cleaned if len(cleaned) <= 40 else "..." + cleaned[-37:]
 
 
 def finite(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
+
+
+def scaling_chart(group: ScalingGroup, target: float | None) -> str | None:
+    """Accuracy against parameters (log scale): measured points with 95% intervals by family, the fitted
+    logistic and its threshold interval, the target, and the published study's points for the same task."""
+    fit = group.fit
+    if not fit.points and group.published is None:
+        return None
+    figure, axis = plt.subplots(figsize=(6.8, 3.6))
+    grid = None
+    if group.published is not None:
+        published = group.published
+        axis.scatter(
+            [p.parameters for p in published.points], [p.accuracy * 100 for p in published.points],
+            marker="x", color="#9aa3ad", label="published study", zorder=2,
+        )  # fmt: skip
+        if published.logistic is not None:
+            grid = np.linspace(
+                min(p.log_size for p in published.points) - 0.2, max(p.log_size for p in published.points) + 0.2, 200
+            )
+            axis.plot(
+                10**grid, published.logistic(grid) * 100, "--", color="#9aa3ad", linewidth=1, label="published, fitted"
+            )
+    families = sorted({p.family for p in fit.points})
+    palette = ["#3b6ea5", "#d66027", "#2e8b57", "#8e44ad", "#b8860b", "#c0392b"]
+    for index, family in enumerate(families):
+        pts = [p for p in fit.points if p.family == family]
+        cis = [wilson(p.correct, p.n) for p in pts]
+        axis.errorbar(
+            [p.parameters for p in pts], [p.accuracy * 100 for p in pts],
+            yerr=[[max(0.0, (c.value - c.low) * 100) for c in cis], [max(0.0, (c.high - c.value) * 100) for c in cis]],
+            fmt="o", color=palette[index % len(palette)], capsize=3, label=_ascii(f"measured: {family}"), zorder=3,
+        )  # fmt: skip
+    if fit.logistic is not None and fit.sufficient:
+        xs = np.linspace(min(p.log_size for p in fit.points) - 0.2, max(p.log_size for p in fit.points) + 0.2, 200)
+        axis.plot(10**xs, fit.logistic(xs) * 100, color="#1d2733", linewidth=1.5, label="fitted (logistic)")
+    if fit.interval is not None and fit.sufficient:
+        axis.axvspan(
+            10 ** fit.interval[0], 10 ** fit.interval[1], color="#3b6ea5", alpha=0.12, label="threshold, 95% interval"
+        )
+    if target is not None:
+        axis.axhline(target * 100, color="#b3261e", linewidth=1, linestyle=":", label=f"target {target * 100:.0f}%")
+    if group.chance:
+        axis.axhline(group.chance * 100, color="#6b7785", linewidth=0.8, linestyle="-.", label="chance")
+    axis.set_xscale("log")
+    axis.set_ylim(-2, 102)
+    axis.set_xlabel("parameters")
+    axis.set_ylabel("accuracy (%)")
+    axis.grid(color="#e5e5e5")
+    axis.legend(fontsize=7, loc="upper left", frameon=False)
+    for spine in ("top", "right"):
+        axis.spines[spine].set_visible(False)
+    return _svg(figure)

@@ -15,9 +15,10 @@ from typing import Any
 import jinja2
 
 from poccheck import __version__
+from poccheck.analysis.reasoning import Reasoning
 from poccheck.analysis.stats import Proportion
 from poccheck.analysis.summary import Findings
-from poccheck.report.charts import accuracy_chart, latency_chart
+from poccheck.report.charts import accuracy_chart, latency_chart, scaling_chart
 
 REPORT_NAME = "report.html"
 
@@ -78,6 +79,12 @@ def count(value: int | None) -> str:
     return f"{value:,}"
 
 
+def size_label(parameters: float | None) -> str:
+    if not parameters:
+        return "–"
+    return f"{parameters / 1e9:.2f}B" if parameters >= 1e9 else f"{parameters / 1e6:.0f}M"
+
+
 def rate(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
@@ -88,6 +95,7 @@ def render(
     title: str = "poccheck assessment",
     redact: bool = False,
     context: dict[str, Any] | None = None,
+    reasoning: Reasoning | None = None,
 ) -> Path:
     """Write ``report.html`` into ``out_dir`` and return its path."""
     page = (
@@ -102,6 +110,9 @@ def render(
             latency_svg=latency_chart(findings.models),
             redact=redact,
             host=(context or {}).get("host", {}),
+            reasoning=reasoning,
+            scaling_chart=lambda group: scaling_chart(group, reasoning.target if reasoning else None),
+            size_label=size_label,
             engine=(context or {}).get("engine", {}),
         )
     )

@@ -70,8 +70,12 @@ def render_prompt(suite: Suite, item: TaskItem, mode: Mode = "fewshot") -> Promp
     choice is scored by likelihood in ``direct`` and ``fewshot``, and generated (then its answer extracted) in
     ``cot``.
     """
-    # exemplars of the item's own kind: with choices for multiple choice, without for generation
+    # exemplars of the item's own kind (with choices for multiple choice), and of its category when any are tagged
     exemplars = [] if mode == "direct" else [ex for ex in suite.fewshot if bool(ex.choices) == item.is_multiple_choice]
+    if any(ex.category == item.category for ex in exemplars):
+        exemplars = [ex for ex in exemplars if ex.category == item.category]
+    else:
+        exemplars = [ex for ex in exemplars if ex.category is None]
     cot = mode == "cot"
     if cot:
         exemplars = [ex for ex in exemplars if ex.rationale]

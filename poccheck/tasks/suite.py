@@ -203,6 +203,7 @@ def _fewshot(value: Any, file: str, line: int | None, problems: list[Problem]) -
                 str(entry["answer"]),
                 tuple(str(c) for c in choices if c is not None),
                 str(entry["rationale"]) if entry.get("rationale") else None,
+                str(entry["category"]) if entry.get("category") else None,
             )
         )
     return tuple(exemplars)

@@ -1,0 +1,233 @@
+"""Reasoning analysis over graded results: chain-of-thought lift, the proof probe by rule and depth, and where
+each task group sits on the model-size curve (with the published study's points where the task matches)."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from poccheck.analysis.scaling import Point, ThresholdFit, family_of_name, threshold
+from poccheck.analysis.stats import McNemar, Proportion, mcnemar_exact, wilson
+from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+
+DEFAULT_TARGET = 0.8
+
+
+@dataclass(frozen=True)
+class Lift:
+    """Chain of thought against a baseline mode, paired over the same items."""
+
+    model: str
+    group: str
+    baseline_mode: str
+    baseline: Proportion
+    cot: Proportion
+    unanswered: int
+    test: McNemar
+
+
+@dataclass(frozen=True)
+class ProbeCell:
+    rule: str
+    hops: int
+    strict: Proportion
+    lenient: Proportion
+
+
+@dataclass(frozen=True)
+class DepthProfile:
+    label: str
+    by_hops: list[tuple[int, Proportion, Proportion]]  # hops, strict, lenient
+    longest_solved: int | None  # the longest chain solved strictly at >= target accuracy
+
+
+@dataclass
+class ScalingGroup:
+    name: str
+    mode: str
+    fit: ThresholdFit
+    chance: float | None
+    published: ThresholdFit | None = None
+    published_label: str = ""
+
+
+@dataclass
+class Reasoning:
+    lifts: list[Lift] = field(default_factory=list)
+    probe: dict[str, list[ProbeCell]] = field(default_factory=dict)  # by model label
+    profiles: list[DepthProfile] = field(default_factory=list)
+    scaling: list[ScalingGroup] = field(default_factory=list)
+    target: float = DEFAULT_TARGET
+
+    @property
+    def fitted(self) -> list[ScalingGroup]:
+        return [g for g in self.scaling if g.fit.sufficient]
+
+    @property
+    def unfitted(self) -> list[ScalingGroup]:
+        return [g for g in self.scaling if not g.fit.sufficient]
+
+    @property
+    def sizes(self) -> int:
+        return max((len({round(p.log_size, 3) for p in g.fit.points}) for g in self.scaling), default=0)
+
+    @property
+    def published(self) -> list[ScalingGroup]:
+        """One group per published task (category level), for the reference charts."""
+        seen: dict[str, ScalingGroup] = {}
+        for g in self.scaling:
+            if g.published is not None and "hop" not in g.name and g.published_label not in seen:
+                seen[g.published_label] = g
+        return list(seen.values())
+
+
+def _key(row: GradedRow) -> str:
+    return f"{row.suite}/{row.item.id}"
+
+
+def lifts(findings: Findings) -> list[Lift]:
+    """Per model and category (and overall): CoT against direct (or few-shot) with an exact McNemar test."""
+    by_model: dict[str, dict[str, ModelFindings]] = defaultdict(dict)
+    for m in findings.models:
+        by_model[m.name][m.mode] = m
+    found = []
+    for name, modes in by_model.items():
+        base_mode = "direct" if "direct" in modes else "fewshot"
+        if "cot" not in modes or base_mode not in modes:
+            continue
+        base = {_key(r): r for r in modes[base_mode].rows}
+        cot = {_key(r): r for r in modes["cot"].rows}
+        shared = [k for k in base if k in cot]
+        groups: dict[str, list[str]] = defaultdict(list)
+        for k in shared:
+            groups["all"].append(k)
+            groups[base[k].item.category].append(k)
+        for group, keys in sorted(groups.items(), key=lambda g: (g[0] != "all", g[0])):
+            b = sum(1 for k in keys if base[k].correct and not cot[k].correct)
+            c = sum(1 for k in keys if cot[k].correct and not base[k].correct)
+            unanswered = sum(1 for k in keys if (g := cot[k].grade) is not None and not g.answered)
+            found.append(
+                Lift(
+                    name, group, base_mode,
+                    wilson(sum(base[k].correct for k in keys), len(keys)),
+                    wilson(sum(cot[k].correct for k in keys), len(keys)),
+                    unanswered, mcnemar_exact(b, c),
+                )
+            )  # fmt: skip
+    return found
+
+
+def probe_cells(model: ModelFindings) -> list[ProbeCell]:
+    cells: dict[tuple[str, int], list[GradedRow]] = defaultdict(list)
+    for row in model.rows:
+        if row.item.type == "proof":
+            cells[
+                (str(row.item.metadata.get("rule", row.item.category)), int(row.item.metadata.get("hops", 1)))
+            ].append(row)
+    return [
+        ProbeCell(
+            rule, hops,
+            wilson(sum(r.correct for r in rows), len(rows)),
+            wilson(sum(bool(r.grade and r.grade.lenient) for r in rows), len(rows)),
+        )
+        for (rule, hops), rows in sorted(cells.items())
+    ]  # fmt: skip
+
+
+def depth_profile(model: ModelFindings, cells: list[ProbeCell], target: float) -> DepthProfile | None:
+    if not cells:
+        return None
+    by_hops: dict[int, list[ProbeCell]] = defaultdict(list)
+    for cell in cells:
+        by_hops[cell.hops].append(cell)
+    rows = []
+    longest: int | None = None
+    still_solving = True
+    for hops in sorted(by_hops):
+        group = by_hops[hops]
+        strict = wilson(sum(c.strict.successes for c in group), sum(c.strict.n for c in group))
+        lenient = wilson(sum(c.lenient.successes for c in group), sum(c.lenient.n for c in group))
+        rows.append((hops, strict, lenient))
+        still_solving = still_solving and strict.value >= target  # every shorter chain must be solved too
+        if still_solving:
+            longest = hops
+    return DepthProfile(model.label, rows, longest)
+
+
+@lru_cache(maxsize=8)
+def published_fit(task: str, metric: str) -> ThresholdFit:
+    """The published study's data for one task, fitted with poccheck's method (cached: it takes seconds)."""
+    return threshold(published_points(task, metric), 0.2 if task == "csqa" else None)
+
+
+def published_points(task: str, metric: str) -> list[Point]:
+    """The published study's figures for one task (packaged with poccheck, sources cited in the file)."""
+    text = resources.files("poccheck").joinpath("data/published_thresholds.csv").read_text(encoding="utf-8")
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    return [
+        Point(r["model"], family_of_name(r["model"]), float(r["params_billions"]) * 1e9,
+              round(float(r["value"]) * int(r["n"])), int(r["n"]))
+        for r in rows
+        if r["task"] == task and r["metric"] == metric
+    ]  # fmt: skip
+
+
+PUBLISHED_TASKS = {
+    "csqa": ("csqa", "accuracy", "CommonsenseQA, 7-shot chain of thought"),
+    "commonsenseqa": ("csqa", "accuracy", "CommonsenseQA, 7-shot chain of thought"),
+    "proof_by_contradiction": (
+        "prontoqa_ood:proof_by_contradiction", "proof_success_rate(lenient)",
+        "PrOntoQA-OOD proof by contradiction, 8-shot, lenient",
+    ),
+}  # fmt: skip
+
+
+def scaling_groups(findings: Findings, with_published: bool = True) -> list[ScalingGroup]:
+    """One threshold fit per task group (category, and rule x hops for proofs) and prompting mode."""
+    rows_by: dict[tuple[str, str], dict[str, tuple[ModelFindings, list[GradedRow]]]] = defaultdict(dict)
+    for m in findings.models:
+        if m.info is None or not m.info.parameters:
+            continue
+        groups: dict[str, list[GradedRow]] = defaultdict(list)
+        for row in m.rows:
+            groups[row.item.category].append(row)
+            if row.item.type == "proof":
+                groups[f"{row.item.category}, {row.item.metadata.get('hops', 1)} hop(s)"].append(row)
+        for group, rows in groups.items():
+            rows_by[(group, m.mode)][m.name] = (m, rows)
+    result = []
+    for (group, mode), per_model in sorted(rows_by.items()):
+        points = [
+            Point(m.name, m.info.family or family_of_name(m.name), float(m.info.parameters),
+                  sum(r.correct for r in rows), len(rows))
+            for m, rows in per_model.values()
+            if m.info and m.info.parameters
+        ]  # fmt: skip
+        any_rows = next(iter(per_model.values()))[1]
+        chance = None
+        if all(r.item.is_multiple_choice for r in any_rows) and mode != "cot":
+            chance = sum(1 / len(r.item.choices) for r in any_rows) / len(any_rows)
+        entry = ScalingGroup(group, mode, threshold(points, chance), chance)
+        match = PUBLISHED_TASKS.get(group.split(",")[0].strip().lower())
+        if with_published and match:
+            task, metric, label = match
+            entry.published = published_fit(task, metric)
+            entry.published_label = label
+        result.append(entry)
+    return result
+
+
+def analyse_reasoning(findings: Findings, target: float = DEFAULT_TARGET) -> Reasoning:
+    reasoning = Reasoning(lifts=lifts(findings), target=target)
+    for m in findings.models:
+        cells = probe_cells(m)
+        if cells:
+            reasoning.probe[m.label] = cells
+            profile = depth_profile(m, cells, target)
+            if profile:
+                reasoning.profiles.append(profile)
+    reasoning.scaling = scaling_groups(findings)
+    return reasoning
