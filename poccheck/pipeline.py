@@ -24,20 +24,14 @@ from poccheck.probe.logic import Language
 from poccheck.records import Mode, ModelInfo, Suite
 from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
-from poccheck.tasks import check_suite, load_suites
+from poccheck.tasks import load_suites
 from poccheck.tasks.mapping import did_you_mean
+from poccheck.tasks.suite import check_suites
 
 
 def validate(paths: Sequence[str | Path], encoding: str | None = None) -> tuple[list[Suite], list[Problem]]:
     """Check task files without running anything: the valid suites and every problem found."""
-    suites: list[Suite] = []
-    problems: list[Problem] = []
-    for path in paths:
-        suite, found = check_suite(Path(path), encoding)
-        problems += found
-        if suite is not None:
-            suites.append(suite)
-    return suites, problems
+    return check_suites(paths, encoding)
 
 
 @dataclass(frozen=True)

@@ -3,28 +3,20 @@ study's own data (tests/data/published_thresholds.csv, copied from shared/refere
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from poccheck.analysis.reasoning import published_points
+from poccheck.analysis.reasoning import points_from_csv, published_points
 from poccheck.analysis.scaling import Logistic, Point, family_of_name, threshold
 
 FIXTURE = Path(__file__).parent / "data" / "published_thresholds.csv"
 
 
 def fixture_points(task: str, metric: str) -> list[Point]:
-    with FIXTURE.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(line for line in handle if not line.startswith("#")))
-    return [
-        Point(r["model"], family_of_name(r["model"]), float(r["params_billions"]) * 1e9,
-              round(float(r["value"]) * int(r["n"])), int(r["n"]))
-        for r in rows
-        if r["task"] == task and r["metric"] == metric
-    ]  # fmt: skip
+    return points_from_csv(FIXTURE.read_text(encoding="utf-8"), task, metric)
 
 
 def synthetic(midpoint_b: float, sizes_b: list[float], n: int, seed: int, chance: float = 0.25) -> list[Point]:

@@ -166,6 +166,11 @@ def published_fit(task: str, metric: str) -> ThresholdFit:
 def published_points(task: str, metric: str) -> list[Point]:
     """The published study's figures for one task (packaged with poccheck, sources cited in the file)."""
     text = resources.files("poccheck").joinpath("data/published_thresholds.csv").read_text(encoding="utf-8")
+    return points_from_csv(text, task, metric)
+
+
+def points_from_csv(text: str, task: str, metric: str) -> list[Point]:
+    """Points from a results table with columns model, params_billions, task, metric, value and n."""
     rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
     return [
         Point(r["model"], family_of_name(r["model"]), float(r["params_billions"]) * 1e9,

@@ -40,6 +40,14 @@ def load_suite(path: str | Path, encoding: str | None = None) -> Suite:
 
 def load_suites(paths: Iterable[str | Path], encoding: str | None = None) -> list[Suite]:
     """Load several task files, reporting the problems of all of them together."""
+    suites, problems = check_suites(paths, encoding)
+    if problems:
+        raise TaskFileError(problems)
+    return suites
+
+
+def check_suites(paths: Iterable[str | Path], encoding: str | None = None) -> tuple[list[Suite], list[Problem]]:
+    """Validate several task files: the valid suites and every problem found, including shared suite names."""
     suites: list[Suite] = []
     problems: list[Problem] = []
     for path in paths:
@@ -52,9 +60,7 @@ def load_suites(paths: Iterable[str | Path], encoding: str | None = None) -> lis
         if names.count(suite.name) > 1:
             problems.append(Problem(suite.path, None, "name", f"suite name {suite.name!r} is used by two task files"))
             break
-    if problems:
-        raise TaskFileError(problems)
-    return suites
+    return suites, problems
 
 
 def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, list[Problem]]:
