@@ -203,7 +203,7 @@ def probe_suite(
             f"{', '.join(map(str, hops))}; {n} per rule and hop; seed {seed}; distractors {distractors}."
         ),
         "language": lang,
-        "max_tokens": 96 + 48 * max(hops),
+        "max_tokens": 64 + 32 * max(hops),  # longest gold proofs: ~80 tokens + ~17 a hop
         "stop": ["\n\n", "\nQ:"],
         "fewshot": fewshot,
         "items": items,
