@@ -14,6 +14,7 @@ from poccheck.backends.registry import BackendOptions
 from poccheck.console import ProgressBar, console, findings_table, models_table, out
 from poccheck.errors import PocCheckError
 from poccheck.models import DEFAULT_MODEL
+from poccheck.plan import load_plan
 from poccheck.records import MODES, Mode
 
 app = typer.Typer(
@@ -87,8 +88,12 @@ def assess(
         list[str] | None, typer.Option("--model", "-m", help=f"Model name or .gguf path; default {DEFAULT_MODEL}.")
     ] = None,
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Output directory (results database and report).")
-    ] = Path("poc"),
+        Path | None, typer.Option("--out", "-o", help="Output directory (results database and report); default poc.")
+    ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(help="An assessment plan (poccheck init): tasks, candidates, modes, targets, workload, costs."),
+    ] = None,
     fresh: Annotated[bool, typer.Option(help="Discard stored results and start over.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N items of each suite.")] = None,
     redact: Annotated[bool, typer.Option(help="Show item ids instead of task text in the report.")] = False,
@@ -117,10 +122,13 @@ def assess(
     A model is a bundled name or a .gguf path (llama.cpp), optionally with @transformers to run the same
     weights in PyTorch, or a Hugging Face folder / cached hub id with @transformers.
     """
-    task_files = tasks or default_tasks()
+    plan_file = load_plan(plan) if plan else None
+    task_files: list[Path] = tasks or (list(plan_file.tasks) if plan_file else default_tasks())
     if not task_files:
         raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
-    models = model or [DEFAULT_MODEL]
+    models = model or (list(plan_file.candidates) if plan_file else [DEFAULT_MODEL])
+    modes = parse_modes(mode) if mode or not plan_file else list(plan_file.modes)
+    out_dir = out_dir or (plan_file.out if plan_file else Path("poc"))
     try:
         with ProgressBar() as progress:
             result = pipeline.assess(
@@ -133,8 +141,9 @@ def assess(
                 progress=progress,
                 redact=redact,
                 options=BackendOptions(device=device, dtype=dtype),
-                modes=parse_modes(mode),
+                modes=modes,
                 target=target,
+                plan_file=plan_file,
             )
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
@@ -143,6 +152,17 @@ def assess(
     out.print(f"Report: [bold]{result.report}[/bold]")
     if all(m.error for m in result.outcome.models):
         raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Plan file to write.")] = Path("poccheck.yaml"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented assessment plan (poccheck.yaml) to edit: tasks, candidates, targets, workload, costs."""
+    examples = default_tasks()
+    path = pipeline.init_plan(out_file, examples[0].parent if examples else None, force)
+    out.print(f"Wrote {escape(str(path))}. Edit it, then run: poccheck assess --plan {escape(str(path))}")
 
 
 @app.command()

@@ -5,6 +5,7 @@ The CLI prints them without a traceback and exits 1; anything else is a bug.
 
     PocCheckError
     ├── TaskFileError      a task file cannot be read or holds invalid items (lists every problem)
+    │   └── PlanError      the assessment plan (poccheck.yaml) is invalid
     ├── ModelError         a model cannot be found, read or loaded
     ├── BackendError       a backend failed while running an item
     └── StoreError         the results database is missing, corrupt or foreign
@@ -48,15 +49,22 @@ class Problem:
 class TaskFileError(PocCheckError):
     """One or more task files are invalid; ``problems`` lists each with file, line and field."""
 
+    what = "task file(s)"
+    fix = "fix the listed fields, then run `poccheck tasks validate FILE` again"
+
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         count = len(problems)
         lines = "\n".join(f"  {p}" for p in problems[:200])
         more = f"\n  ... and {count - 200} more" if count > 200 else ""
-        super().__init__(
-            f"{count} problem{'s' if count != 1 else ''} in task file(s):\n{lines}{more}",
-            "fix the listed fields, then run `poccheck tasks validate FILE` again",
-        )
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in {self.what}:\n{lines}{more}", self.fix)
+
+
+class PlanError(TaskFileError):
+    """The assessment plan file is invalid; ``problems`` lists each with file, line and field."""
+
+    what = "the plan file"
+    fix = "fix the listed fields of the plan, then run the command again"
 
 
 class ModelError(PocCheckError):

@@ -181,7 +181,15 @@ def read_gguf(path: Path) -> dict[str, Any]:
         "quantization": quant,
         "context_length": field(f"{arch}.context_length") if arch else None,
         "file_size": size,
+        "layers": field(f"{arch}.block_count") if arch else None,
+        "kv_heads": field(f"{arch}.attention.head_count_kv") if arch else None,
+        "head_dim": (field(f"{arch}.attention.key_length") if arch else None) or _head_dim(field, arch),
     }
+
+
+def _head_dim(field: Any, arch: str | None) -> int | None:
+    width, heads = (field(f"{arch}.embedding_length"), field(f"{arch}.attention.head_count")) if arch else (0, 0)
+    return int(width) // int(heads) if width and heads else None
 
 
 def family_of(arch: str | None, name: str | None) -> str | None:
@@ -229,6 +237,9 @@ def _describe_gguf(spec: ModelSpec, path: Path, family: str | None) -> ModelInfo
         context_length=meta["context_length"],
         architecture=meta["architecture"],
         family=family or family_of(meta["architecture"], meta["name"]),
+        layers=meta["layers"],
+        kv_heads=meta["kv_heads"],
+        head_dim=meta["head_dim"],
     )
 
 
@@ -295,6 +306,10 @@ def _describe_hf_folder(spec: ModelSpec, path: Path) -> ModelInfo:
         context_length=text.get("max_position_embeddings"),
         architecture=(config.get("architectures") or [None])[0],
         family=config.get("model_type"),
+        layers=text.get("num_hidden_layers"),
+        kv_heads=text.get("num_key_value_heads") or text.get("num_attention_heads"),
+        head_dim=text.get("head_dim")
+        or (text["hidden_size"] // text["num_attention_heads"] if text.get("num_attention_heads") else None),
     )
 
 

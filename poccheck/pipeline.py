@@ -14,12 +14,14 @@ from typing import Any
 from poccheck import evidence, models, report, runner
 from poccheck.analysis import Findings, analyse, attention
 from poccheck.analysis.attention import CopyScore
+from poccheck.analysis.deployment import cost_findings
 from poccheck.analysis.reasoning import DEFAULT_TARGET, analyse_reasoning
 from poccheck.analysis.summary import regraded
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
-from poccheck.errors import ModelError, Problem, StoreError, TaskFileError
+from poccheck.errors import ModelError, PocCheckError, Problem, StoreError, TaskFileError
 from poccheck.grading import grade_output
+from poccheck.plan import Plan, default_plan_text, plan_from_record, plan_record
 from poccheck.probe.logic import Language
 from poccheck.records import Mode, ModelInfo, Suite
 from poccheck.runner import Output
@@ -119,6 +121,7 @@ def assess(
     options: BackendOptions | None = None,
     modes: Sequence[Mode] = ("fewshot",),
     target: float = DEFAULT_TARGET,
+    plan_file: Plan | None = None,
 ) -> AssessResult:
     """Validate tasks, run them through each model (resuming), grade, analyse and write the report."""
     suites = load_suites(task_paths, encoding)
@@ -138,6 +141,7 @@ def assess(
                 "models": unique_models,
                 "modes": unique_modes,
                 "target": target,
+                "assessment_plan": plan_record(plan_file) if plan_file else None,
                 "suites": [s.name for s in suites],
                 "task_files": [str(Path(p)) for p in task_paths],
                 "limit": limit,
@@ -150,7 +154,8 @@ def assess(
             findings = analyse(store)
             store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
             reasoning = analyse_reasoning(findings, target)
-            path = report.render(findings, out, redact=redact, context=plan, reasoning=reasoning)
+            costs = cost_findings(findings, plan_file) if plan_file else None
+            path = report.render(findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs)
         finally:
             store.close()
     return AssessResult(path, outcome, findings)
@@ -166,7 +171,9 @@ def render_report(out: Path, redact: bool = False) -> tuple[Path, Findings]:
         store.update_grades(regraded(findings))
         plan = store.plan() or {}
         reasoning = analyse_reasoning(findings, plan.get("target") or DEFAULT_TARGET)
-        path = report.render(findings, out, redact=redact, context=plan, reasoning=reasoning)
+        stored = plan.get("assessment_plan")
+        costs = cost_findings(findings, plan_from_record(stored)) if stored else None
+        path = report.render(findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs)
     finally:
         store.close()
     return path, findings
@@ -271,3 +278,15 @@ def write_probe(
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(f"# poccheck probe: {suite['description']}\n{text}", encoding="utf-8")
     return load_suites([out_file])[0]
+
+
+def init_plan(out_file: Path, examples: Path | None, force: bool = False) -> Path:
+    """Write a commented starting plan; its task paths point at the bundled example suite."""
+    if out_file.exists() and not force:
+        raise PocCheckError(f"{out_file} already exists", "pass --force to overwrite it, or choose another --out")
+    text = default_plan_text()
+    if examples is not None and not (out_file.parent / "examples" / "factory_suite.yaml").exists():
+        text = text.replace("examples/", f"{examples.resolve()}/")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(text, encoding="utf-8")
+    return out_file

@@ -81,6 +81,9 @@ class ModelInfo:
     context_length: int | None = None
     architecture: str | None = None
     family: str | None = None
+    layers: int | None = None
+    kv_heads: int | None = None
+    head_dim: int | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from poccheck import __version__
+from poccheck.analysis.deployment import CostFindings
 from poccheck.analysis.reasoning import Reasoning
 from poccheck.analysis.stats import Proportion
 from poccheck.analysis.summary import Findings
@@ -79,6 +80,17 @@ def count(value: int | None) -> str:
     return f"{value:,}"
 
 
+def money(value: float, currency: str) -> str:
+    """Money for the report, formatted by Babel; whole units for yen and for large amounts."""
+    from babel.numbers import format_currency
+
+    if not math.isfinite(value):
+        return "–"
+    if currency == "JPY" or value >= 1000:
+        return str(format_currency(round(value), currency, format="¤#,##0", locale="en_US", currency_digits=False))
+    return str(format_currency(value, currency, locale="en_US"))
+
+
 def size_label(parameters: float | None) -> str:
     if not parameters:
         return "–"
@@ -96,6 +108,7 @@ def render(
     redact: bool = False,
     context: dict[str, Any] | None = None,
     reasoning: Reasoning | None = None,
+    costs: CostFindings | None = None,
 ) -> Path:
     """Write ``report.html`` into ``out_dir`` and return its path."""
     page = (
@@ -111,6 +124,8 @@ def render(
             redact=redact,
             host=(context or {}).get("host", {}),
             reasoning=reasoning,
+            costs=costs,
+            money=lambda value: money(value, costs.currency if costs else "USD"),
             scaling_chart=lambda group: scaling_chart(group, reasoning.target if reasoning else None),
             size_label=size_label,
             engine=(context or {}).get("engine", {}),

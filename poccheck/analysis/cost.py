@@ -1,0 +1,602 @@
+"""What running a model costs: own servers (CPU or GPU) against paying a cloud API per token.
+
+Pure functions over small frozen values; the only I/O is reading the packaged ``data/cost_profiles.yaml``.
+All money is USD until :func:`convert`. Units: hours are wall-clock hours, a month is 730 hours or 30.4 days
+(365 / 12), GB/s and TFLOPS are decimal (1e9 bytes, 1e12 operations), memory sizes are GiB (2**30 bytes).
+
+Every derived figure is an :class:`Estimate` that says whether it was *projected* (from datasheet bandwidth
+and compute, not measured) and how it was computed, so a report never passes a guess off as a measurement.
+
+Formulas (each function's docstring repeats its own):
+
+    server cost per hour  = purchase_price / (lifetime_years * 8760) + power_watts / 1000 * electricity
+                            + operations_per_year / 8760
+    servers needed        = max(1, ceil((tasks_per_day / hours_per_day) / (tasks_per_hour_per_server * utilisation)))
+    on-prem per month     = servers * cost per hour * 730
+    cost per 1000 tasks   = per month / (tasks_per_day * 30.4 / 1000)
+    cloud per task        = (input_tokens * input_per_million + output_tokens * output_per_million) / 1e6
+    KV cache bytes        = 2 * layers * kv_heads * head_dim * context_tokens * concurrency * bytes_per_value
+    decode tokens/s       = efficiency * bandwidth bytes/s / weights bytes   (each token reads all weights once)
+    prefill tokens/s      = efficiency * FLOP/s / (2 * parameters)           (2 FLOPs per parameter per token)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from poccheck.errors import PocCheckError
+from poccheck.tasks.mapping import did_you_mean
+
+HOURS_PER_YEAR = 8760
+HOURS_PER_MONTH = 730  # 8760 / 12
+DAYS_PER_MONTH = 30.4  # 365 / 12, rounded
+GIB = 2**30
+
+SERVER_SECTIONS = ("onprem_cpu", "onprem_gpu")
+SECTIONS = (*SERVER_SECTIONS, "electricity_price_per_kwh", "cloud_apis", "exchange_rates")
+
+# name -> (required, kind, minimum, minimum is exclusive, maximum); kind "number", "int", "date" or "text"
+_SERVER_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = {
+    "purchase_price": (True, "number", 0, False, None),
+    "lifetime_years": (True, "number", 0, True, None),
+    "power_watts": (True, "number", 0, False, None),
+    "utilisation": (True, "number", 0, True, 1),
+    "operations_per_year": (True, "number", 0, False, None),
+    "memory_gib": (True, "number", 0, True, None),
+    "memory_bandwidth_gbs": (True, "number", 0, True, None),
+    "compute_tflops": (True, "number", 0, True, None),
+    "cores": (False, "int", 0, True, None),
+    "gpu_memory_gib": (False, "number", 0, True, None),
+    "gpus": (False, "int", 0, True, None),
+    "date": (True, "date", None, False, None),
+    "source": (True, "text", None, False, None),
+}
+_ELECTRICITY_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = {
+    "value": (True, "number", 0, False, None),
+    "date": (True, "date", None, False, None),
+    "source": (True, "text", None, False, None),
+}
+_CLOUD_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = {
+    "input_per_million": (True, "number", 0, False, None),
+    "output_per_million": (True, "number", 0, False, None),
+    "date": (True, "date", None, False, None),
+    "source": (True, "text", None, False, None),
+}
+_DATE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+KeyPath = tuple[str, ...]
+
+
+# ---------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """One kind of own server. Money in USD; ``memory_bandwidth_gbs`` and ``compute_tflops`` are of the device
+    that runs the model (the GPU when ``gpu_memory_gib`` is set, else the CPUs). GPU fields are None for CPU."""
+
+    name: str
+    purchase_price: float  # USD, whole server
+    lifetime_years: float
+    power_watts: float  # average under load
+    utilisation: float  # 0..1, share of nominal capacity usable in practice
+    operations_per_year: float  # USD/year
+    memory_gib: float  # host memory
+    memory_bandwidth_gbs: float  # GB/s, sustained or datasheet
+    compute_tflops: float  # TFLOPS, before the efficiency factor of the projections
+    date: str
+    source: str
+    cores: int | None = None
+    gpu_memory_gib: float | None = None  # per GPU
+    gpus: int | None = None
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpu_memory_gib is not None
+
+    @property
+    def model_memory_gib(self) -> float:
+        """Memory that must hold the weights and KV cache: all GPUs' memory on a GPU server, else host memory."""
+        if self.gpu_memory_gib is not None:
+            return self.gpu_memory_gib * (self.gpus or 1)
+        return self.memory_gib
+
+
+@dataclass(frozen=True)
+class CloudPrice:
+    """A hosted model's list price in USD per million tokens."""
+
+    name: str
+    input_per_million: float
+    output_per_million: float
+    date: str
+    source: str
+
+
+@dataclass(frozen=True)
+class CostProfiles:
+    """Everything the cost model needs, each figure with when and where it comes from."""
+
+    onprem_cpu: ServerProfile
+    onprem_gpu: ServerProfile
+    electricity_price_per_kwh: float  # USD
+    cloud: dict[str, CloudPrice]
+    exchange_rates: dict[str, float]  # units of currency per 1 USD
+    electricity_date: str = ""
+    electricity_source: str = ""
+    exchange_rates_date: str = ""
+    exchange_rates_source: str = ""
+
+    def provenance(self) -> list[tuple[str, str, str]]:
+        """(what, date, source) for every figure group, for a report's assumptions table."""
+        rows = [
+            (self.onprem_cpu.name, self.onprem_cpu.date, self.onprem_cpu.source),
+            (self.onprem_gpu.name, self.onprem_gpu.date, self.onprem_gpu.source),
+            ("electricity_price_per_kwh", self.electricity_date, self.electricity_source),
+        ]
+        rows += [(f"cloud:{p.name}", p.date, p.source) for p in self.cloud.values()]
+        rows.append(("exchange_rates", self.exchange_rates_date, self.exchange_rates_source))
+        return rows
+
+
+@dataclass(frozen=True)
+class Workload:
+    """How much work the deployment must do. Token counts are per task (measured, or planned)."""
+
+    tasks_per_day: float
+    peak_concurrency: int
+    input_tokens: float
+    output_tokens: float
+    hours_per_day: float = 24
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with whether it was projected (not measured) and a short text of how it was computed."""
+
+    value: float
+    projected: bool
+    basis: str
+
+
+@dataclass(frozen=True)
+class DeploymentCost:
+    """What one way of running a model costs and whether it can run at all. Money in USD.
+
+    For a cloud API ``servers_needed`` is 0, memory is not ours to fit, and throughput is unbounded by our
+    hardware (``math.inf``; the provider's rate limits apply).
+    """
+
+    mode: str
+    per_1000_tasks: Estimate
+    per_month: Estimate
+    servers_needed: int
+    fits_in_memory: bool
+    memory_needed_gib: float
+    throughput_tasks_per_hour: Estimate
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_profiles(overrides: Mapping[str, Any] | None = None) -> CostProfiles:
+    """Load the shipped profiles, with ``overrides`` (a nested mapping, same keys as the YAML) merged on top.
+
+    Overriding a figure without a ``source`` marks the section's source as overridden, so the report does not
+    credit the shipped source for a number it did not give. Raises :class:`PocCheckError` naming every bad key.
+    """
+    profiles, problems = _load(overrides)
+    if problems or profiles is None:
+        listed = "\n".join(f"  cost_profiles.{'.'.join(path)}: {message}" for path, message in problems)
+        raise PocCheckError(
+            f"invalid cost profile override{'s' if len(problems) != 1 else ''}:\n{listed}",
+            "use the keys of poccheck/data/cost_profiles.yaml",
+        )
+    return profiles
+
+
+def override_problems(overrides: Mapping[str, Any] | None) -> list[tuple[KeyPath, str]]:
+    """Problems with ``overrides``, each as (key path below ``cost_profiles``, message); empty when they are fine."""
+    return _load(overrides)[1]
+
+
+def _shipped() -> dict[str, Any]:
+    text = resources.files("poccheck").joinpath("data/cost_profiles.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise PocCheckError("the packaged cost_profiles.yaml is not a mapping; the installation is broken")
+    return data
+
+
+def _load(overrides: Mapping[str, Any] | None) -> tuple[CostProfiles | None, list[tuple[KeyPath, str]]]:
+    base = _shipped()
+    problems: list[tuple[KeyPath, str]] = []
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, Mapping):
+        return None, [((), "must be a mapping (same keys as cost_profiles.yaml)")]
+    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in base.items()}
+    for key, value in overrides.items():
+        name = str(key)
+        if name not in SECTIONS:
+            problems.append(((name,), f"unknown key{did_you_mean(name, SECTIONS)}"))
+        elif name == "electricity_price_per_kwh" and _is_number(value):
+            _override_section(merged.setdefault(name, {}), (name,), {"value": value}, _ELECTRICITY_FIELDS, problems)
+        elif not isinstance(value, Mapping):
+            problems.append(((name,), "must be a mapping"))
+        elif name in SERVER_SECTIONS:
+            _override_section(merged.setdefault(name, {}), (name,), value, _SERVER_FIELDS, problems)
+        elif name == "electricity_price_per_kwh":
+            _override_section(merged.setdefault(name, {}), (name,), value, _ELECTRICITY_FIELDS, problems)
+        elif name == "cloud_apis":
+            _override_cloud(merged, value, problems)
+        else:
+            _override_rates(merged, value, problems)
+    profiles = _build(merged, problems)
+    return (None if problems else profiles), problems
+
+
+def _override_section(
+    target: dict[str, Any],
+    path: KeyPath,
+    value: Mapping[str, Any],
+    fields: Mapping[str, tuple[bool, str, float | None, bool, float | None]],
+    problems: list[tuple[KeyPath, str]],
+) -> None:
+    changed = []
+    for key, item in value.items():
+        name = str(key)
+        if name not in fields:
+            problems.append(((*path, name), f"unknown key{did_you_mean(name, tuple(fields))}"))
+            continue
+        target[name] = item
+        if name not in ("date", "source"):
+            changed.append(name)
+    if changed and "source" not in value and "source" in target:
+        target["source"] = f"plan override of {', '.join(changed)} (undated); other figures: {target['source']}"
+
+
+def _override_cloud(merged: dict[str, Any], value: Mapping[str, Any], problems: list[tuple[KeyPath, str]]) -> None:
+    cloud = merged.setdefault("cloud_apis", {})
+    for model, entry in value.items():
+        name = str(model)
+        if not isinstance(entry, Mapping):
+            problems.append((("cloud_apis", name), "must be a mapping of input_per_million, output_per_million"))
+            continue
+        target = dict(cloud.get(name) or {})
+        _override_section(target, ("cloud_apis", name), entry, _CLOUD_FIELDS, problems)
+        target.setdefault("source", "given in the plan (no source stated)")
+        target.setdefault("date", "")
+        cloud[name] = target
+
+
+def _override_rates(merged: dict[str, Any], value: Mapping[str, Any], problems: list[tuple[KeyPath, str]]) -> None:
+    rates = merged.setdefault("exchange_rates", {})
+    changed = []
+    for key, rate in value.items():
+        name = str(key)
+        if name not in ("date", "source") and not _CURRENCY.match(name):
+            problems.append((("exchange_rates", name), "unknown key: use a currency code such as JPY, or date/source"))
+            continue
+        rates[name] = rate
+        if name not in ("date", "source"):
+            changed.append(name)
+    if changed and "source" not in value and "source" in rates:
+        rates["source"] = f"plan override of {', '.join(changed)} (undated); other rates: {rates['source']}"
+
+
+def _build(merged: dict[str, Any], problems: list[tuple[KeyPath, str]]) -> CostProfiles | None:
+    servers = {}
+    for name in SERVER_SECTIONS:
+        values = _check_fields(merged.get(name), (name,), _SERVER_FIELDS, problems)
+        servers[name] = ServerProfile(name=name, **values) if values is not None else None
+    electricity = _check_fields(
+        merged.get("electricity_price_per_kwh"), ("electricity_price_per_kwh",), _ELECTRICITY_FIELDS, problems
+    )
+    cloud: dict[str, CloudPrice] = {}
+    for model, entry in (merged.get("cloud_apis") or {}).items():
+        values = _check_fields(entry, ("cloud_apis", str(model)), _CLOUD_FIELDS, problems)
+        if values is not None:
+            cloud[str(model)] = CloudPrice(name=str(model), **values)
+    raw_rates = dict(merged.get("exchange_rates") or {})
+    rates_date = raw_rates.pop("date", "")
+    rates_source = raw_rates.pop("source", "")
+    rates: dict[str, float] = {}
+    for currency, rate in raw_rates.items():
+        if not _is_number(rate) or rate <= 0:
+            problems.append((("exchange_rates", str(currency)), f"must be a number above 0, not {rate!r}"))
+        else:
+            rates[str(currency)] = float(rate)
+    if "USD" in rates and rates["USD"] != 1.0:
+        problems.append((("exchange_rates", "USD"), "must be 1.0: rates are units of currency per 1 USD"))
+    rates.setdefault("USD", 1.0)
+    cpu, gpu = servers["onprem_cpu"], servers["onprem_gpu"]
+    if problems or cpu is None or gpu is None or electricity is None:
+        return None
+    return CostProfiles(
+        onprem_cpu=cpu,
+        onprem_gpu=gpu,
+        electricity_price_per_kwh=float(electricity["value"]),
+        cloud=cloud,
+        exchange_rates=rates,
+        electricity_date=str(electricity["date"]),
+        electricity_source=str(electricity["source"]),
+        exchange_rates_date=str(rates_date),
+        exchange_rates_source=str(rates_source),
+    )
+
+
+def _check_fields(
+    raw: Any,
+    path: KeyPath,
+    fields: Mapping[str, tuple[bool, str, float | None, bool, float | None]],
+    problems: list[tuple[KeyPath, str]],
+) -> dict[str, Any] | None:
+    if not isinstance(raw, Mapping):
+        problems.append((path, "must be a mapping"))
+        return None
+    values: dict[str, Any] = {}
+    count = len(problems)
+    for name, (required, kind, low, exclusive, high) in fields.items():
+        value = raw.get(name)
+        where = (*path, name)
+        if value is None:
+            if required:
+                problems.append((where, "missing"))
+            continue
+        if kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                problems.append((where, "must be a non-empty text"))
+            values[name] = str(value).strip()
+            continue
+        if kind == "date":
+            if not isinstance(value, str) or not (_DATE.match(value) or value == ""):
+                problems.append((where, f'must be a year and month such as "2025-01", not {value!r}'))
+            values[name] = str(value)
+            continue
+        if not _is_number(value) or (kind == "int" and not isinstance(value, int)):
+            problems.append((where, f"must be {'a whole number' if kind == 'int' else 'a number'}, not {value!r}"))
+            continue
+        too_low = low is not None and (value <= low if exclusive else value < low)
+        if too_low or (high is not None and value > high):
+            bound = f"above {low:g}" if exclusive else f"at least {low:g}"
+            text = f"{bound} and at most {high:g}" if high is not None else bound
+            problems.append((where, f"must be {text}, not {value!r}"))
+            continue
+        values[name] = int(value) if kind == "int" else float(value)
+    return values if len(problems) == count else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---------------------------------------------------------------- formulas
+
+
+def server_cost_per_hour(p: ServerProfile, electricity_price_per_kwh: float) -> float:
+    """Whole-server cost in USD per wall-clock hour, whether busy or idle.
+
+    ``purchase_price / (lifetime_years * 8760) + power_watts / 1000 * electricity_price_per_kwh
+    + operations_per_year / 8760``.
+    """
+    capex = p.purchase_price / (p.lifetime_years * HOURS_PER_YEAR)
+    power = p.power_watts / 1000 * electricity_price_per_kwh
+    operations = p.operations_per_year / HOURS_PER_YEAR
+    return capex + power + operations
+
+
+def onprem_cost(
+    profile: ServerProfile,
+    electricity_price_per_kwh: float,
+    tasks_per_hour_per_server: Estimate,
+    workload: Workload,
+) -> tuple[Estimate, Estimate, int]:
+    """Cost of own servers sized for the workload: (per 1000 tasks, per month, servers needed).
+
+    Effective capacity per server = tasks_per_hour_per_server * utilisation; peak demand = tasks_per_day /
+    hours_per_day (tasks per hour); servers = max(1, ceil(peak demand / effective capacity));
+    per month = servers * :func:`server_cost_per_hour` * 730; per 1000 tasks = per month /
+    (tasks_per_day * 30.4 / 1000). Both are projected when the throughput was.
+    """
+    _check_workload(workload)
+    if not tasks_per_hour_per_server.value > 0:
+        raise ValueError(f"tasks_per_hour_per_server must be above 0, not {tasks_per_hour_per_server.value!r}")
+    capacity = tasks_per_hour_per_server.value * profile.utilisation
+    demand = workload.tasks_per_day / workload.hours_per_day
+    servers = max(1, math.ceil(demand / capacity))
+    hourly = server_cost_per_hour(profile, electricity_price_per_kwh)
+    monthly = servers * hourly * HOURS_PER_MONTH
+    per_1000 = monthly / (workload.tasks_per_day * DAYS_PER_MONTH / 1000)
+    projected = tasks_per_hour_per_server.projected
+    month_basis = (
+        f"{servers} server(s) x {hourly:.3f} USD/h x {HOURS_PER_MONTH} h; sized for {demand:.4g} tasks/h at peak "
+        f"against {capacity:.4g} tasks/h per server ({tasks_per_hour_per_server.value:.4g} x "
+        f"{profile.utilisation:g} utilisation; throughput {'projected' if projected else 'measured'})"
+    )
+    per_1000_basis = f"{monthly:.2f} USD/month / ({workload.tasks_per_day:g} tasks/day x {DAYS_PER_MONTH} days) x 1000"
+    return Estimate(per_1000, projected, per_1000_basis), Estimate(monthly, projected, month_basis), servers
+
+
+def cloud_cost(price: CloudPrice, workload: Workload) -> tuple[Estimate, Estimate]:
+    """Cost of a cloud API: (per 1000 tasks, per month), from list price x tokens (not projected).
+
+    Per task = (input_tokens * input_per_million + output_tokens * output_per_million) / 1e6;
+    per 1000 tasks = 1000 * per task; per month = per task * tasks_per_day * 30.4.
+    """
+    _check_workload(workload)
+    input_cost = workload.input_tokens * price.input_per_million
+    per_task = (input_cost + workload.output_tokens * price.output_per_million) / 1e6
+    per_1000 = 1000 * per_task
+    monthly = per_task * workload.tasks_per_day * DAYS_PER_MONTH
+    tokens = (
+        f"list price {price.input_per_million:g}/{price.output_per_million:g} USD per million input/output tokens "
+        f"({price.date or 'undated'}) x {workload.input_tokens:g} input + {workload.output_tokens:g} output tokens"
+    )
+    return (
+        Estimate(per_1000, False, f"{tokens} per task x 1000"),
+        Estimate(monthly, False, f"{tokens} per task x {workload.tasks_per_day:g} tasks/day x {DAYS_PER_MONTH} days"),
+    )
+
+
+def kv_cache_bytes(
+    layers: int, kv_heads: int, head_dim: int, context_tokens: int, concurrency: int, bytes_per_value: int = 2
+) -> int:
+    """Bytes of KV cache: ``2 (K and V) * layers * kv_heads * head_dim * context_tokens * concurrency *
+    bytes_per_value`` (2 for bf16/fp16)."""
+    return 2 * layers * kv_heads * head_dim * context_tokens * concurrency * bytes_per_value
+
+
+def fits(weights_bytes: float, kv_bytes: float, memory_gib: float, reserve_fraction: float = 0.1) -> bool:
+    """Whether weights and KV cache fit in ``memory_gib`` GiB, keeping ``reserve_fraction`` free for the runtime
+    and activations: ``weights_bytes + kv_bytes <= memory_gib * 2**30 * (1 - reserve_fraction)``."""
+    return weights_bytes + kv_bytes <= memory_gib * GIB * (1 - reserve_fraction)
+
+
+def projected_decode_tokens_per_second(
+    weights_bytes: float, memory_bandwidth_gbs: float, efficiency: float = 0.6
+) -> float:
+    """Generated tokens per second of one stream: ``efficiency * memory_bandwidth_gbs * 1e9 / weights_bytes``.
+
+    Decoding is memory-bound: each new token reads every weight once, so bandwidth sets the pace.
+    """
+    if weights_bytes <= 0:
+        raise ValueError(f"weights_bytes must be above 0, not {weights_bytes!r}")
+    return efficiency * memory_bandwidth_gbs * 1e9 / weights_bytes
+
+
+def projected_prefill_tokens_per_second(parameters: float, compute_tflops: float, efficiency: float = 0.5) -> float:
+    """Prompt tokens per second: ``efficiency * compute_tflops * 1e12 / (2 * parameters)``.
+
+    Prefill is compute-bound: a forward pass costs about 2 FLOPs per parameter per token.
+    """
+    if parameters <= 0:
+        raise ValueError(f"parameters must be above 0, not {parameters!r}")
+    return efficiency * compute_tflops * 1e12 / (2 * parameters)
+
+
+def projected_seconds_per_task(
+    parameters: float, weights_bytes: float, input_tokens: float, output_tokens: float, profile: ServerProfile
+) -> float:
+    """Seconds for one task on ``profile``, one request at a time:
+    ``input_tokens / prefill rate + output_tokens / decode rate`` (default efficiencies 0.5 and 0.6)."""
+    prefill = projected_prefill_tokens_per_second(parameters, profile.compute_tflops)
+    decode = projected_decode_tokens_per_second(weights_bytes, profile.memory_bandwidth_gbs)
+    return input_tokens / prefill + output_tokens / decode
+
+
+def servers_for_latency(p95_seconds: float, slo_seconds: float) -> bool:
+    """Whether a (measured or projected) p95 latency meets the SLO; concurrency is handled by the server count."""
+    return p95_seconds <= slo_seconds
+
+
+def convert(amount_usd: float, currency: str, profiles: CostProfiles) -> float:
+    """``amount_usd`` in ``currency``, using ``profiles.exchange_rates`` (units per 1 USD)."""
+    rate = profiles.exchange_rates.get(currency)
+    if rate is None:
+        known = tuple(profiles.exchange_rates)
+        raise PocCheckError(
+            f"no exchange rate for {currency!r}{did_you_mean(currency, known)}",
+            f"use one of {', '.join(known)} or add it under cost_profiles.exchange_rates",
+        )
+    return amount_usd * rate
+
+
+def _check_workload(workload: Workload) -> None:
+    if not workload.tasks_per_day > 0:
+        raise ValueError(f"tasks_per_day must be above 0, not {workload.tasks_per_day!r}")
+    if not 0 < workload.hours_per_day <= 24:
+        raise ValueError(f"hours_per_day must be above 0 and at most 24, not {workload.hours_per_day!r}")
+
+
+# ---------------------------------------------------------------- whole deployments
+
+
+def onprem_deployment(
+    mode: str,
+    profile: ServerProfile,
+    electricity_price_per_kwh: float,
+    workload: Workload,
+    *,
+    parameters: float,
+    weights_bytes: float,
+    kv_bytes: float,
+    seconds_per_task: Estimate | None = None,
+) -> DeploymentCost:
+    """Cost and feasibility of running a model on own servers of ``profile``.
+
+    ``kv_bytes`` is the KV cache for ``workload.peak_concurrency`` streams (see :func:`kv_cache_bytes`).
+    ``seconds_per_task`` is a measured (or otherwise known) time per task on this kind of server; without it the
+    time is projected with :func:`projected_seconds_per_task`. Throughput assumes one request at a time per
+    server (3600 / seconds per task); batching can raise it, so the server count errs on the safe side.
+    """
+    notes: list[str] = []
+    if seconds_per_task is None:
+        seconds = projected_seconds_per_task(
+            parameters, weights_bytes, workload.input_tokens, workload.output_tokens, profile
+        )
+        seconds_per_task = Estimate(
+            seconds,
+            True,
+            f"projected: {workload.input_tokens:g} prompt tokens at 50% of {profile.compute_tflops:g} TFLOPS + "
+            f"{workload.output_tokens:g} output tokens at 60% of {profile.memory_bandwidth_gbs:g} GB/s",
+        )
+        notes.append("throughput projected from datasheet bandwidth and compute, not measured on this server")
+    if not seconds_per_task.value > 0:
+        raise ValueError(f"seconds_per_task must be above 0, not {seconds_per_task.value!r}")
+    throughput = Estimate(
+        3600 / seconds_per_task.value,
+        seconds_per_task.projected,
+        f"3600 s / {seconds_per_task.value:.3g} s per task, one request at a time ({seconds_per_task.basis})",
+    )
+    per_1000, per_month, servers = onprem_cost(profile, electricity_price_per_kwh, throughput, workload)
+    memory_gib = profile.model_memory_gib
+    fit = fits(weights_bytes, kv_bytes, memory_gib)
+    needed = (weights_bytes + kv_bytes) / GIB
+    if not fit:
+        notes.append(
+            f"does not fit: weights + KV cache need {needed:.2f} GiB, more than 90% of "
+            f"{memory_gib:g} GiB {'GPU' if profile.is_gpu else 'host'} memory"
+        )
+    if workload.peak_concurrency > servers:
+        notes.append(
+            f"{workload.peak_concurrency} concurrent requests at peak on {servers} server(s): requests queue "
+            "unless the runtime batches them, so latency under load exceeds single-request latency"
+        )
+    return DeploymentCost(
+        mode=mode,
+        per_1000_tasks=per_1000,
+        per_month=per_month,
+        servers_needed=servers,
+        fits_in_memory=fit,
+        memory_needed_gib=needed,
+        throughput_tasks_per_hour=throughput,
+        notes=tuple(notes),
+    )
+
+
+def cloud_deployment(price: CloudPrice, workload: Workload) -> DeploymentCost:
+    """Cost of sending the workload to a cloud API (mode ``cloud:<name>``); no servers, no memory limit."""
+    per_1000, per_month = cloud_cost(price, workload)
+    return DeploymentCost(
+        mode=f"cloud:{price.name}",
+        per_1000_tasks=per_1000,
+        per_month=per_month,
+        servers_needed=0,
+        fits_in_memory=True,
+        memory_needed_gib=0.0,
+        throughput_tasks_per_hour=Estimate(math.inf, False, "not limited by own hardware; provider rate limits apply"),
+        notes=(
+            "list price only: excludes data-transfer, support contracts and any volume discount",
+            "task data leaves the company network",
+        ),
+    )

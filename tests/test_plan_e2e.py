@@ -1,0 +1,37 @@
+"""`poccheck init` then `poccheck assess --plan` on the bundled model: targets, costs and capacity in the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .test_e2e import cli
+
+pytestmark = pytest.mark.model
+
+
+def test_init_then_assess_with_a_plan(tmp_path: Path) -> None:
+    plan = tmp_path / "poccheck.yaml"
+    made = cli("init", "--out", str(plan))
+    assert made.returncode == 0, made.stderr
+    again = cli("init", "--out", str(plan))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    out = tmp_path / "poc"
+    done = cli("assess", "--plan", str(plan), "--limit", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    report = (out / "report.html").read_text(encoding="utf-8")
+    for text in ("Targets, cost and capacity", "Accuracy targets", "on-prem CPU server", "on-prem GPU server",
+                 "projected", "gpt-4o-mini", "Where the prices come from", "¥"):  # fmt: skip
+        assert text in report, text
+    (out / "report.html").unlink()
+    assert cli("report", str(out)).returncode == 0
+    assert "on-prem GPU server" in (out / "report.html").read_text(encoding="utf-8")  # costs re-rendered from the store
+
+
+def test_invalid_plan_names_line_and_field(tmp_path: Path) -> None:
+    plan = tmp_path / "bad.yaml"
+    plan.write_text("tasks: [nope.csv]\ncandidates: []\ntargets: {accuracy: 1.5}\nworkload: {tasks_per_day: -1}\n")
+    result = cli("assess", "--plan", str(plan), "--out", str(tmp_path / "o"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "bad.yaml:1" in result.stderr and "plan file" in result.stderr
