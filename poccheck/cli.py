@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from poccheck import __version__, pipeline
 from poccheck.backends.registry import BackendOptions
-from poccheck.console import ProgressBar, console, findings_table, models_table, out
+from poccheck.console import ProgressBar, comparison_table, console, findings_table, models_table, out
 from poccheck.errors import PocCheckError
 from poccheck.models import DEFAULT_MODEL
 from poccheck.plan import load_plan
@@ -209,6 +209,17 @@ def parse_modes(values: list[str] | None) -> list[Mode]:
             raise typer.BadParameter(f"{value!r}; use one of {', '.join(MODES)}", param_hint="--mode")
         modes.append(value)  # type: ignore[arg-type]
     return modes
+
+
+@app.command()
+def compare(
+    first: Annotated[str, typer.Argument(help="A model (label in the report) or an output directory.")],
+    second: Annotated[str, typer.Argument(help="The other model or output directory.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory holding both models.")] = Path("poc"),
+) -> None:
+    """Paired before/after comparison per task group, with an exact McNemar test."""
+    result = pipeline.compare(first, second, out_dir)
+    out.print(comparison_table(result))
 
 
 @app.command()

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from poccheck import runner
 from poccheck.analysis import Findings
-from poccheck.pipeline import ModelEntry
+from poccheck.pipeline import Comparison, ModelEntry
 from poccheck.report.render import ci, count, seconds, size
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -115,4 +115,28 @@ def findings_table(findings: Findings) -> Table:
             size(m.peak_rss),
             str(m.errors),
         )
+    return table
+
+
+def comparison_table(result: Comparison) -> Table:
+    table = Table(title=f"{result.first}  vs  {result.second}")
+    for column in (
+        "Task group",
+        "n",
+        result.first,
+        result.second,
+        "Change",
+        "Only first right",
+        "Only second right",
+        "p",
+    ):
+        table.add_column(column, overflow="fold")
+    for d in result.diffs:
+        change = (d.second.value - d.first.value) * 100
+        significant = d.test.p_value < 0.05
+        table.add_row(
+            d.group, str(d.first.n), ci(d.first), ci(d.second),
+            Text(f"{change:+.1f} pts", style="bold" if significant else ""),
+            str(d.test.b), str(d.test.c), f"{d.test.p_value:.2g}" + ("" if significant else " (n.s.)"),
+        )  # fmt: skip
     return table

@@ -15,7 +15,7 @@ from poccheck import evidence, models, report, runner
 from poccheck.analysis import Findings, analyse, attention
 from poccheck.analysis.attention import CopyScore
 from poccheck.analysis.deployment import cost_findings
-from poccheck.analysis.reasoning import DEFAULT_TARGET, analyse_reasoning
+from poccheck.analysis.reasoning import DEFAULT_TARGET, Paired, analyse_reasoning, paired
 from poccheck.analysis.summary import regraded
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
@@ -290,3 +290,44 @@ def init_plan(out_file: Path, examples: Path | None, force: bool = False) -> Pat
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(text, encoding="utf-8")
     return out_file
+
+
+@dataclass(frozen=True)
+class Comparison:
+    first: str
+    second: str
+    diffs: list[Paired]
+
+
+def compare(first: str, second: str, out: Path = Path("poc")) -> Comparison:
+    """Paired differences per task group between two stored results.
+
+    ``first`` and ``second`` are model labels within the output directory ``out`` (a model spec, or
+    "spec · mode" when the assessment ran several modes), or two output directories (their first model each).
+    """
+    sides = []
+    for side in (first, second):
+        directory = Path(side)
+        if directory.is_dir() and (directory / DB_NAME).exists():
+            findings = _stored_findings(directory)
+            chosen = next((m for m in findings.models if m.rows), None)
+        else:
+            findings = _stored_findings(out)
+            chosen = next((m for m in findings.models if side in (m.label, m.name) and m.rows), None)
+            if chosen is None:
+                labels = [m.label for m in findings.models]
+                raise StoreError(
+                    f"no results for {side!r} in {out}{did_you_mean(side, labels)}", f"stored: {', '.join(labels)}"
+                )
+        if chosen is None:
+            raise StoreError(f"no results in {directory}")
+        sides.append(chosen)
+    return Comparison(sides[0].label, sides[1].label, paired(sides[0], sides[1]))
+
+
+def _stored_findings(out: Path) -> Findings:
+    store = Store(out / DB_NAME, create=False)
+    try:
+        return analyse(store)
+    finally:
+        store.close()

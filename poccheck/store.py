@@ -22,7 +22,7 @@ from poccheck.errors import StoreError
 from poccheck.records import ModelInfo, ResultRow
 
 APP_ID = "poccheck"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "poccheck.db"
 
 _SCHEMA = """
@@ -151,6 +151,11 @@ class Store:
             raise StoreError(f"{self.path} belongs to another program", "choose another --out directory")
         if schema is None or int(schema[0]) > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer poccheck", "upgrade poccheck to read it")
+        if int(schema[0]) < SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by an older poccheck (results format {schema[0]}, now {SCHEMA_VERSION})",
+                "assess into a new --out directory (the old report.html beside it stays readable)",
+            )
 
     def close(self) -> None:
         self.db.close()

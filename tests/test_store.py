@@ -84,3 +84,11 @@ def test_output_lock_refuses_a_second_writer(tmp_path: Path) -> None:
         pass
     with OutputLock(tmp_path):  # released after the first
         pass
+
+
+def test_older_results_format_is_refused_clearly(tmp_path: Path) -> None:
+    Store(tmp_path / "poccheck.db").close()
+    with sqlite3.connect(tmp_path / "poccheck.db") as db:
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    with pytest.raises(StoreError, match="older poccheck"):
+        Store(tmp_path / "poccheck.db")

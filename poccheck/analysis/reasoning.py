@@ -17,16 +17,24 @@ DEFAULT_TARGET = 0.8
 
 
 @dataclass(frozen=True)
+class Paired:
+    """Two conditions on the same items in one task group: accuracy of each and an exact McNemar test
+    (``test.b``: items only the first got right; ``test.c``: only the second)."""
+
+    group: str
+    first: Proportion
+    second: Proportion
+    unanswered: int  # items the second left without a parseable answer
+    test: McNemar
+
+
+@dataclass(frozen=True)
 class Lift:
-    """Chain of thought against a baseline mode, paired over the same items."""
+    """Chain of thought (second) against a baseline mode (first) for one model."""
 
     model: str
-    group: str
     baseline_mode: str
-    baseline: Proportion
-    cot: Proportion
-    unanswered: int
-    test: McNemar
+    diff: Paired
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,30 @@ def _key(row: GradedRow) -> str:
     return f"{row.suite}/{row.item.id}"
 
 
+def paired(first: ModelFindings, second: ModelFindings) -> list[Paired]:
+    """Per task group (and 'all'): the two results on the items both answered, with an exact McNemar test."""
+    a = {_key(r): r for r in first.rows}
+    b = {_key(r): r for r in second.rows}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for key in (k for k in a if k in b):
+        groups["all"].append(key)
+        groups[a[key].item.category].append(key)
+    result = []
+    for group, keys in sorted(groups.items(), key=lambda g: (g[0] != "all", g[0])):
+        only_first = sum(1 for k in keys if a[k].correct and not b[k].correct)
+        only_second = sum(1 for k in keys if b[k].correct and not a[k].correct)
+        result.append(
+            Paired(
+                group,
+                wilson(sum(a[k].correct for k in keys), len(keys)),
+                wilson(sum(b[k].correct for k in keys), len(keys)),
+                sum(1 for k in keys if (g := b[k].grade) is not None and not g.answered),
+                mcnemar_exact(only_first, only_second),
+            )
+        )
+    return result
+
+
 def lifts(findings: Findings) -> list[Lift]:
     """Per model and category (and overall): CoT against direct (or few-shot) with an exact McNemar test."""
     by_model: dict[str, dict[str, ModelFindings]] = defaultdict(dict)
@@ -96,27 +128,8 @@ def lifts(findings: Findings) -> list[Lift]:
     found = []
     for name, modes in by_model.items():
         base_mode = "direct" if "direct" in modes else "fewshot"
-        if "cot" not in modes or base_mode not in modes:
-            continue
-        base = {_key(r): r for r in modes[base_mode].rows}
-        cot = {_key(r): r for r in modes["cot"].rows}
-        shared = [k for k in base if k in cot]
-        groups: dict[str, list[str]] = defaultdict(list)
-        for k in shared:
-            groups["all"].append(k)
-            groups[base[k].item.category].append(k)
-        for group, keys in sorted(groups.items(), key=lambda g: (g[0] != "all", g[0])):
-            b = sum(1 for k in keys if base[k].correct and not cot[k].correct)
-            c = sum(1 for k in keys if cot[k].correct and not base[k].correct)
-            unanswered = sum(1 for k in keys if (g := cot[k].grade) is not None and not g.answered)
-            found.append(
-                Lift(
-                    name, group, base_mode,
-                    wilson(sum(base[k].correct for k in keys), len(keys)),
-                    wilson(sum(cot[k].correct for k in keys), len(keys)),
-                    unanswered, mcnemar_exact(b, c),
-                )
-            )  # fmt: skip
+        if "cot" in modes and base_mode in modes:
+            found += [Lift(name, base_mode, diff) for diff in paired(modes[base_mode], modes["cot"])]
     return found
 
 
