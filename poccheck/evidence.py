@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any, Protocol, runtime_checkable
 
 from poccheck.analysis.attention import copy_score, view
+from poccheck.errors import BackendError
 from poccheck.records import AttentionCapture, TaskItem
 from poccheck.store import Store
 
@@ -64,13 +65,19 @@ def collect(
         if (w.key, "view") in have:
             continue
         answer = model_answer(w.item, r, w.prompt.continuations)
-        capture = backend.capture_attention(w.prompt.text, answer)
+        try:
+            capture = backend.capture_attention(w.prompt.text, answer)
+        except BackendError:  # e.g. prompt and answer longer than the model's context: no view for this item
+            continue
         payload = {"view": asdict(view(capture)), "answer": answer, "correct": bool(r["correct"])}
         store.save_attention(fingerprint, settings_key, w.key, "view", payload)
     for w, r in graded[:MAX_SCORED_ITEMS]:
         gold = gold_text(w.item)
         if gold is None or (w.key, "copy") in have:
             continue
-        score = copy_score(backend.capture_attention(w.prompt.text, gold))
+        try:
+            score = copy_score(backend.capture_attention(w.prompt.text, gold))
+        except BackendError:
+            continue
         payload = {"score": asdict(score) if score else None, "correct": bool(r["correct"])}
         store.save_attention(fingerprint, settings_key, w.key, "copy", payload)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import EXAMPLES
 from .test_e2e import cli
 
 pytestmark = pytest.mark.model
@@ -35,3 +36,24 @@ def test_invalid_plan_names_line_and_field(tmp_path: Path) -> None:
     result = cli("assess", "--plan", str(plan), "--out", str(tmp_path / "o"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "bad.yaml:1" in result.stderr and "plan file" in result.stderr
+
+
+def test_two_sizes_give_a_cascade(tmp_path: Path) -> None:
+    from .tiny_models import build_model
+
+    tiny = build_model(tmp_path / "tiny", "llama")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"tasks: [{EXAMPLES / 'factory_tasks.csv'}]\n"
+        f"candidates: ['{tiny}@transformers', gemma3-270m-q4]\n"
+        "targets: {accuracy: {default: 0.3}}\n"
+        "workload: {tasks_per_day: 500, peak_concurrency: 2}\n"
+        "currency: USD\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "poc"
+    done = cli("assess", "--plan", str(plan), "--limit", "6", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Hybrid: answer locally, escalate when unsure" in report
+    assert f"{tiny}@transformers → gemma3-270m-q4" in report and "$" in report

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from poccheck.analysis.cascade import Cascade, simulate
 from poccheck.analysis.cost import (
     CostProfiles,
     DeploymentCost,
@@ -52,6 +53,7 @@ class CostFindings:
     latency_slo: float | None = None
     use_lower_bound: bool = True
     provenance: list[tuple[str, str, str]] = field(default_factory=list)
+    cascades: list[Cascade] = field(default_factory=list)
 
     def meets_all(self, candidate: str) -> bool:
         mine = [c for c in self.checks if c.candidate == candidate]
@@ -109,6 +111,7 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
     for price in profiles.cloud.values():
         deployment = cloud_deployment(price, workload)
         result.cloud.append(CandidateCost(price.name, deployment, *money(deployment)))
+    result.cascades = _cascades(findings, plan, result)
     for model in findings.models:
         groups: dict[str, list[bool]] = {}
         for row in model.rows:
@@ -121,3 +124,30 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
             judged = accuracy.low if plan.targets.use_lower_bound else accuracy.value
             result.checks.append(TargetCheck(model.label, group, target, accuracy, judged, judged >= target))
     return result
+
+
+def _cascades(findings: Findings, plan: Plan, costs: CostFindings) -> list[Cascade]:
+    """Every pair of a smaller and a larger candidate (same prompting mode), each at its cheapest own server."""
+    cheapest: dict[str, float] = {}
+    for entry in costs.costs:
+        if entry.deployment.fits_in_memory:
+            per_task = entry.per_1000_tasks / 1000
+            cheapest[entry.candidate] = min(cheapest.get(entry.candidate, per_task), per_task)
+    targets = list(plan.targets.accuracy.values())
+    target = plan.targets.accuracy.get("default", min(targets) if targets else None)
+    found = []
+    for small in findings.models:
+        for large in findings.models:
+            if small.mode != large.mode or not (small.info and large.info):
+                continue
+            if (small.info.parameters or 0) >= (large.info.parameters or 0):
+                continue
+            if small.name not in cheapest or large.name not in cheapest:
+                continue
+            cascade = simulate(
+                small, large, cheapest[small.name], cheapest[large.name], target,
+                use_lower_bound=plan.targets.use_lower_bound,
+            )  # fmt: skip
+            if cascade is not None:
+                found.append(cascade)
+    return found

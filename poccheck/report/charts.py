@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from poccheck.analysis.cascade import Cascade  # noqa: E402
 from poccheck.analysis.reasoning import ScalingGroup  # noqa: E402
 from poccheck.analysis.stats import wilson  # noqa: E402
 from poccheck.analysis.summary import ModelFindings  # noqa: E402
@@ -131,6 +132,31 @@ def scaling_chart(group: ScalingGroup, target: float | None) -> str | None:
     axis.set_ylabel("accuracy (%)")
     axis.grid(color="#e5e5e5")
     axis.legend(fontsize=7, loc="upper left", frameon=False)
+    for spine in ("top", "right"):
+        axis.spines[spine].set_visible(False)
+    return _svg(figure)
+
+
+def cascade_chart(cascade: Cascade, currency: str) -> str:
+    """Accuracy against cost per 1,000 tasks as more of the small model's least confident items escalate."""
+    figure, axis = plt.subplots(figsize=(6.2, 3.2))
+    xs = [p.cost_per_task * 1000 for p in cascade.points]
+    ys = [p.accuracy.value * 100 for p in cascade.points]
+    low = [max(0.0, (p.accuracy.value - p.accuracy.low) * 100) for p in cascade.points]
+    high = [max(0.0, (p.accuracy.high - p.accuracy.value) * 100) for p in cascade.points]
+    axis.errorbar(xs, ys, yerr=[low, high], fmt="-o", markersize=3, color="#3b6ea5", ecolor="#b9c7d8", capsize=2)
+    axis.annotate("small only", (xs[0], ys[0]), textcoords="offset points", xytext=(4, -12), fontsize=7)
+    axis.annotate("all escalated", (xs[-1], ys[-1]), textcoords="offset points", xytext=(-40, 6), fontsize=7)
+    if cascade.chosen is not None:
+        axis.scatter([cascade.chosen.cost_per_task * 1000], [cascade.chosen.accuracy.value * 100], s=80,
+                     facecolors="none", edgecolors="#b3261e", linewidths=1.5, zorder=3, label="chosen")  # fmt: skip
+    if cascade.target is not None:
+        axis.axhline(cascade.target * 100, color="#b3261e", linewidth=1, linestyle=":", label="target")
+    axis.set_xlabel(_ascii(f"cost per 1,000 tasks ({currency})"))
+    axis.set_ylabel("accuracy (%)")
+    axis.set_ylim(-2, 102)
+    axis.grid(color="#e5e5e5")
+    axis.legend(fontsize=7, frameon=False, loc="lower right")
     for spine in ("top", "right"):
         axis.spines[spine].set_visible(False)
     return _svg(figure)

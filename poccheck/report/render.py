@@ -19,7 +19,7 @@ from poccheck.analysis.deployment import CostFindings
 from poccheck.analysis.reasoning import Reasoning
 from poccheck.analysis.stats import Proportion
 from poccheck.analysis.summary import Findings
-from poccheck.report.charts import accuracy_chart, latency_chart, scaling_chart
+from poccheck.report.charts import accuracy_chart, cascade_chart, latency_chart, scaling_chart
 
 REPORT_NAME = "report.html"
 
@@ -126,6 +126,7 @@ def render(
             reasoning=reasoning,
             costs=costs,
             money=lambda value: money(value, costs.currency if costs else "USD"),
+            cascade_chart=lambda c: cascade_chart(c, costs.currency if costs else "USD"),
             scaling_chart=lambda group: scaling_chart(group, reasoning.target if reasoning else None),
             size_label=size_label,
             engine=(context or {}).get("engine", {}),
