@@ -16,6 +16,7 @@ from poccheck.analysis import Findings, analyse, attention
 from poccheck.analysis.attention import CopyScore
 from poccheck.analysis.deployment import cost_findings
 from poccheck.analysis.reasoning import DEFAULT_TARGET, Paired, analyse_reasoning, paired
+from poccheck.analysis.recommend import recommend
 from poccheck.analysis.summary import regraded
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
@@ -155,7 +156,10 @@ def assess(
             store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
             reasoning = analyse_reasoning(findings, target)
             costs = cost_findings(findings, plan_file) if plan_file else None
-            path = report.render(findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs)
+            advice = recommend(findings, plan_file, costs) if plan_file and costs else None
+            path = report.render(
+                findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice
+            )
         finally:
             store.close()
     return AssessResult(path, outcome, findings)
@@ -171,9 +175,12 @@ def render_report(out: Path, redact: bool = False) -> tuple[Path, Findings]:
         store.update_grades(regraded(findings))
         plan = store.plan() or {}
         reasoning = analyse_reasoning(findings, plan.get("target") or DEFAULT_TARGET)
-        stored = plan.get("assessment_plan")
-        costs = cost_findings(findings, plan_from_record(stored)) if stored else None
-        path = report.render(findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs)
+        stored = plan_from_record(plan["assessment_plan"]) if plan.get("assessment_plan") else None
+        costs = cost_findings(findings, stored) if stored else None
+        advice = recommend(findings, stored, costs) if stored and costs else None
+        path = report.render(
+            findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice
+        )
     finally:
         store.close()
     return path, findings

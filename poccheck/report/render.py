@@ -17,6 +17,7 @@ import jinja2
 from poccheck import __version__
 from poccheck.analysis.deployment import CostFindings
 from poccheck.analysis.reasoning import Reasoning
+from poccheck.analysis.recommend import Recommendation
 from poccheck.analysis.stats import Proportion
 from poccheck.analysis.summary import Findings
 from poccheck.report.charts import accuracy_chart, cascade_chart, latency_chart, scaling_chart
@@ -109,6 +110,7 @@ def render(
     context: dict[str, Any] | None = None,
     reasoning: Reasoning | None = None,
     costs: CostFindings | None = None,
+    advice: Recommendation | None = None,
 ) -> Path:
     """Write ``report.html`` into ``out_dir`` and return its path."""
     page = (
@@ -125,6 +127,7 @@ def render(
             host=(context or {}).get("host", {}),
             reasoning=reasoning,
             costs=costs,
+            advice=advice,
             money=lambda value: money(value, costs.currency if costs else "USD"),
             cascade_chart=lambda c: cascade_chart(c, costs.currency if costs else "USD"),
             scaling_chart=lambda group: scaling_chart(group, reasoning.target if reasoning else None),

@@ -1,0 +1,175 @@
+"""The decision: the cheapest way to run a candidate that meets every accuracy target and the latency SLO.
+
+Options are each measured candidate on each own-server deployment, and each chosen cascade. Accuracy is judged
+by the lower end of the 95% interval unless the plan says otherwise. When nothing qualifies, the closest option
+is named with what would change the answer, including how many more items would narrow the interval enough. A
+sensitivity line says whether the choice changes at ten times the workload or at half the hardware price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from poccheck.analysis.deployment import CostFindings, cost_findings
+from poccheck.analysis.stats import wilson
+from poccheck.analysis.summary import Findings, ModelFindings
+from poccheck.plan import Plan
+
+
+@dataclass(frozen=True)
+class Option:
+    candidate: str
+    deployment: str
+    per_month: float
+    per_1000_tasks: float
+    worst_margin: float  # smallest (judged accuracy - target) over task groups; >= 0 when all targets are met
+    worst_group: str
+    meets_accuracy: bool
+    meets_latency: bool | None
+    fits: bool
+
+    @property
+    def qualifies(self) -> bool:
+        return self.meets_accuracy and self.meets_latency is not False and self.fits
+
+    def why_not(self) -> str:
+        reasons = []
+        if not self.meets_accuracy:
+            reasons.append(f"below target on {self.worst_group} by {-self.worst_margin * 100:.0f} points")
+        if self.meets_latency is False:
+            reasons.append("misses the p95 latency target")
+        if not self.fits:
+            reasons.append("does not fit in memory")
+        return "; ".join(reasons)
+
+
+@dataclass
+class Recommendation:
+    chosen: Option | None
+    runners_up: list[Option]
+    closest: Option | None
+    changes: list[str] = field(default_factory=list)
+    sensitivity: list[str] = field(default_factory=list)
+    items_needed: int | None = None
+
+
+def items_needed(accuracy: float, target: float, limit: int = 20_000) -> int | None:
+    """The fewest items for which the lower 95% Wilson bound reaches ``target`` if accuracy stays at
+    ``accuracy``; None when accuracy is not above the target or more than ``limit`` items would be needed."""
+    if accuracy <= target:
+        return None
+    for n in range(1, limit + 1):
+        if wilson(round(accuracy * n), n).low >= target:
+            return n
+    return None
+
+
+def options(findings: Findings, costs: CostFindings) -> list[Option]:
+    by_label: dict[str, ModelFindings] = {m.label: m for m in findings.models}
+    checks: dict[str, list[tuple[float, str]]] = {}
+    for check in costs.checks:
+        checks.setdefault(check.candidate, []).append((check.judged - check.target, check.group))
+    found = []
+    for entry in costs.costs:
+        for label, model in by_label.items():
+            if model.name != entry.candidate or label not in checks:
+                continue
+            margin, group = min(checks[label])
+            latency = None
+            if costs.latency_slo is not None and model.latency_p95 is not None:
+                latency = model.latency_p95 <= costs.latency_slo
+            found.append(
+                Option(
+                    label, entry.deployment.mode, entry.per_month, entry.per_1000_tasks, margin, group,
+                    margin >= 0, latency, entry.deployment.fits_in_memory,
+                )
+            )  # fmt: skip
+    for cascade in costs.cascades:
+        if cascade.chosen is None:
+            continue
+        share = cascade.chosen.escalated_share
+        monthly = cascade.chosen.cost_per_task * costs.workload.tasks_per_day * 30.4
+        found.append(
+            Option(
+                f"{cascade.small} → {cascade.large}", f"cascade, {share * 100:.0f}% escalated", monthly,
+                cascade.chosen.cost_per_task * 1000, 0.0, "all", True, None, True,
+            )
+        )  # fmt: skip
+    return sorted(found, key=lambda o: (o.per_month, -o.worst_margin))
+
+
+def recommend(findings: Findings, plan: Plan, costs: CostFindings | None = None) -> Recommendation:
+    costs = costs or cost_findings(findings, plan)
+    ranked = options(findings, costs)
+    qualified = [o for o in ranked if o.qualifies]
+    result = Recommendation(qualified[0] if qualified else None, [], None)
+    if result.chosen:
+        result.runners_up = [o for o in ranked if o is not result.chosen][:3]
+    else:
+        result.closest = max(ranked, key=lambda o: (o.worst_margin, -o.per_month)) if ranked else None
+        result.runners_up = ranked[:3]
+        result.changes = _what_would_change(findings, costs, result)
+    result.sensitivity = _sensitivity(findings, plan, result.chosen)
+    return result
+
+
+def _what_would_change(findings: Findings, costs: CostFindings, result: Recommendation) -> list[str]:
+    changes = []
+    closest = result.closest
+    if closest is not None:
+        check = next(
+            (c for c in costs.checks if c.candidate == closest.candidate and c.group == closest.worst_group), None
+        )
+        if check and costs.use_lower_bound and check.accuracy.value > check.target:
+            needed = items_needed(check.accuracy.value, check.target)
+            if needed:
+                result.items_needed = needed
+                changes.append(
+                    f"more items: at its measured {check.accuracy.value * 100:.0f}% on {check.group}, about "
+                    f"{needed} items (now {check.accuracy.n}) would lift the lower bound to the "
+                    f"{check.target * 100:.0f}% target"
+                )
+    modes = {m.mode for m in findings.models}
+    if "cot" not in modes:
+        changes.append("chain-of-thought prompting (--mode cot) may lift multi-step tasks; it was not measured")
+    biggest = max((m.info.parameters or 0 for m in findings.models if m.info), default=0)
+    if biggest < 1.6e9:
+        changes.append(
+            f"a larger model: the largest candidate has {biggest / 1e9:.2f}B parameters, below the ~1.6B where the "
+            "published study saw reasoning improve; assess a 1.5B-3B model"
+        )
+    changes.append("fine-tuning a small model on your own examples (LoRA) can lift narrow, short tasks")
+    return changes
+
+
+def _sensitivity(findings: Findings, plan: Plan, chosen: Option | None) -> list[str]:
+    if chosen is None:
+        return []
+    lines = []
+    heavy = replace(plan, workload=replace(plan.workload, tasks_per_day=plan.workload.tasks_per_day * 10))
+    cheap_profiles = {
+        **plan.cost_profiles,
+        "onprem_cpu": {**(plan.cost_profiles.get("onprem_cpu") or {}), "purchase_price": _half("onprem_cpu", plan)},
+        "onprem_gpu": {**(plan.cost_profiles.get("onprem_gpu") or {}), "purchase_price": _half("onprem_gpu", plan)},
+    }
+    cheap = replace(plan, cost_profiles=cheap_profiles)
+    for label, variant in (("at 10x the workload", heavy), ("at half the hardware price", cheap)):
+        other = recommend_once(findings, variant)
+        if other is None:
+            lines.append(f"{label}: no option meets the targets")
+        elif (other.candidate, other.deployment) == (chosen.candidate, chosen.deployment):
+            lines.append(f"{label}: the same choice")
+        else:
+            lines.append(f"{label}: {other.candidate} on {other.deployment} instead")
+    return lines
+
+
+def recommend_once(findings: Findings, plan: Plan) -> Option | None:
+    ranked = options(findings, cost_findings(findings, plan))
+    return next((o for o in ranked if o.qualifies), None)
+
+
+def _half(name: str, plan: Plan) -> float:
+    profiles = plan.profiles()
+    profile = profiles.onprem_cpu if name == "onprem_cpu" else profiles.onprem_gpu
+    return profile.purchase_price / 2

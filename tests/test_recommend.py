@@ -1,0 +1,82 @@
+"""The recommendation: cheapest qualifying option, runners-up and why they lost, and honest 'not yet'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poccheck.analysis.recommend import items_needed, recommend
+from poccheck.analysis.stats import wilson
+from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.plan import Plan, PlanWorkload, Targets
+from poccheck.records import Grade, ModelInfo, TaskItem
+
+
+def candidate(name: str, parameters: int, right: int, n: int, latency: float = 0.5) -> ModelFindings:
+    info = ModelInfo(name, "llama.cpp", f"/m/{name}.gguf", name, parameters, "Q4_K_M", parameters // 2,
+                     4096, "llama", "llama", 16, 4, 64)  # fmt: skip
+    rows = []
+    for index in range(n):
+        item = TaskItem(id=f"q{index}", input="?", type="exact", answer="x", category="rules")
+        result = {"latency": latency, "ttft": 0.1, "prompt_tokens": 200, "completion_tokens": 20,
+                  "finish_reason": "stop", "mean_logprob": -0.5}  # fmt: skip
+        rows.append(GradedRow(name, "s", item, result, Grade(index < right, "x")))
+    model = ModelFindings(name=name, info=info, error=None, rows=rows, accuracy=wilson(right, n))
+    model.latency_p95 = latency
+    model.tokens_in, model.tokens_out = 200 * n, 20 * n
+    return model
+
+
+def plan(target: float = 0.7) -> Plan:
+    return Plan(
+        path=Path("p.yaml"), tasks=(), candidates=(), modes=("fewshot",),
+        targets=Targets({"default": target}, p95_latency_seconds=2.0),
+        workload=PlanWorkload(tasks_per_day=1000, peak_concurrency=2, hours_per_day=10), currency="USD",
+    )  # fmt: skip
+
+
+def findings(*models: ModelFindings) -> Findings:
+    return Findings(list(models), ["rules"], ["s"], models[0].accuracy.n, [])
+
+
+def test_items_needed_matches_brute_force() -> None:
+    needed = items_needed(0.9, 0.8)
+    brute = next(n for n in range(1, 5000) if wilson(round(0.9 * n), n).low >= 0.8)
+    assert needed == brute
+    assert items_needed(0.7, 0.8) is None
+
+
+def test_cheapest_qualifying_option_wins_and_runners_up_say_why() -> None:
+    small = candidate("small", 300_000_000, 40, 100)  # 40%: below target
+    large = candidate("large", 3_000_000_000, 95, 100)  # 95%: above target
+    advice = recommend(findings(small, large), plan(0.7))
+    assert advice.chosen is not None and advice.chosen.candidate == "large"
+    assert advice.chosen.deployment == "on-prem CPU server"  # cheaper than the GPU server for the same model
+    losers = {o.candidate: o for o in advice.runners_up if not o.qualifies}
+    assert "below target on rules" in losers["small"].why_not()
+    assert len(advice.sensitivity) == 2 and all(line.startswith("at ") for line in advice.sensitivity)
+
+
+def test_nothing_qualifies_names_the_closest_and_what_would_change() -> None:
+    small = candidate("small", 300_000_000, 75, 100)  # 75% measured, lower bound ~66% < 70%
+    advice = recommend(findings(small), plan(0.7))
+    assert advice.chosen is None and advice.closest is not None and advice.closest.candidate == "small"
+    assert advice.items_needed is not None and advice.items_needed > 100
+    assert any("more items" in line for line in advice.changes)
+    assert any("larger model" in line for line in advice.changes)
+
+
+def test_latency_slo_disqualifies() -> None:
+    slow = candidate("slow", 3_000_000_000, 99, 100, latency=9.0)
+    advice = recommend(findings(slow), plan(0.7))
+    assert advice.chosen is None
+    assert advice.closest is not None and "latency" in advice.closest.why_not()
+
+
+def test_ties_prefer_the_larger_margin() -> None:
+    a = candidate("a", 1_000_000_000, 90, 100)
+    b = candidate("b", 1_000_000_000, 97, 100)
+    advice = recommend(findings(a, b), plan(0.7))
+    assert advice.chosen is not None and advice.chosen.candidate == "b"
+    assert advice.chosen.per_month == pytest.approx(next(o for o in advice.runners_up if o.candidate == "a").per_month)
