@@ -14,7 +14,7 @@ from typing import Any
 from poccheck import evidence, models, report, runner
 from poccheck.analysis import Findings, analyse, attention
 from poccheck.analysis.attention import CopyScore
-from poccheck.analysis.deployment import cost_findings
+from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.reasoning import DEFAULT_TARGET, Paired, analyse_reasoning, paired
 from poccheck.analysis.recommend import recommend
 from poccheck.analysis.summary import regraded
@@ -155,7 +155,7 @@ def assess(
             findings = analyse(store)
             store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
             reasoning = analyse_reasoning(findings, target)
-            costs = cost_findings(findings, plan_file) if plan_file else None
+            costs = _costs(findings, plan_file)
             advice = recommend(findings, plan_file, costs) if plan_file and costs else None
             path = report.render(
                 findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice
@@ -176,7 +176,7 @@ def render_report(out: Path, redact: bool = False) -> tuple[Path, Findings]:
         plan = store.plan() or {}
         reasoning = analyse_reasoning(findings, plan.get("target") or DEFAULT_TARGET)
         stored = plan_from_record(plan["assessment_plan"]) if plan.get("assessment_plan") else None
-        costs = cost_findings(findings, stored) if stored else None
+        costs = _costs(findings, stored)
         advice = recommend(findings, stored, costs) if stored and costs else None
         path = report.render(
             findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice
@@ -338,3 +338,13 @@ def _stored_findings(out: Path) -> Findings:
         return analyse(store)
     finally:
         store.close()
+
+
+def _costs(findings: Findings, plan: Plan | None) -> CostFindings | None:
+    """Costs for the plan, or None without a plan or when no token counts are known (every model failed)."""
+    if plan is None:
+        return None
+    try:
+        return cost_findings(findings, plan)
+    except ValueError:
+        return None

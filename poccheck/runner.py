@@ -124,7 +124,12 @@ def run(
     status = "interrupted"
     try:
         for spec in model_specs:
-            result = _run_model(spec, work, store, run_id, progress, options or BackendOptions())
+            try:
+                result = _run_model(spec, work, store, run_id, progress, options or BackendOptions())
+            except Exception as exc:  # e.g. GPU out of memory: this model fails, the others still run
+                result = ModelOutcome(spec, error=f"unexpected error: {type(exc).__name__}: {exc}")
+                store.record_model_run(run_id, spec, error=result.error)
+                progress.message(f"{spec}: {result.error}", "red")
             outcome.models.append(result)
             progress.model_finished(result)
         status = "finished"

@@ -219,7 +219,7 @@ class Store:
             db.executemany(
                 "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)",
                 [
-                    (suite, key, mode, pattern, json.dumps(item, ensure_ascii=False))
+                    (suite, key, mode, pattern, json.dumps(item, ensure_ascii=False, default=str))
                     for key, mode, pattern, item in items
                 ],  # noqa: E501
             )

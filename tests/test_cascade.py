@@ -39,3 +39,11 @@ def test_an_unreachable_target_chooses_nothing() -> None:
     cascade = simulate(small, large, 1.0, 5.0, target=0.5)
     assert cascade is not None and cascade.chosen is None
     assert simulate(small, model("other", []), 1.0, 5.0) is None
+
+
+def test_accuracy_is_kept_per_task_group() -> None:
+    small = model("small", [(True, 5.0), (False, 0.1)])
+    large = model("large", [(True, 1.0), (True, 1.0)])
+    cascade = simulate(small, large, 1.0, 2.0, steps=2)
+    assert cascade is not None
+    assert cascade.points[0].groups["general"].successes == 1 and cascade.points[-1].groups["general"].successes == 2

@@ -87,3 +87,8 @@ def test_suite_is_deterministic_and_loads(tmp_path: Path) -> None:
     assert {i.type for i in suite.items} == {"proof"} and {i.category for i in suite.items} == set(RULES)
     inputs = {i.input for i in suite.items}
     assert not any(ex.input in inputs for ex in suite.fewshot)  # exemplars are not test items
+
+
+def test_a_goal_outside_the_fragment_is_never_reached_by_chatter() -> None:
+    checked = check_proof("Let's think. Hmm.", ["Every wumpus is a yumpus."], "Sam dances.", "Sam", "en")
+    assert not checked.lenient and not checked.strict

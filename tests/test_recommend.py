@@ -80,3 +80,10 @@ def test_ties_prefer_the_larger_margin() -> None:
     advice = recommend(findings(a, b), plan(0.7))
     assert advice.chosen is not None and advice.chosen.candidate == "b"
     assert advice.chosen.per_month == pytest.approx(next(o for o in advice.runners_up if o.candidate == "a").per_month)
+
+
+def test_a_task_group_never_answered_is_not_met() -> None:
+    partial = candidate("partial", 3_000_000_000, 99, 100)  # answered only "rules"
+    both = Findings([partial], ["rules", "spec"], ["s"], 100, [])
+    advice = recommend(both, plan(0.7))
+    assert advice.chosen is None and advice.closest is not None and advice.closest.worst_group == "spec"

@@ -92,3 +92,11 @@ def test_older_results_format_is_refused_clearly(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     with pytest.raises(StoreError, match="older poccheck"):
         Store(tmp_path / "poccheck.db")
+
+
+def test_items_with_dates_in_metadata_are_stored(tmp_path: Path) -> None:
+    import datetime
+
+    store = Store(tmp_path / "poccheck.db")
+    store.save_items("s", [("k", "fewshot", None, {"id": "a", "metadata": {"due": datetime.date(2024, 5, 1)}})])
+    assert store.items()[0]["item"]["metadata"]["due"] == "2024-05-01"

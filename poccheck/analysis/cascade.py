@@ -9,7 +9,8 @@ the large model's. The chosen share is the cheapest whose accuracy meets the tar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,18 @@ class CascadePoint:
     escalated_share: float
     accuracy: Proportion
     cost_per_task: float
+    groups: dict[str, Proportion] = field(default_factory=dict)  # accuracy per task group at this share
+
+    def group_margins(self, costs: Any) -> list[tuple[float, str]]:
+        """(judged accuracy - target, group) for every group with a target, judged as the plan says."""
+        margins = []
+        for group, accuracy in self.groups.items():
+            target = next((c.target for c in costs.checks if c.group == group), None)
+            if target is None:
+                continue
+            judged = accuracy.low if costs.use_lower_bound else accuracy.value
+            margins.append((judged - target, group))
+        return margins or [(0.0, "all")]
 
 
 @dataclass(frozen=True)
@@ -69,16 +82,19 @@ def simulate(
             rank[_key(row)] = (position + 0.5) / len(ordered)
     points = []
     for share in np.linspace(0.0, 1.0, steps + 1):
-        correct = 0
         escalated = 0
+        by_group: dict[str, list[bool]] = {}
         for row in rows:
             if rank[_key(row)] < share:
                 escalated += 1
-                correct += big[_key(row)].correct
+                outcome = big[_key(row)].correct
             else:
-                correct += row.correct
+                outcome = row.correct
+            by_group.setdefault(row.item.category, []).append(outcome)
+        correct = sum(sum(v) for v in by_group.values())
         cost = small_cost + large_cost * escalated / len(rows)
-        points.append(CascadePoint(escalated / len(rows), wilson(correct, len(rows)), cost))
+        groups = {g: wilson(sum(v), len(v)) for g, v in sorted(by_group.items())}
+        points.append(CascadePoint(escalated / len(rows), wilson(correct, len(rows)), cost, groups))
     meeting = [
         p for p in points if target is not None and (p.accuracy.low if use_lower_bound else p.accuracy.value) >= target
     ]

@@ -83,12 +83,10 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
             convert(cost.per_month.value, plan.currency, profiles),
         )
 
-    seen: set[str] = set()
-    for model in findings.models:
+    for model in findings.models:  # each model in each prompting mode, priced at that mode's own token counts
         info = model.info
-        if info is None or not info.parameters or model.name in seen or not model.rows:
+        if info is None or not info.parameters or not model.rows:
             continue
-        seen.add(model.name)
         tokens = _tokens(model) or (workload.input_tokens, workload.output_tokens)
         own = Workload(workload.tasks_per_day, workload.peak_concurrency, tokens[0], tokens[1], workload.hours_per_day)
         context = math.ceil(tokens[0] + tokens[1])
@@ -107,13 +105,13 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
                 label, profile, profiles.electricity_price_per_kwh, own,
                 parameters=float(info.parameters), weights_bytes=weights, kv_bytes=float(kv),
             )  # fmt: skip
-            result.costs.append(CandidateCost(model.name, deployment, *money(deployment)))
+            result.costs.append(CandidateCost(model.label, deployment, *money(deployment)))
     for price in profiles.cloud.values():
         deployment = cloud_deployment(price, workload)
         result.cloud.append(CandidateCost(price.name, deployment, *money(deployment)))
     result.cascades = _cascades(findings, plan, result)
     for model in findings.models:
-        groups: dict[str, list[bool]] = {}
+        groups: dict[str, list[bool]] = {category: [] for category in findings.categories}  # unanswered: not met
         for row in model.rows:
             groups.setdefault(row.item.category, []).append(row.correct)
         for group, outcomes in sorted(groups.items()):
@@ -122,7 +120,8 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
                 continue
             accuracy = wilson(sum(outcomes), len(outcomes))
             judged = accuracy.low if plan.targets.use_lower_bound else accuracy.value
-            result.checks.append(TargetCheck(model.label, group, target, accuracy, judged, judged >= target))
+            met = bool(outcomes) and judged >= target
+            result.checks.append(TargetCheck(model.label, group, target, accuracy, judged, met))
     return result
 
 
@@ -142,10 +141,10 @@ def _cascades(findings: Findings, plan: Plan, costs: CostFindings) -> list[Casca
                 continue
             if (small.info.parameters or 0) >= (large.info.parameters or 0):
                 continue
-            if small.name not in cheapest or large.name not in cheapest:
+            if small.label not in cheapest or large.label not in cheapest:
                 continue
             cascade = simulate(
-                small, large, cheapest[small.name], cheapest[large.name], target,
+                small, large, cheapest[small.label], cheapest[large.label], target,
                 use_lower_bound=plan.targets.use_lower_bound,
             )  # fmt: skip
             if cascade is not None:

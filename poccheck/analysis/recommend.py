@@ -68,11 +68,12 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
     by_label: dict[str, ModelFindings] = {m.label: m for m in findings.models}
     checks: dict[str, list[tuple[float, str]]] = {}
     for check in costs.checks:
-        checks.setdefault(check.candidate, []).append((check.judged - check.target, check.group))
+        margin = check.judged - check.target if check.accuracy.n else -1.0  # a group never answered is not met
+        checks.setdefault(check.candidate, []).append((margin, check.group))
     found = []
     for entry in costs.costs:
         for label, model in by_label.items():
-            if model.name != entry.candidate or label not in checks:
+            if label != entry.candidate or label not in checks:
                 continue
             margin, group = min(checks[label])
             latency = None
@@ -84,15 +85,24 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
                     margin >= 0, latency, entry.deployment.fits_in_memory,
                 )
             )  # fmt: skip
+    cheapest = {o.candidate: o for o in sorted(found, key=lambda o: o.per_month) if o.fits}
     for cascade in costs.cascades:
-        if cascade.chosen is None:
+        small, large = cheapest.get(cascade.small), cheapest.get(cascade.large)
+        if cascade.chosen is None or small is None or large is None:
             continue
         share = cascade.chosen.escalated_share
-        monthly = cascade.chosen.cost_per_task * costs.workload.tasks_per_day * 30.4
+        # both tiers are priced as whole deployments (at least one server each must be kept), and each task
+        # group must meet its own target on the cascade's simulated answers
+        monthly = small.per_month + large.per_month
+        margin, group = min(cascade.chosen.group_margins(costs)) if cascade.chosen.groups else (-1.0, "all")
+        slow = [by_label[m].latency_p95 for m in (cascade.small, cascade.large) if m in by_label]
+        latency = None
+        if costs.latency_slo is not None and all(v is not None for v in slow):
+            latency = max(v for v in slow if v is not None) <= costs.latency_slo
         found.append(
             Option(
                 f"{cascade.small} → {cascade.large}", f"cascade, {share * 100:.0f}% escalated", monthly,
-                cascade.chosen.cost_per_task * 1000, 0.0, "all", True, None, True,
+                small.per_1000_tasks + large.per_1000_tasks, margin, group, margin >= 0, latency, True,
             )
         )  # fmt: skip
     return sorted(found, key=lambda o: (o.per_month, -o.worst_margin))

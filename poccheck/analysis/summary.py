@@ -167,11 +167,12 @@ def analyse(store: Store) -> Findings:
     infos = store.model_infos()
     runs = store.model_runs()
     latest: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        latest[run["model"]] = run
-    results_by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for result in store.results():
-        results_by_model[result["model"]].append(result)
+    for run in runs:  # the latest run that got as far as loading the model, else the latest failure
+        if run.get("settings_key") or run["model"] not in latest or not latest[run["model"]].get("settings_key"):
+            latest[run["model"]] = run
+    results_by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for result in store.results():  # by content fingerprint and settings, whatever name the model had then
+        results_by_key[(result["model_fingerprint"], result["settings_key"])].append(result)
 
     findings = []
     for name in wanted_models or list(latest):
@@ -185,9 +186,7 @@ def analyse(store: Store) -> Findings:
                 name=name, info=info, error=run.get("error"), expected_items=expected, mode=mode,
                 multimode=len(modes) > 1,
             )  # fmt: skip
-            for result in results_by_model.get(name, []):
-                if result["model_fingerprint"] != fingerprint or result["settings_key"] != settings:
-                    continue
+            for result in results_by_key.get((str(fingerprint), str(settings)), []):
                 found = items.get((result["suite"], result["item_key"]))
                 if found is None or found.mode != mode:
                     continue
@@ -202,7 +201,7 @@ def analyse(store: Store) -> Findings:
         findings,
         categories,
         sorted({s.suite for s in items.values()}),
-        len(items),
+        len({(s.suite, s.item.id) for s in items.values()}),  # each item once, however many modes ran it
         store.runs(),
         agreements(findings),
     )

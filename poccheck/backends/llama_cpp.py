@@ -278,7 +278,7 @@ class LlamaCppBackend:
         first_lse = float(first.max()) + float(np.log(np.exp(first - first.max()).sum()))
         logprobs = []
         for choice_index, tokens in enumerate(item.continuations):
-            seq = 1 + choice_index % (self._score_seq_max - 1)
+            seq = 1 + choice_index % max(1, self._score_seq_max - 1)
             self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
             self._lib.llama_memory_seq_cp(memory, 0, seq, -1, -1)
             total = float(first[tokens[0]]) - first_lse

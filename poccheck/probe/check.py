@@ -62,7 +62,7 @@ def check_proof(output: str, premises: Sequence[str], goal: str, name: str, lang
         valid = statement is not None and proof.step(statement)
         if not valid:
             invalid.append(sentence)
-        if statement == target:
+        if target is not None and statement == target:
             reached_lenient = True  # stated as a fact, at any depth, however it was reached
             reached_strict = reached_strict or (valid and proof.depth == 0)
     return ProofCheck(reached_strict and not invalid, reached_lenient, steps, tuple(invalid))
