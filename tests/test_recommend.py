@@ -20,7 +20,7 @@ def candidate(name: str, parameters: int, right: int, n: int, latency: float = 0
     for index in range(n):
         item = TaskItem(id=f"q{index}", input="?", type="exact", answer="x", category="rules")
         result = {"latency": latency, "ttft": 0.1, "prompt_tokens": 200, "completion_tokens": 20,
-                  "finish_reason": "stop", "mean_logprob": -0.5}  # fmt: skip
+                  "finish_reason": "stop", "mean_logprob": -0.5, "error": None}  # fmt: skip
         rows.append(GradedRow(name, "s", item, result, Grade(index < right, "x")))
     model = ModelFindings(name=name, info=info, error=None, rows=rows, accuracy=wilson(right, n))
     model.latency_p95 = latency
@@ -87,3 +87,15 @@ def test_a_task_group_never_answered_is_not_met() -> None:
     both = Findings([partial], ["rules", "spec"], ["s"], 100, [])
     advice = recommend(both, plan(0.7))
     assert advice.chosen is None and advice.closest is not None and advice.closest.worst_group == "spec"
+
+
+def test_the_decision_page_renders(tmp_path: Path) -> None:
+    from poccheck.analysis.deployment import cost_findings
+    from poccheck.report import render
+
+    small = candidate("small", 300_000_000, 75, 100)
+    both = findings(small)
+    costs = cost_findings(both, plan(0.7))
+    advice = recommend(both, plan(0.7), costs)
+    page = render(both, tmp_path, costs=costs, advice=advice).read_text(encoding="utf-8")
+    assert "Not yet: no candidate meets every target" in page and "assess a model above 1.6B" in page

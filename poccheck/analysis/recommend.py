@@ -51,6 +51,7 @@ class Recommendation:
     changes: list[str] = field(default_factory=list)
     sensitivity: list[str] = field(default_factory=list)
     items_needed: int | None = None
+    needs_larger_model: bool = False  # every candidate is below the ~1.6B threshold
 
 
 def items_needed(accuracy: float, target: float, limit: int = 20_000) -> int | None:
@@ -144,6 +145,7 @@ def _what_would_change(findings: Findings, costs: CostFindings, result: Recommen
         changes.append("chain-of-thought prompting (--mode cot) may lift multi-step tasks; it was not measured")
     biggest = max((m.info.parameters or 0 for m in findings.models if m.info), default=0)
     if biggest < 1.6e9:
+        result.needs_larger_model = True
         changes.append(
             f"a larger model: the largest candidate has {biggest / 1e9:.2f}B parameters, below the ~1.6B where the "
             "published study saw reasoning improve; assess a 1.5B-3B model"
