@@ -123,15 +123,29 @@ class TransformersBackend:
             eos_ids.add(tokenizer.eos_token_id)
         self._eos = eos_ids
         self._max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        self._bos = self._uses_bos(info)
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
     # ------------------------------------------------------------------ helpers
 
+    def _uses_bos(self, info: ModelInfo) -> bool:
+        """Whether prompts start with BOS: the GGUF file's own flag (as llama.cpp reads it), else what the
+        Hugging Face tokenizer does with special tokens on."""
+        if self.tokenizer.bos_token_id is None:
+            return False
+        if info.path.lower().endswith(".gguf"):
+            from poccheck.gguf_header import read_header
+
+            flag = read_header(Path(info.path)).metadata.get("tokenizer.ggml.add_bos_token")
+            return True if flag is None else bool(flag)
+        ids = self.tokenizer("a")["input_ids"]
+        return bool(ids) and ids[0] == self.tokenizer.bos_token_id
+
     def tokenize(self, text: str, add_bos: bool) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         bos = self.tokenizer.bos_token_id
-        return ([bos] if add_bos and bos is not None else []) + list(ids)
+        return ([bos] if add_bos and self._bos and bos is not None else []) + list(ids)
 
     def settings(self) -> dict[str, object]:
         return {
