@@ -261,8 +261,13 @@ def _override_section(
         target[name] = item
         if name not in ("date", "source"):
             changed.append(name)
+    _credit_override(target, value, changed, "figures")
+
+
+def _credit_override(target: dict[str, Any], value: Mapping[str, Any], changed: list[str], others: str) -> None:
+    """When a plan changes figures without giving a source, say so instead of crediting the shipped source."""
     if changed and "source" not in value and "source" in target:
-        target["source"] = f"plan override of {', '.join(changed)} (undated); other figures: {target['source']}"
+        target["source"] = f"plan override of {', '.join(changed)} (undated); other {others}: {target['source']}"
 
 
 def _override_cloud(merged: dict[str, Any], value: Mapping[str, Any], problems: list[tuple[KeyPath, str]]) -> None:
@@ -290,8 +295,7 @@ def _override_rates(merged: dict[str, Any], value: Mapping[str, Any], problems: 
         rates[name] = rate
         if name not in ("date", "source"):
             changed.append(name)
-    if changed and "source" not in value and "source" in rates:
-        rates["source"] = f"plan override of {', '.join(changed)} (undated); other rates: {rates['source']}"
+    _credit_override(rates, value, changed, "rates")
 
 
 def _build(merged: dict[str, Any], problems: list[tuple[KeyPath, str]]) -> CostProfiles | None:
