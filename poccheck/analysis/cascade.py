@@ -55,10 +55,6 @@ def confidence(row: GradedRow) -> float | None:
     return float(value) if value is not None else None
 
 
-def _key(row: GradedRow) -> str:
-    return f"{row.suite}/{row.item.id}"
-
-
 def simulate(
     small: ModelFindings,
     large: ModelFindings,
@@ -69,8 +65,8 @@ def simulate(
     use_lower_bound: bool = True,
 ) -> Cascade | None:
     """Sweep the escalated share from 0 to 1 over the items both models answered."""
-    big = {_key(r): r for r in large.rows}
-    rows = [r for r in small.rows if _key(r) in big]
+    big = {r.key: r for r in large.rows}
+    rows = [r for r in small.rows if r.key in big]
     if not rows:
         return None
     # rank within each kind: 0 = least confident; items without a confidence escalate first
@@ -79,15 +75,15 @@ def simulate(
         group = [r for r in rows if r.item.is_multiple_choice == kind]
         ordered = sorted(group, key=lambda r: c if (c := confidence(r)) is not None else -np.inf)
         for position, row in enumerate(ordered):
-            rank[_key(row)] = (position + 0.5) / len(ordered)
+            rank[row.key] = (position + 0.5) / len(ordered)
     points = []
     for share in np.linspace(0.0, 1.0, steps + 1):
         escalated = 0
         by_group: dict[str, list[bool]] = {}
         for row in rows:
-            if rank[_key(row)] < share:
+            if rank[row.key] < share:
                 escalated += 1
-                outcome = big[_key(row)].correct
+                outcome = big[row.key].correct
             else:
                 outcome = row.correct
             by_group.setdefault(row.item.category, []).append(outcome)

@@ -92,14 +92,10 @@ class Reasoning:
         return list(seen.values())
 
 
-def _key(row: GradedRow) -> str:
-    return f"{row.suite}/{row.item.id}"
-
-
 def paired(first: ModelFindings, second: ModelFindings) -> list[Paired]:
     """Per task group (and 'all'): the two results on the items both answered, with an exact McNemar test."""
-    a = {_key(r): r for r in first.rows}
-    b = {_key(r): r for r in second.rows}
+    a = {r.key: r for r in first.rows}
+    b = {r.key: r for r in second.rows}
     groups: dict[str, list[str]] = defaultdict(list)
     for key in (k for k in a if k in b):
         groups["all"].append(key)

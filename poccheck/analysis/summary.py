@@ -29,6 +29,11 @@ class GradedRow:
     def correct(self) -> bool:
         return self.grade is not None and self.grade.correct
 
+    @property
+    def key(self) -> str:
+        """The item's identity across models and modes: suite and item id."""
+        return f"{self.suite}/{self.item.id}"
+
 
 @dataclass
 class ModelFindings:
@@ -246,14 +251,10 @@ def agreements(models: list[ModelFindings]) -> list[Agreement]:
                 continue
             if first.info.backend == second.info.backend or first.mode != second.mode:
                 continue
-            picks = {
-                r.item.id + "/" + r.suite: r.grade.prediction
-                for r in first.rows
-                if r.grade and r.item.is_multiple_choice
-            }
+            picks = {r.key: r.grade.prediction for r in first.rows if r.grade and r.item.is_multiple_choice}
             same = total = 0
             for row in second.rows:
-                key = row.item.id + "/" + row.suite
+                key = row.key
                 if row.grade and row.item.is_multiple_choice and key in picks:
                     total += 1
                     same += picks[key] == row.grade.prediction
