@@ -88,9 +88,13 @@ def read_file(path: Path, encoding: str | None = None) -> RawFile:
     """Read one task file of any supported format."""
     suffix = path.suffix.lower()
     name = str(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long, or with a NUL byte
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, f"cannot open file: {exc}")])
+    if not exists:
         return RawFile(path, {}, {}, [], [Problem(name, None, None, "file not found")])
-    if path.is_dir():
+    if is_dir:
         return RawFile(path, {}, {}, [], [Problem(name, None, None, "is a directory, not a task file")])
     if suffix == ".xlsx":
         return _read_xlsx(path)
@@ -132,8 +136,63 @@ class LineDict(dict[Any, Any]):
     duplicates: list[tuple[Any, int]]
 
 
+MAX_ALIAS_EXPANSION = 100_000
+
+
 class _LineLoader(yaml.SafeLoader):
-    pass
+    """SafeLoader that keeps dates as text and refuses aliases that expand into huge or endless documents."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node)
+        return self.construct_document(node)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return int(super().construct_yaml_int(node))
+        except ValueError as exc:  # more than sys.get_int_max_str_digits() digits
+            raise yaml.constructor.ConstructorError(None, None, f"number too long: {exc}", node.start_mark) from None
+
+
+# Task text is data: "2024-01-01" stays the text the user wrote, not a date.
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _LineLoader.construct_yaml_int)
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Refuse documents whose aliases (``*name``) refer to themselves or multiply into too many values."""
+    sizes: dict[int, int] = {}
+    distinct = 0
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if finished:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] - distinct > MAX_ALIAS_EXPANSION:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} values", node.start_mark
+                )
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise yaml.constructor.ConstructorError(None, None, "an alias refers to itself", node.start_mark)
+        open_nodes.add(id(node))
+        distinct += 1
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
@@ -162,7 +221,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 
 def load_yaml(text: str) -> Any:
-    """Parse YAML safely, keeping line numbers on every mapping (see :class:`LineDict`)."""
+    """Parse YAML safely, keeping line numbers on every mapping (see :class:`LineDict`); dates stay text."""
     return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
 
 
@@ -237,6 +296,9 @@ def _read_jsonl(path: Path, text: str) -> RawFile:
         except RecursionError:
             problems.append(Problem(name, number, None, "invalid JSON: nested too deeply"))
             continue
+        except ValueError as exc:  # a number with more than sys.get_int_max_str_digits() digits
+            problems.append(Problem(name, number, None, f"invalid JSON: {exc}"))
+            continue
         if not isinstance(value, dict):
             problems.append(Problem(name, number, None, "each line must be a JSON object"))
             continue
@@ -299,44 +361,55 @@ def _read_csv(path: Path, text: str) -> RawFile:
 
 
 def _read_xlsx(path: Path) -> RawFile:
-    import zipfile
-
+    """Read the sheet named ``tasks`` (else the first). A damaged workbook is a problem, whatever openpyxl raises."""
     from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
 
     name = str(path)
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        return RawFile(path, {}, {}, [], [Problem(name, None, None, f"not a readable .xlsx workbook: {exc}")])
+    except Exception as exc:  # noqa: BLE001 - a damaged zip or XML surfaces as zlib, XML, Key or Value errors
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, f"not a readable .xlsx workbook: {_reason(exc)}")])
     try:
-        sheet = workbook["tasks"] if "tasks" in workbook.sheetnames else workbook.worksheets[0]
-        where = f"{name}[{sheet.title}]"
-        rows = sheet.iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None or not any(cell is not None for cell in header):
-            return RawFile(path, {}, {}, [], [Problem(where, None, None, "sheet is empty")])
-        columns = [str(c).strip().lower() if c is not None else "" for c in header]
-        problems: list[Problem] = []
-        for index, column in enumerate(columns):
-            if column and columns.index(column) != index:
-                problems.append(Problem(where, 1, column, "column appears twice in the header"))
-        records = []
-        for number, row in enumerate(rows, start=2):
-            fields = {}
-            for column, cell in zip(columns, row, strict=False):
-                if not column or cell is None:
-                    continue
-                value = _cell_text(cell)
-                if value.strip():
-                    fields[column] = value
-            if fields:
-                records.append(RawRecord(where, number, fields))
-        if not records and not problems:
-            problems.append(Problem(where, None, None, "sheet has a header but no items"))
-        return RawFile(path, {}, {}, records, problems)
+        return _read_sheet(path, workbook)
+    except Exception as exc:  # noqa: BLE001 - sheet XML is parsed lazily, row by row
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, f"damaged .xlsx workbook: {_reason(exc)}")])
     finally:
         workbook.close()
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _read_sheet(path: Path, workbook: Any) -> RawFile:
+    name = str(path)
+    if not workbook.worksheets:
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "workbook has no worksheet")])
+    sheet = workbook["tasks"] if "tasks" in workbook.sheetnames else workbook.worksheets[0]
+    where = f"{name}[{sheet.title}]"
+    rows = sheet.iter_rows(values_only=True)
+    header = next(rows, None)
+    if header is None or not any(cell is not None for cell in header):
+        return RawFile(path, {}, {}, [], [Problem(where, None, None, "sheet is empty")])
+    columns = [str(c).strip().lower() if c is not None else "" for c in header]
+    problems: list[Problem] = []
+    for index, column in enumerate(columns):
+        if column and columns.index(column) != index:
+            problems.append(Problem(where, 1, column, "column appears twice in the header"))
+    records = []
+    for number, row in enumerate(rows, start=2):
+        fields = {}
+        for column, cell in zip(columns, row, strict=False):
+            if not column or cell is None:
+                continue
+            value = _cell_text(cell)
+            if value.strip():
+                fields[column] = value
+        if fields:
+            records.append(RawRecord(where, number, fields))
+    if not records and not problems:
+        problems.append(Problem(where, None, None, "sheet has a header but no items"))
+    return RawFile(path, {}, {}, records, problems)
 
 
 def _cell_text(cell: Any) -> str:
