@@ -145,12 +145,12 @@ def record_to_item(record: RawRecord, defaults: dict[str, Any] | None = None) ->
     metadata: dict[str, Any] = {}
     explicit = fields.get("metadata")
     if isinstance(explicit, dict):
-        metadata.update({str(k): v for k, v in explicit.items()})
+        metadata.update({str(k): _plain(v) for k, v in explicit.items()})
     elif explicit not in (None, ""):
         problem("metadata", "must be a mapping of names to values")
     for key, value in fields.items():
         if key not in KNOWN_FIELDS:
-            metadata[key] = value
+            metadata[str(key)] = _plain(value)
 
     if problems or item_type is None:
         return None, problems
@@ -183,7 +183,20 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip() if not isinstance(value, dict | list) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict | list):
+        return json.dumps(_plain(value), ensure_ascii=False)
+    return str(value).strip()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data: text keys, and text for anything JSON has no type for (such as dates)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 def _choices(value: Any) -> tuple[tuple[str, ...], str | None]:
