@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 
 from poccheck.errors import Problem, TaskFileError
-from poccheck.records import Exemplar, Suite, TaskItem
+from poccheck.records import MODES, Exemplar, Suite, TaskItem
 from poccheck.tasks.mapping import did_you_mean, record_to_item
 from poccheck.tasks.prompts import compile_template, render_prompt
 from poccheck.tasks.read import LineDict, RawFile, read_file
@@ -143,6 +143,9 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
                     )
                 )
                 template = None
+            except RecursionError:
+                problem("prompt_template", "template nested too deeply")
+                template = None
     pattern = settings.get("answer_pattern")
     if pattern is not None:
         try:
@@ -172,22 +175,22 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
         answer_pattern=pattern,
     )
     if template is not None:
-        for item in items:
-            try:
-                render_prompt(suite, item)
-            except jinja2.TemplateError as exc:
-                problems.append(
-                    Problem(
-                        name_in,
-                        raw.setting_lines.get("prompt_template"),
-                        "prompt_template",
-                        f"template fails for item {item.id!r}: {exc}",
-                    )
-                )
-                break
+        problems += _check_template(suite, raw.setting_lines.get("prompt_template"))
     if problems:
         return None, problems
     return suite, []
+
+
+def _check_template(suite: Suite, line: int | None) -> list[Problem]:
+    """Render every item in every prompting mode: a template is the user's code, and may fail in any way."""
+    for item in suite.items:
+        for mode in MODES:
+            try:
+                render_prompt(suite, item, mode)
+            except Exception as exc:  # noqa: BLE001 - e.g. UndefinedError, ZeroDivisionError, TypeError, SecurityError
+                message = f"template fails for item {item.id!r} in {mode} mode: {type(exc).__name__}: {exc}"
+                return [Problem(suite.path, line, "prompt_template", message)]
+    return []
 
 
 def _fewshot(value: Any, file: str, line: int | None, problems: list[Problem]) -> tuple[Exemplar, ...]:
