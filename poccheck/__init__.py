@@ -1,5 +1,9 @@
 """poccheck: which model size, run where, is good enough for our work, at what cost?"""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from poccheck.errors import (  # noqa: E402
@@ -10,7 +14,9 @@ from poccheck.errors import (  # noqa: E402
     StoreError,
     TaskFileError,
 )
-from poccheck.pipeline import assess, list_models, render_report, validate  # noqa: E402
+
+if TYPE_CHECKING:
+    from poccheck.pipeline import assess, list_models, render_report, validate
 
 __all__ = [
     "BackendError",
@@ -25,3 +31,14 @@ __all__ = [
     "render_report",
     "validate",
 ]
+_PIPELINE = ("assess", "list_models", "render_report", "validate")
+
+
+def __getattr__(name: str) -> Any:
+    """The pipeline functions, imported on first use: ``import poccheck`` stays light, so the ``poccheck``
+    command can catch Ctrl-C while its heavy modules load (see ``poccheck.__main__``)."""
+    if name in _PIPELINE:
+        from poccheck import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'poccheck' has no attribute {name!r}")

@@ -1,3 +1,24 @@
-from poccheck.cli import main
+"""The ``poccheck`` command and ``python -m poccheck``.
 
-main()
+Loading the command takes seconds (numpy, scipy, jinja2, llama.cpp bindings); Ctrl-C during that time exits as
+cleanly as Ctrl-C later: status 130 and how to resume, no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+INTERRUPTED = "\nInterrupted. Finished items are saved; run the same command again to resume.\n"
+
+
+def entry() -> None:
+    try:
+        from poccheck.cli import main
+    except KeyboardInterrupt:
+        sys.stderr.write(INTERRUPTED)
+        sys.exit(130)
+    main()
+
+
+if __name__ == "__main__":
+    entry()
