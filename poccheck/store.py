@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -118,12 +118,18 @@ class Store:
         existed = path.exists() and path.stat().st_size > 0
         if create:
             secure_dir(path.parent)
+            # SQLite gives its -wal and -shm files (which hold results too) the database file's mode: set it first.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        with suppress(OSError):
+            os.chmod(path, 0o600)
         try:
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
+            self.db.text_factory = _lenient_text
             self.db.execute("PRAGMA busy_timeout = 30000")
             if existed:
                 self._check_app()
+                self._check_intact()
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
             if not existed:
@@ -157,6 +163,14 @@ class Store:
                 "assess into a new --out directory (the old report.html beside it stays readable)",
             )
 
+    def _check_intact(self) -> None:
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise StoreError(
+                f"{self.path} is damaged ({'; '.join(problems)})",
+                "assess into a new --out directory; the damaged file can be moved away or deleted",
+            )
+
     def close(self) -> None:
         self.db.close()
 
@@ -188,7 +202,7 @@ class Store:
 
     def plan(self) -> dict[str, Any] | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()
-        return json.loads(row[0]) if row else None
+        return _loads(row[0], self.path) if row else None
 
     def runs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
@@ -210,7 +224,9 @@ class Store:
 
     def model_infos(self) -> dict[str, ModelInfo]:
         """Descriptions of every model run so far, by model spec."""
-        return {row["name"]: ModelInfo(**json.loads(row["info"])) for row in self.db.execute("SELECT * FROM models")}
+        return {
+            row["name"]: ModelInfo(**_loads(row["info"], self.path)) for row in self.db.execute("SELECT * FROM models")
+        }
 
     def save_items(self, suite: str, items: list[tuple[str, str, str | None, dict[str, Any]]]) -> None:
         """Store (item_key, mode, answer pattern, item as dict) so reports re-grade without the task file."""
@@ -227,7 +243,7 @@ class Store:
     def items(self) -> list[dict[str, Any]]:
         """Stored items: suite, item_key, mode, answer_pattern and item (a dict)."""
         return [
-            {**dict(row), "item": json.loads(row["item"])}
+            {**dict(row), "item": _loads(row["item"], self.path)}
             for row in self.db.execute("SELECT * FROM items ORDER BY rowid")
         ]
 
@@ -305,15 +321,30 @@ class Store:
             "SELECT item_key, kind, payload FROM attention WHERE model_fingerprint = ? AND settings_key = ?",
             (fingerprint, settings_key),
         )
-        return [{"item_key": r[0], "kind": r[1], **json.loads(r[2])} for r in rows]
+        return [{"item_key": r[0], "kind": r[1], **_loads(r[2], self.path)} for r in rows]
 
     def results(self, where: str = "", parameters: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         rows = []
         for r in self.db.execute(f"SELECT * FROM results {where} ORDER BY created, rowid", parameters):
             row = dict(r)
-            row["choice_logprobs"] = json.loads(row["choice_logprobs"]) if row["choice_logprobs"] else None
+            row["choice_logprobs"] = _loads(row["choice_logprobs"], self.path) if row["choice_logprobs"] else None
             rows.append(row)
         return rows
+
+
+def _lenient_text(data: bytes) -> str:
+    """Decode stored text; damaged bytes become U+FFFD rather than an exception deep inside a query."""
+    return data.decode("utf-8", errors="replace")
+
+
+def _loads(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise StoreError(
+            f"{path} is damaged: a stored value is not valid JSON ({exc})",
+            "assess into a new --out directory; the damaged file can be moved away or deleted",
+        ) from None
 
 
 class OutputLock:
