@@ -212,6 +212,83 @@ def parse_modes(values: list[str] | None) -> list[Mode]:
 
 
 @app.command()
+def finetune(
+    tasks: Annotated[Path, typer.Option("--tasks", "-t", help="Task file; items marked split: train/validation/test.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model (run with transformers).")] = DEFAULT_MODEL,
+    control: Annotated[
+        Path | None, typer.Option(help="A control suite measured before and after, to show forgetting.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Adapter name (default: the suite's name).")] = None,
+    mode: Annotated[str, typer.Option(help="Prompting mode to train for and assess in: direct, fewshot or cot.")] = (
+        "direct"
+    ),
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
+    alpha: Annotated[int, typer.Option(min=1, help="LoRA alpha (scale = alpha / rank).")] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate (AdamW).")] = 2e-4,
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs (early stopping may end sooner).")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per step.")] = 8,
+    patience: Annotated[int, typer.Option(min=1, help="Epochs without a lower validation loss before stopping.")] = 1,
+    seed: Annotated[
+        int, typer.Option(help="Seed for the split (when the file marks none), data order and dropout.")
+    ] = 0,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Also assess base and fine-tuned model on the held-out items (and control)."),
+    ] = None,
+    fresh: Annotated[bool, typer.Option(help="Discard an adapter or checkpoint of this name and start over.")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16.")] = (
+        "auto"
+    ),
+    encoding: Encoding = None,
+) -> None:
+    """Fine-tune a LoRA adapter on a suite's training split; the result is a candidate MODEL+lora:NAME.
+
+    Rerunning an interrupted fine-tune resumes from its last checkpoint. The held-out items are written to a
+    task file beside the adapter; with --out, the base and the fine-tuned model are assessed on them (and on
+    --control) and the before/after differences are shown with an exact McNemar test.
+    """
+    from poccheck.console import TrainingBar, finetune_tables
+    from poccheck.finetune.train import LoraSettings
+
+    chosen = parse_modes([mode])[0]
+    settings = LoraSettings(
+        rank=rank, alpha=alpha, learning_rate=lr, epochs=epochs, batch_size=batch_size, patience=patience, seed=seed
+    )
+    try:
+        with TrainingBar(name or tasks.stem) as progress:
+            result = pipeline.finetune(
+                tasks, model, control=control, name=name, mode=chosen, settings=settings, fresh=fresh,
+                options=BackendOptions(device=device, dtype=dtype), progress=progress, evaluate=out_dir,
+                encoding=encoding,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        console.print("\n[yellow]Interrupted.[/yellow] Run the same command again to resume from the last checkpoint.")
+        raise typer.Exit(130) from None
+    manifest = result.manifest
+    for warning in manifest.warnings:
+        console.print(f"[yellow]Warning:[/yellow] {escape(warning)}")
+    record = manifest.training
+    out.print(
+        f"Adapter [bold]{escape(str(result.folder))}[/bold]: {record.examples} training examples, "
+        f"{record.epochs_run} epoch(s) ({record.stopped}), {record.seconds:.0f} s, "
+        f"best validation loss {record.best_validation_loss if record.best_validation_loss is not None else '–'}"
+    )
+    out.print(f"Candidate: [bold]{escape(result.tuned_spec)}[/bold] ({escape(manifest.export)})")
+    if result.analysis is not None:
+        for table in finetune_tables(result.analysis):
+            out.print(table)
+    if result.assessed is not None:
+        out.print(f"Report: [bold]{escape(str(result.assessed.report))}[/bold]")
+    else:
+        extra = f" --tasks {escape(str(control))}" if control else ""
+        out.print(
+            f"Next: poccheck assess --tasks {escape(str(result.heldout))}{extra} --mode {chosen} "
+            f"--model {escape(result.base_spec)} --model {escape(result.tuned_spec)}"
+        )
+
+
+@app.command()
 def compare(
     first: Annotated[str, typer.Argument(help="A model (label in the report) or an output directory.")],
     second: Annotated[str, typer.Argument(help="The other model or output directory.")],

@@ -21,8 +21,12 @@ from rich.text import Text
 
 from poccheck import runner
 from poccheck.analysis import Findings
+from poccheck.analysis.finetune import FinetuneFindings
+from poccheck.finetune.train import TrainProgress
 from poccheck.pipeline import Comparison, ModelEntry
-from poccheck.report.render import ci, count, seconds, size
+from poccheck.report.render import ENGLISH, ci
+
+count, seconds, size = ENGLISH.count, ENGLISH.seconds, ENGLISH.bytes
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -140,3 +144,56 @@ def comparison_table(result: Comparison) -> Table:
             str(d.test.b), str(d.test.c), f"{d.test.p_value:.2g}" + ("" if significant else " (n.s.)"),
         )  # fmt: skip
     return table
+
+
+class TrainingBar(TrainProgress):
+    """A rich progress bar for ``poccheck finetune``: steps, the last loss, elapsed time and ETA."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]} · loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> TrainingBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def started(self, total_steps: int, done_steps: int) -> None:
+        self._task = self._progress.add_task(
+            escape(f"fine-tuning {self._name}"), total=total_steps, completed=done_steps, epoch=1, loss="–"
+        )
+
+    def step(self, epoch: int, loss: float) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, advance=1, epoch=epoch, loss=f"{loss:.3f}")
+
+    def evaluated(self, epoch: int, train_loss: float, validation_loss: float | None) -> None:
+        checked = f", validation loss {validation_loss:.4f}" if validation_loss is not None else ""
+        self.message(f"epoch {epoch}: training loss {train_loss:.4f}{checked}")
+
+    def message(self, text: str) -> None:
+        self._progress.console.print(Text(text))
+
+
+def finetune_tables(analysis: FinetuneFindings) -> list[Table]:
+    """Before/after on the held-out items and on the control suite, as paired comparisons."""
+    tables = [comparison_table(Comparison(analysis.base, analysis.tuned, analysis.heldout))]
+    tables[0].title = f"Held-out items: {analysis.base}  vs  {analysis.tuned}"
+    if analysis.control:
+        tables.append(comparison_table(Comparison(analysis.base, analysis.tuned, analysis.control)))
+        tables[1].title = f"Control suite {analysis.control_suite} (forgetting)"
+    return tables

@@ -8,7 +8,8 @@ The CLI prints them without a traceback and exits 1; anything else is a bug.
     │   └── PlanError      the assessment plan (poccheck.yaml) is invalid
     ├── ModelError         a model cannot be found, read or loaded
     ├── BackendError       a backend failed while running an item
-    └── StoreError         the results database is missing, corrupt or foreign
+    ├── StoreError         the results database is missing, corrupt or foreign
+    └── FinetuneError      a fine-tune cannot start or resume (overlapping splits, a foreign checkpoint)
 """
 
 from __future__ import annotations
@@ -77,3 +78,7 @@ class BackendError(PocCheckError):
 
 class StoreError(PocCheckError):
     """The results database cannot be used."""
+
+
+class FinetuneError(PocCheckError):
+    """A fine-tune cannot start or continue (overlapping splits, a foreign checkpoint, no training items)."""

@@ -8,10 +8,12 @@ A model spec is a name or a path, optionally followed by ``@backend``:
     gemma3-270m-q4@transformers          the same weights dequantised and run by PyTorch (GPU when present)
     /models/Qwen2.5-0.5B@transformers    a Hugging Face model folder
     Qwen/Qwen2.5-0.5B@transformers       a hub id already in the local Hugging Face cache (never downloaded)
+    gemma3-270m-q4+lora:NAME             a model with a LoRA adapter from `poccheck finetune` (transformers)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,6 +26,7 @@ from poccheck.errors import ModelError
 from poccheck.records import ModelInfo
 
 BACKENDS = ("llama.cpp", "transformers")
+LORA = "+lora:"
 GGUF_MAGIC = b"GGUF"
 _SAMPLE_BYTES = 4 * 1024 * 1024
 
@@ -51,6 +54,7 @@ class ModelSpec:
     text: str
     target: str
     backend: str
+    adapter: str | None = None  # the name or folder after ``+lora:``
 
     @property
     def name(self) -> str:
@@ -67,11 +71,22 @@ def parse_spec(text: str) -> ModelSpec:
     text = text.strip()
     if not text:
         raise ModelError("empty model name", f"use a bundled name ({', '.join(BUNDLED)}) or a path to a .gguf file")
-    target, _, backend = text.rpartition("@") if "@" in text else (text, "", "llama.cpp")
+    target, _, backend = text.rpartition("@") if "@" in text else (text, "", "")
+    adapter = None
+    if LORA in target:
+        target, _, adapter = target.partition(LORA)
+        if not target or not adapter:
+            raise ModelError(f"{text!r}: write MODEL+lora:NAME", "NAME is an adapter made by `poccheck finetune`")
+        if backend == "llama.cpp":
+            raise ModelError(
+                f"{text!r}: fine-tuned adapters run on the transformers backend only",
+                f"use {target}{LORA}{adapter}@transformers (or leave out the @backend)",
+            )
+        backend = "transformers"
     backend = backend or "llama.cpp"
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r} in {text!r}", f"available backends: {', '.join(BACKENDS)}")
-    return ModelSpec(text, target, backend)
+    return ModelSpec(text, target, backend, adapter)
 
 
 def bundled_path(name: str = DEFAULT_MODEL) -> Path:
@@ -204,6 +219,8 @@ def family_of(arch: str | None, name: str | None) -> str | None:
 def resolve(spec_text: str) -> ModelInfo:
     """Turn a ``--model`` argument into a described, existing model."""
     spec = parse_spec(spec_text)
+    if spec.adapter is not None:
+        return _with_adapter(spec)
     if spec.target in BUNDLED:
         return _describe_gguf(spec, bundled_path(spec.target), BUNDLED[spec.target].family)
     path = Path(spec.target).expanduser()
@@ -222,6 +239,30 @@ def resolve(spec_text: str) -> ModelInfo:
     if spec.backend == "transformers":
         hint += ", a Hugging Face folder, or a hub id already in the local cache"
     raise ModelError(f"model {spec.target!r} not found", hint)
+
+
+def _with_adapter(spec: ModelSpec) -> ModelInfo:
+    """The base model plus a LoRA adapter; the fingerprint covers both, so results are keyed by the pair."""
+    from poccheck.finetune.manifest import adapter_path, read_manifest, weights_hash
+
+    assert spec.adapter is not None
+    base = resolve(f"{spec.target}@transformers")
+    folder = adapter_path(spec.adapter)
+    manifest = read_manifest(folder)
+    if manifest.base_fingerprint != base.fingerprint:
+        raise ModelError(
+            f"adapter {spec.adapter!r} was trained on {manifest.base_model} (fingerprint {manifest.base_fingerprint}), "
+            f"not on {spec.target} (fingerprint {base.fingerprint})",
+            f"use {manifest.base_model.split('@')[0]}{LORA}{spec.adapter}",
+        )
+    try:
+        adapter_hash = weights_hash(folder)
+    except OSError as exc:
+        raise ModelError(f"cannot read the adapter weights in {folder}: {exc}") from exc
+    digest = hashlib.sha256(f"{base.fingerprint}+lora:{adapter_hash}".encode()).hexdigest()[:16]
+    return dataclasses.replace(
+        base, name=spec.name, fingerprint=digest, adapter=str(folder), base_fingerprint=base.fingerprint
+    )
 
 
 def _describe_gguf(spec: ModelSpec, path: Path, family: str | None) -> ModelInfo:

@@ -6,7 +6,7 @@ import json
 import os
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,30 @@ from poccheck import evidence, models, report, runner
 from poccheck.analysis import Findings, analyse, attention
 from poccheck.analysis.attention import CopyScore
 from poccheck.analysis.deployment import CostFindings, cost_findings
+from poccheck.analysis.finetune import FinetuneFindings, analyse_finetunes
 from poccheck.analysis.reasoning import DEFAULT_TARGET, Paired, analyse_reasoning, paired
 from poccheck.analysis.recommend import recommend
 from poccheck.analysis.summary import regraded
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
-from poccheck.errors import ModelError, PocCheckError, Problem, StoreError, TaskFileError
+from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError
+from poccheck.finetune import split as splits
+from poccheck.finetune.manifest import (
+    HELDOUT,
+    MANIFEST,
+    TRANSFORMERS_ONLY,
+    DataRecord,
+    Manifest,
+    adapter_path,
+    read_manifest,
+    weights_hash,
+    write_manifest,
+)
+from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.grading import grade_output
 from poccheck.plan import Plan, default_plan_text, plan_from_record, plan_record
 from poccheck.probe.logic import Language
-from poccheck.records import Mode, ModelInfo, Suite
+from poccheck.records import Mode, ModelInfo, Suite, TaskItem
 from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
 from poccheck.tasks import load_suites
@@ -129,7 +143,8 @@ def assess(
     if not model_specs:
         raise ModelError("no model given", f"pass --model, e.g. --model {models.DEFAULT_MODEL}")
     for spec in model_specs:
-        models.parse_spec(spec)
+        if models.parse_spec(spec).adapter:
+            _refuse_trained_items(spec, suites)
     secure_dir(out)
     with OutputLock(out):
         store = Store(out / DB_NAME)
@@ -348,3 +363,170 @@ def _costs(findings: Findings, plan: Plan | None) -> CostFindings | None:
         return cost_findings(findings, plan)
     except ValueError:
         return None
+
+
+def _refuse_trained_items(spec: str, suites: Sequence[Suite]) -> None:
+    """A fine-tuned candidate must not be assessed on items it was trained on (compared by content hash)."""
+    parsed = models.parse_spec(spec)
+    assert parsed.adapter is not None
+    manifest = read_manifest(adapter_path(parsed.adapter))
+    trained = manifest.trained_hashes
+    seen = [f"{s.name}/{i.id}" for s in suites for i in s.items if splits.content_hash(i) in trained]
+    if seen:
+        raise FinetuneError(
+            f"{len(seen)} item(s) given to {spec} were in its training data: {', '.join(seen[:5])}"
+            + (" ..." if len(seen) > 5 else ""),
+            f"assess it on the held-out file {adapter_path(parsed.adapter) / 'heldout.yaml'} (and a control suite)",
+        )
+
+
+def finetune_analysis(findings: Findings) -> list[FinetuneFindings]:
+    """Before/after per fine-tuned candidate in ``findings`` (held-out split and control suite); the report's
+    fine-tuning section (templates/finetune.html.j2, variable ``finetune``) renders this list."""
+    manifests: dict[str, Manifest] = {}
+    for model in findings.models:
+        if model.info is not None and model.info.adapter and model.info.adapter not in manifests:
+            try:
+                manifests[model.info.adapter] = read_manifest(Path(model.info.adapter))
+            except ModelError:
+                continue  # the adapter was deleted since: its results stay, without the before/after section
+    return analyse_finetunes(findings, manifests)
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    manifest: Manifest
+    folder: Path
+    heldout: Path
+    tuned_spec: str  # the candidate to assess: MODEL+lora:NAME
+    base_spec: str  # the same weights without the adapter (transformers)
+    assessed: AssessResult | None = None
+    analysis: FinetuneFindings | None = None
+
+
+def finetune(
+    task_path: str | Path,
+    model_spec: str,
+    *,
+    control: str | Path | None = None,
+    name: str | None = None,
+    mode: Mode = "direct",
+    settings: LoraSettings | None = None,
+    fresh: bool = False,
+    options: BackendOptions | None = None,
+    progress: TrainProgress | None = None,
+    evaluate: Path | None = None,
+    encoding: str | None = None,
+) -> FinetuneResult:
+    """Train a LoRA adapter on a suite's training split (resuming an interrupted run), write it with its
+    manifest and held-out task file under ``$POCCHECK_CACHE/adapters/<name>/``; with ``evaluate``, assess the
+    base and the fine-tuned model on the held-out items (and the control suite) into that output directory."""
+    import shutil
+    from datetime import datetime, timezone
+
+    import yaml
+
+    from poccheck.backends.hf import HFSettings, TransformersBackend
+    from poccheck.finetune import train as training
+
+    settings = settings or LoraSettings()
+    suite = load_suites([task_path], encoding)[0]
+    split = splits.split_suite(suite, settings.seed)
+    control_suite = load_suites([control], encoding)[0] if control else None
+    if control_suite is not None:
+        splits.check_no_overlap(
+            split.train + split.validation, control_suite.items, "the training items", "the control items"
+        )
+    spec = models.parse_spec(model_spec)
+    if spec.adapter:
+        raise FinetuneError(f"{model_spec} already has an adapter", "fine-tune the base model instead")
+    base_spec = f"{spec.target}@transformers"
+    name = name or _safe_name(suite.name)
+    folder = adapter_path(name)
+    if (folder / MANIFEST).exists() and not fresh:
+        raise FinetuneError(
+            f"an adapter named {name!r} already exists ({folder})", "pass --fresh to retrain it, or choose --name"
+        )
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
+    info = models.resolve(base_spec)
+    models.check_memory(info, 4096)
+    folder.mkdir(parents=True, exist_ok=True)
+    warnings = splits.warnings_for(split)
+    heldout_name = f"{suite.name}-heldout"
+    heldout = folder / HELDOUT
+    document = yaml.safe_dump(
+        splits.heldout_document(split, heldout_name), allow_unicode=True, sort_keys=False, width=1000
+    )
+    heldout.write_text(f"# poccheck finetune {name}: held-out items of {suite.path}\n{document}", encoding="utf-8")
+    load_suites([heldout])  # the file must read back as a valid suite
+    options = options or BackendOptions()
+    backend = TransformersBackend(info, HFSettings(device=options.device, dtype=options.dtype))
+    try:
+        train_examples, skipped = training.build_examples(backend, suite, split.train, mode, settings.max_length)
+        val_examples, skipped_val = training.build_examples(backend, suite, split.validation, mode, settings.max_length)
+        if skipped or skipped_val:
+            warnings.append(
+                f"{len(skipped) + len(skipped_val)} item(s) left out of training (no writable gold answer, or "
+                f"longer than {settings.max_length} tokens): {', '.join((skipped + skipped_val)[:5])}"
+            )
+        identity = runner.stable_hash(
+            {
+                "base": info.fingerprint,
+                "mode": mode,
+                "settings": settings,
+                "train": [(e.prompt, e.target) for e in train_examples],
+                "validation": [(e.prompt, e.target) for e in val_examples],
+            }
+        )
+        record = training.train(backend, train_examples, val_examples, settings, folder, identity, progress)
+    finally:
+        backend.close()
+
+    def data(path: str | Path, suite_name: str, parts: dict[str, tuple[TaskItem, ...]]) -> DataRecord:
+        return DataRecord(
+            str(path),
+            splits.file_hash(Path(path)),
+            suite_name,
+            {p: [i.id for i in items] for p, items in parts.items()},
+            {p: sorted({splits.content_hash(i) for i in items}) for p, items in parts.items()},
+        )
+
+    parts = {"train": split.train, "validation": split.validation, "test": split.test}
+    manifest = Manifest(
+        name=name,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        base_model=base_spec,
+        base_fingerprint=info.fingerprint,
+        base_path=info.path,
+        adapter_sha256=weights_hash(folder),
+        mode=mode,
+        split_source=split.source,
+        seed=settings.seed,
+        tasks=data(task_path, suite.name, parts),
+        control=data(control, control_suite.name, {"control": control_suite.items}) if control and control_suite
+        else None,
+        heldout_suite=heldout_name,
+        hyperparameters={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
+        training=record,
+        export=TRANSFORMERS_ONLY,
+        versions={**engine_info(), **_version("peft")},
+        warnings=warnings,
+    )  # fmt: skip
+    write_manifest(folder, manifest)
+    training.clear_checkpoint(folder)
+    tuned_spec = f"{spec.target}{models.LORA}{name}"
+    result = FinetuneResult(manifest, folder, heldout, tuned_spec, base_spec)
+    if evaluate is None:
+        return result
+    tasks = [heldout] + ([Path(control)] if control else [])
+    assessed = assess(tasks, [base_spec, tuned_spec], evaluate, modes=[mode], options=options, encoding=encoding)
+    analysis = next((f for f in finetune_analysis(assessed.findings) if f.adapter == name), None)
+    return replace(result, assessed=assessed, analysis=analysis)
+
+
+def _version(package: str) -> dict[str, str]:
+    try:
+        return {package: metadata.version(package)}
+    except metadata.PackageNotFoundError:
+        return {}

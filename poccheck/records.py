@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from poccheck.i18n import Message
+
 ItemType = Literal["multiple_choice", "exact", "contains", "regex", "numeric", "json", "proof"]
 ITEM_TYPES: tuple[ItemType, ...] = ("multiple_choice", "exact", "contains", "regex", "numeric", "json", "proof")
 GENERATION_TYPES: tuple[ItemType, ...] = ("exact", "contains", "regex", "numeric", "json", "proof")
@@ -84,6 +86,9 @@ class ModelInfo:
     layers: int | None = None
     kv_heads: int | None = None
     head_dim: int | None = None
+    adapter: str | None = None  # a LoRA adapter folder applied on top (``M+lora:<name>``)
+    base_fingerprint: str | None = None  # the base weights' fingerprint when an adapter is applied
+    price: str | None = None  # served models: the cloud price profile their measured tokens are priced with
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class ChoiceScores:
     token_counts: tuple[int, ...]
     prompt_tokens: int
     seconds: float
+    text: str = ""  # the reply, when the choice was generated and its letter read (no log-probs to score)
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,7 @@ class Grade:
     prediction: str
     correct_norm: bool | None = None
     margin: float | None = None
-    detail: str = ""
+    detail: Message | None = None  # why it was graded wrong (or how a proof fared)
     answered: bool = True
     lenient: bool | None = None
 

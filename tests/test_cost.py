@@ -191,7 +191,7 @@ def test_onprem_deployment_projects_and_checks_memory() -> None:
     assert result.servers_needed == 1 and result.fits_in_memory
     # (1.5e9 + 75,497,472 KV bytes) / 1,073,741,824 = 1,575,497,472 / 1,073,741,824 = 1.467296 GiB
     assert result.memory_needed_gib == pytest.approx(1.467296, abs=1e-6)
-    assert any("projected" in note for note in result.notes)
+    assert any(note.key == "notes.projected" for note in result.notes)
 
     measured = onprem_deployment(
         "onprem_gpu",
@@ -206,7 +206,7 @@ def test_onprem_deployment_projects_and_checks_memory() -> None:
     assert not measured.fits_in_memory  # 60 GiB of weights in a 48 GiB GPU
     assert measured.throughput_tasks_per_hour.value == pytest.approx(1800.0)
     assert not measured.per_month.projected
-    assert any("does not fit" in note for note in measured.notes)
+    assert any(note.key == "notes.gpu_does_not_fit" for note in measured.notes)
 
 
 def test_servers_for_latency() -> None:

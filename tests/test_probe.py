@@ -47,7 +47,7 @@ def test_crafted_outputs() -> None:
     assert not wrong.strict and not wrong.lenient
     chatter = check_proof(good + " I hope this helps!", premises, goal, "Sam", "en")
     assert not chatter.strict and chatter.lenient
-    assert check_proof("", premises, goal, "Sam", "en").detail == "no proof"
+    assert check_proof("", premises, goal, "Sam", "en").detail.key == "proof.none"
 
 
 def test_contradiction_needs_a_real_contradiction() -> None:

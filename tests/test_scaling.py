@@ -42,9 +42,9 @@ def test_known_midpoint_is_recovered_within_its_interval(seed: int) -> None:
 
 def test_too_few_sizes_or_too_wide_an_interval_is_insufficient() -> None:
     two = threshold(synthetic(1.0, [0.5, 2.0], 100, 0), chance=0.25)
-    assert not two.sufficient and "2 model size(s)" in two.verdict and two.threshold_parameters is None
+    assert not two.sufficient and "2 model sizes" in str(two.verdict) and two.threshold_parameters is None
     noisy = threshold(synthetic(1.0, [0.1, 1.0, 10.0], 5, 0), chance=0.25, boot=100)
-    assert not noisy.sufficient and "insufficient evidence" in noisy.verdict
+    assert not noisy.sufficient and "insufficient evidence" in str(noisy.verdict)
 
 
 def test_a_large_model_of_another_family_below_a_small_one_is_a_confound() -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from poccheck.errors import PocCheckError
+from poccheck.i18n import Message
 from poccheck.tasks.mapping import did_you_mean
 
 HOURS_PER_YEAR = 8760
@@ -182,7 +183,7 @@ class DeploymentCost:
     fits_in_memory: bool
     memory_needed_gib: float
     throughput_tasks_per_hour: Estimate
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[Message, ...] = field(default_factory=tuple)
 
 
 # ---------------------------------------------------------------- loading
@@ -543,7 +544,7 @@ def onprem_deployment(
     time is projected with :func:`projected_seconds_per_task`. Throughput assumes one request at a time per
     server (3600 / seconds per task); batching can raise it, so the server count errs on the safe side.
     """
-    notes: list[str] = []
+    notes: list[Message] = []
     if seconds_per_task is None:
         seconds = projected_seconds_per_task(
             parameters, weights_bytes, workload.input_tokens, workload.output_tokens, profile
@@ -554,7 +555,7 @@ def onprem_deployment(
             f"projected: {workload.input_tokens:g} prompt tokens at 50% of {profile.compute_tflops:g} TFLOPS + "
             f"{workload.output_tokens:g} output tokens at 60% of {profile.memory_bandwidth_gbs:g} GB/s",
         )
-        notes.append("throughput projected from datasheet bandwidth and compute, not measured on this server")
+        notes.append(Message.of("notes.projected"))
     if not seconds_per_task.value > 0:
         raise ValueError(f"seconds_per_task must be above 0, not {seconds_per_task.value!r}")
     throughput = Estimate(
@@ -568,14 +569,11 @@ def onprem_deployment(
     needed = (weights_bytes + kv_bytes) / GIB
     if not fit:
         notes.append(
-            f"does not fit: weights + KV cache need {needed:.2f} GiB, more than 90% of "
-            f"{memory_gib:g} GiB {'GPU' if profile.is_gpu else 'host'} memory"
-        )
+            Message.of("notes.gpu_does_not_fit" if profile.is_gpu else "notes.does_not_fit", needed=needed,
+                       memory=memory_gib)
+        )  # fmt: skip
     if workload.peak_concurrency > servers:
-        notes.append(
-            f"{workload.peak_concurrency} concurrent requests at peak on {servers} server(s): requests queue "
-            "unless the runtime batches them, so latency under load exceeds single-request latency"
-        )
+        notes.append(Message.of("notes.queueing", concurrency=workload.peak_concurrency, count=servers))
     return DeploymentCost(
         mode=mode,
         per_1000_tasks=per_1000,
@@ -599,8 +597,5 @@ def cloud_deployment(price: CloudPrice, workload: Workload) -> DeploymentCost:
         fits_in_memory=True,
         memory_needed_gib=0.0,
         throughput_tasks_per_hour=Estimate(math.inf, False, "not limited by own hardware; provider rate limits apply"),
-        notes=(
-            "list price only: excludes data-transfer, support contracts and any volume discount",
-            "task data leaves the company network",
-        ),
+        notes=(Message.of("notes.list_price"), Message.of("notes.data_leaves")),
     )

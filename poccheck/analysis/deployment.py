@@ -85,10 +85,16 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
 
     for model in findings.models:  # each model in each prompting mode, priced at that mode's own token counts
         info = model.info
-        if info is None or not info.parameters or not model.rows:
+        if info is None or not model.rows or not (info.parameters or info.price in profiles.cloud):
             continue
         tokens = _tokens(model) or (workload.input_tokens, workload.output_tokens)
         own = Workload(workload.tasks_per_day, workload.peak_concurrency, tokens[0], tokens[1], workload.hours_per_day)
+        if info.price in profiles.cloud:  # a served cloud model: its list price x the tokens it used per task
+            deployment = cloud_deployment(profiles.cloud[info.price], own)
+            result.costs.append(CandidateCost(model.label, deployment, *money(deployment)))
+            continue
+        if not info.parameters:
+            continue
         context = math.ceil(tokens[0] + tokens[1])
         kv = (
             kv_cache_bytes(info.layers, info.kv_heads, info.head_dim, context, own.peak_concurrency)
@@ -98,8 +104,8 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
         # on a CPU server the GGUF file runs as it is; elsewhere weights are 16-bit
         cpu_weights = info.file_size if info.path.endswith(".gguf") and info.file_size else info.parameters * 2
         for label, profile, weights in (
-            ("on-prem CPU server", profiles.onprem_cpu, float(cpu_weights)),
-            ("on-prem GPU server", profiles.onprem_gpu, float(info.parameters * 2)),
+            ("onprem_cpu", profiles.onprem_cpu, float(cpu_weights)),
+            ("onprem_gpu", profiles.onprem_gpu, float(info.parameters * 2)),
         ):
             deployment = onprem_deployment(
                 label, profile, profiles.electricity_price_per_kwh, own,

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field, replace
 from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.stats import wilson
 from poccheck.analysis.summary import Findings, ModelFindings
+from poccheck.i18n import Message
 from poccheck.plan import Plan
 
 
 @dataclass(frozen=True)
 class Option:
     candidate: str
-    deployment: str
+    deployment: str  # an own-server deployment mode (``onprem_cpu``, ``onprem_gpu``) or ``cascade``
     per_month: float
     per_1000_tasks: float
     worst_margin: float  # smallest (judged accuracy - target) over task groups; >= 0 when all targets are met
@@ -27,20 +28,21 @@ class Option:
     meets_accuracy: bool
     meets_latency: bool | None
     fits: bool
+    escalated_share: float | None = None  # cascades: the share of tasks sent to the larger model
 
     @property
     def qualifies(self) -> bool:
         return self.meets_accuracy and self.meets_latency is not False and self.fits
 
-    def why_not(self) -> str:
+    def why_not(self) -> list[Message]:
         reasons = []
         if not self.meets_accuracy:
-            reasons.append(f"below target on {self.worst_group} by {-self.worst_margin * 100:.0f} points")
+            reasons.append(Message.of("why_not.below_target", group=self.worst_group, points=-self.worst_margin * 100))
         if self.meets_latency is False:
-            reasons.append("misses the p95 latency target")
+            reasons.append(Message.of("why_not.latency"))
         if not self.fits:
-            reasons.append("does not fit in memory")
-        return "; ".join(reasons)
+            reasons.append(Message.of("why_not.memory"))
+        return reasons
 
 
 @dataclass
@@ -48,8 +50,8 @@ class Recommendation:
     chosen: Option | None
     runners_up: list[Option]
     closest: Option | None
-    changes: list[str] = field(default_factory=list)
-    sensitivity: list[str] = field(default_factory=list)
+    changes: list[Message] = field(default_factory=list)
+    sensitivity: list[Message] = field(default_factory=list)
     items_needed: int | None = None
     needs_larger_model: bool = False  # every candidate is below the ~1.6B threshold
 
@@ -102,8 +104,8 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
             latency = max(v for v in slow if v is not None) <= costs.latency_slo
         found.append(
             Option(
-                f"{cascade.small} → {cascade.large}", f"cascade, {share * 100:.0f}% escalated", monthly,
-                small.per_1000_tasks + large.per_1000_tasks, margin, group, margin >= 0, latency, True,
+                f"{cascade.small} → {cascade.large}", "cascade", monthly,
+                small.per_1000_tasks + large.per_1000_tasks, margin, group, margin >= 0, latency, True, share,
             )
         )  # fmt: skip
     return sorted(found, key=lambda o: (o.per_month, -o.worst_margin))
@@ -124,7 +126,7 @@ def recommend(findings: Findings, plan: Plan, costs: CostFindings | None = None)
     return result
 
 
-def _what_would_change(findings: Findings, costs: CostFindings, result: Recommendation) -> list[str]:
+def _what_would_change(findings: Findings, costs: CostFindings, result: Recommendation) -> list[Message]:
     changes = []
     closest = result.closest
     if closest is not None:
@@ -136,25 +138,23 @@ def _what_would_change(findings: Findings, costs: CostFindings, result: Recommen
             if needed:
                 result.items_needed = needed
                 changes.append(
-                    f"more items: at its measured {check.accuracy.value * 100:.0f}% on {check.group}, about "
-                    f"{needed} items (now {check.accuracy.n}) would lift the lower bound to the "
-                    f"{check.target * 100:.0f}% target"
-                )
+                    Message.of(
+                        "changes.more_items", accuracy=check.accuracy.value, group=check.group, needed=needed,
+                        now=check.accuracy.n, target=check.target,
+                    )
+                )  # fmt: skip
     modes = {m.mode for m in findings.models}
     if "cot" not in modes:
-        changes.append("chain-of-thought prompting (--mode cot) may lift multi-step tasks; it was not measured")
+        changes.append(Message.of("changes.cot"))
     biggest = max((m.info.parameters or 0 for m in findings.models if m.info), default=0)
     if biggest < 1.6e9:
         result.needs_larger_model = True
-        changes.append(
-            f"a larger model: the largest candidate has {biggest / 1e9:.2f}B parameters, below the ~1.6B where the "
-            "published study saw reasoning improve; assess a 1.5B-3B model"
-        )
-    changes.append("fine-tuning a small model on your own examples (LoRA) can lift narrow, short tasks")
+        changes.append(Message.of("changes.larger_model", parameters=biggest))
+    changes.append(Message.of("changes.finetune"))
     return changes
 
 
-def _sensitivity(findings: Findings, plan: Plan, chosen: Option | None) -> list[str]:
+def _sensitivity(findings: Findings, plan: Plan, chosen: Option | None) -> list[Message]:
     if chosen is None:
         return []
     lines = []
@@ -165,14 +165,15 @@ def _sensitivity(findings: Findings, plan: Plan, chosen: Option | None) -> list[
         "onprem_gpu": {**(plan.cost_profiles.get("onprem_gpu") or {}), "purchase_price": _half("onprem_gpu", plan)},
     }
     cheap = replace(plan, cost_profiles=cheap_profiles)
-    for label, variant in (("at 10x the workload", heavy), ("at half the hardware price", cheap)):
+    for case, variant in (("workload_10x", heavy), ("hardware_half", cheap)):
         other = recommend_once(findings, variant)
         if other is None:
-            lines.append(f"{label}: no option meets the targets")
+            lines.append(Message.of(f"sensitivity.{case}.none"))
         elif (other.candidate, other.deployment) == (chosen.candidate, chosen.deployment):
-            lines.append(f"{label}: the same choice")
+            lines.append(Message.of(f"sensitivity.{case}.same"))
         else:
-            lines.append(f"{label}: {other.candidate} on {other.deployment} instead")
+            where = Message.of(f"deployment.{other.deployment}", share=other.escalated_share)
+            lines.append(Message.of(f"sensitivity.{case}.other", candidate=other.candidate, deployment=where))
     return lines
 
 

@@ -18,6 +18,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import fisher_exact
 
+from poccheck.i18n import Message
+
 MIN_SIZES = 3
 MAX_INTERVAL_DECADES = 1.0
 
@@ -66,11 +68,11 @@ class ThresholdFit:
     breakpoint: float | None = None  # log10(parameters) of the piecewise-linear fit's break
     interval: tuple[float, float] | None = None  # log10(parameters), 95% bootstrap
     confounds: list[Confound] = field(default_factory=list)
-    verdict: str = ""
+    verdict: Message = field(default_factory=lambda: Message.of("verdict.not_fitted"))
 
     @property
     def sufficient(self) -> bool:
-        return self.verdict == "ok"
+        return self.verdict.key == "verdict.ok"
 
     @property
     def threshold_parameters(self) -> float | None:
@@ -159,7 +161,7 @@ def threshold(points: Sequence[Point], chance: float | None = None, boot: int = 
     result = ThresholdFit(list(pts), confounds=confounds(pts))
     sizes = {round(p.log_size, 3) for p in pts}
     if len(sizes) < MIN_SIZES:
-        result.verdict = f"insufficient evidence: {len(sizes)} model size(s); at least {MIN_SIZES} are needed"
+        result.verdict = Message.of("verdict.too_few_sizes", count=len(sizes), needed=MIN_SIZES)
         return result
     x = np.array([p.log_size for p in pts])
     k = np.array([p.correct for p in pts], dtype=float)
@@ -179,22 +181,15 @@ def threshold(points: Sequence[Point], chance: float | None = None, boot: int = 
         if fit is not None:
             mids.append(fit.midpoint)
     if len(mids) < boot // 2:
-        result.verdict = "insufficient evidence: the bootstrap could not fit most resamples"
+        result.verdict = Message.of("verdict.bootstrap_failed")
         return result
     low, high = np.percentile(mids, [2.5, 97.5])
     result.interval = (float(low), float(high))
     if high - low > MAX_INTERVAL_DECADES:
-        result.verdict = (
-            f"insufficient evidence: the 95% interval spans {high - low:.1f} decades of model size "
-            f"({_size(10**low)}–{_size(10**high)})"
-        )
+        result.verdict = Message.of("verdict.too_wide", decades=high - low, low=10**low, high=10**high)
         return result
-    result.verdict = "ok"
+    result.verdict = Message.of("verdict.ok")
     return result
-
-
-def _size(parameters: float) -> str:
-    return f"{parameters / 1e9:.2f}B" if parameters >= 1e9 else f"{parameters / 1e6:.0f}M"
 
 
 def family_of_name(model: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ def pick_dtype(requested: str, device: str) -> Any:
 def converted_dir(info: ModelInfo) -> Path:
     from poccheck.models import cache_dir
 
-    return cache_dir() / "converted" / info.fingerprint
+    return cache_dir() / "converted" / (info.base_fingerprint or info.fingerprint)
 
 
 def load_pretrained(info: ModelInfo, dtype: Any, attention: str) -> tuple[Any, Any]:
@@ -103,6 +104,20 @@ def load_pretrained(info: ModelInfo, dtype: Any, attention: str) -> tuple[Any, A
         raise ModelError(f"transformers could not load {info.path}: {exc}") from exc
 
 
+def apply_adapter(model: Any, folder: Path) -> Any:
+    """Merge a LoRA adapter (peft) into the weights: the same outputs as the adapted model, at base speed."""
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise ModelError("fine-tuned adapters need peft", "pip install peft") from exc
+    try:
+        with warnings.catch_warnings():  # transformers 5 deprecates a property peft still reads
+            warnings.simplefilter("ignore", FutureWarning)
+            return PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"cannot apply the adapter in {folder}: {exc}") from exc
+
+
 class TransformersBackend:
     """A causal language model run by PyTorch through transformers."""
 
@@ -114,6 +129,8 @@ class TransformersBackend:
         self.device = pick_device(self._settings.device)
         self.dtype = pick_dtype(self._settings.dtype, self.device)
         model, tokenizer = load_pretrained(info, self.dtype, self._settings.attention)
+        if info.adapter:
+            model = apply_adapter(model, Path(info.adapter))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.info = info

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 
 from poccheck.grading import matchers
+from poccheck.i18n import Message
 from poccheck.probe.check import check_proof
 from poccheck.probe.logic import Language
 from poccheck.records import Grade, Mode, TaskItem
@@ -32,7 +33,7 @@ def grade_choices(item: TaskItem, logprobs: Sequence[float]) -> Grade:
         prediction=f"{LETTERS[best]}. {item.choices[best]}",
         correct_norm=best_norm == item.answer,
         margin=margin,
-        detail="" if best == item.answer else f"gold {LETTERS[item.answer]}. {item.choices[item.answer]}",
+        detail=None if best == item.answer else _gold(item),
     )
 
 
@@ -76,16 +77,19 @@ def grade_output(
         return grade_text(item, text)
     extracted = extract_answer(text, answer_pattern)
     if extracted is None:
-        return Grade(correct=False, prediction=text.strip(), detail="no parseable answer", answered=False)
+        return Grade(correct=False, prediction=text.strip(), detail=Message.of("grade.unparseable"), answered=False)
     if item.is_multiple_choice:
         index = choice_from_text(extracted, item.choices)
         if index is None:
-            return Grade(False, extracted, detail=f"{extracted!r} is not one of the choices", answered=False)
+            return Grade(False, extracted, detail=Message.of("grade.not_a_choice", answer=extracted), answered=False)
         ok = index == item.answer
-        gold = f"gold {LETTERS[item.answer]}. {item.choices[item.answer]}"
-        return Grade(ok, f"{LETTERS[index]}. {item.choices[index]}", detail="" if ok else gold)
+        return Grade(ok, f"{LETTERS[index]}. {item.choices[index]}", detail=None if ok else _gold(item))
     graded = grade_text(item, extracted)
     return Grade(graded.correct, extracted, detail=graded.detail)
+
+
+def _gold(item: TaskItem) -> Message:
+    return Message.of("grade.gold", choice=f"{LETTERS[item.answer]}. {item.choices[item.answer]}")
 
 
 DEFAULT_ANSWER_PATTERNS = (

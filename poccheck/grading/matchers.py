@@ -10,6 +10,8 @@ from typing import Any
 
 import jsonschema
 
+from poccheck.i18n import Message
+
 _NUMBER = re.compile(r"[-−]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|[-−]?\.\d+")
 _TRAILING = " \t.。!！,、:：;\"'「」『』`"
 
@@ -26,21 +28,21 @@ def first_line(text: str) -> str:
     return ""
 
 
-def match_exact(output: str, answer: str) -> tuple[bool, str]:
+def match_exact(output: str, answer: str) -> tuple[bool, Message | None]:
     """The first non-empty line equals the answer, ignoring case, width, spacing and end punctuation."""
     got = normalize(first_line(output)).strip(_TRAILING)
     want = normalize(answer).strip(_TRAILING)
-    return got == want, "" if got == want else f"expected {want!r}, got {got!r}"
+    return got == want, None if got == want else Message.of("grade.expected_got", want=want, got=got)
 
 
-def match_contains(output: str, answer: str) -> tuple[bool, str]:
+def match_contains(output: str, answer: str) -> tuple[bool, Message | None]:
     ok = normalize(answer) in normalize(output)
-    return ok, "" if ok else f"output does not contain {answer!r}"
+    return ok, None if ok else Message.of("grade.not_contained", answer=answer)
 
 
-def match_regex(output: str, pattern: str) -> tuple[bool, str]:
+def match_regex(output: str, pattern: str) -> tuple[bool, Message | None]:
     ok = re.search(pattern, output) is not None
-    return ok, "" if ok else f"no match for /{pattern}/"
+    return ok, None if ok else Message.of("grade.no_match", pattern=pattern)
 
 
 def first_number(text: str) -> float | None:
@@ -54,14 +56,14 @@ def first_number(text: str) -> float | None:
         return None
 
 
-def match_numeric(output: str, answer: str, tolerance: float | None) -> tuple[bool, str]:
+def match_numeric(output: str, answer: str, tolerance: float | None) -> tuple[bool, Message | None]:
     """The first number in the output is within ``tolerance`` (absolute) of the answer."""
     want = float(answer.replace(",", "").replace("_", ""))
     got = first_number(output)
     if got is None:
-        return False, "no number in output"
+        return False, Message.of("grade.no_number")
     ok = abs(got - want) <= tolerance if tolerance is not None else math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
-    return ok, "" if ok else f"expected {want:g}, got {got:g}"
+    return ok, None if ok else Message.of("grade.expected_got_number", want=want, got=got)
 
 
 def extract_json(text: str) -> Any:
@@ -93,21 +95,23 @@ def _same_value(got: Any, want: Any) -> bool:
     return bool(got == want)
 
 
-def match_json(output: str, expected: dict[str, Any] | None, schema: dict[str, Any] | None) -> tuple[bool, str]:
+def match_json(
+    output: str, expected: dict[str, Any] | None, schema: dict[str, Any] | None
+) -> tuple[bool, Message | None]:
     """The output holds a JSON object matching ``expected`` key by key and/or valid under ``schema``."""
     try:
         value = extract_json(output)
-    except ValueError as exc:
-        return False, str(exc)
+    except ValueError:
+        return False, Message.of("grade.no_json")
     if schema is not None:
         try:
             jsonschema.validate(value, schema)
         except jsonschema.ValidationError as exc:
-            return False, f"schema: {exc.message}"
+            return False, Message.of("grade.schema", error=exc.message)
     if expected is not None:
         if not isinstance(value, dict):
-            return False, "output JSON is not an object"
+            return False, Message.of("grade.not_object")
         wrong = [key for key, want in expected.items() if key not in value or not _same_value(value[key], want)]
         if wrong:
-            return False, "wrong or missing keys: " + ", ".join(str(k) for k in wrong)
-    return True, ""
+            return False, Message.of("grade.wrong_keys", keys=", ".join(str(k) for k in wrong))
+    return True, None

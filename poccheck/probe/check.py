@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from poccheck.i18n import Message
 from poccheck.probe.logic import (
     And,
     Assume,
@@ -38,14 +39,15 @@ class ProofCheck:
     invalid_steps: tuple[str, ...]
 
     @property
-    def detail(self) -> str:
+    def detail(self) -> Message:
         if self.strict:
-            return "valid proof"
+            return Message.of("proof.valid")
         if not self.steps:
-            return "no proof"
-        bad = "; ".join(self.invalid_steps[:3])
-        reached = "goal reached" if self.lenient else "goal not reached"
-        return f"{reached}; invalid steps: {bad}" if bad else reached
+            return Message.of("proof.none")
+        reached = "reached" if self.lenient else "not_reached"
+        if self.invalid_steps:
+            return Message.of(f"proof.{reached}_invalid", steps="; ".join(self.invalid_steps[:3]))
+        return Message.of(f"proof.{reached}")
 
 
 def check_proof(output: str, premises: Sequence[str], goal: str, name: str, lang: Language) -> ProofCheck:

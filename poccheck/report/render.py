@@ -6,13 +6,14 @@ Autoescaping is on: task text and model output are untrusted and always appear a
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from poccheck import __version__
 from poccheck.analysis.deployment import CostFindings
@@ -20,9 +21,11 @@ from poccheck.analysis.reasoning import Reasoning
 from poccheck.analysis.recommend import Recommendation
 from poccheck.analysis.stats import Proportion
 from poccheck.analysis.summary import Findings
+from poccheck.i18n import DASH, DEFAULT_LANGUAGE, Translator
 from poccheck.report.charts import accuracy_chart, cascade_chart, latency_chart, scaling_chart
 
 REPORT_NAME = "report.html"
+ENGLISH = Translator("en")
 
 
 def templates_dir() -> Path:
@@ -33,7 +36,9 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
-def environment() -> jinja2.Environment:
+def environment(translator: Translator | None = None) -> jinja2.Environment:
+    """The Jinja2 environment, with filters that format numbers for ``translator``'s language and currency."""
+    t = translator or Translator()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         autoescape=True,
@@ -41,111 +46,118 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=pct, ci=ci, seconds=seconds, size=size, count=count, rate=rate)
+    env.filters.update(
+        pct=t.percent,
+        pct0=lambda v: t.percent(v, digits=0),
+        ci=lambda p: ci(p, t),
+        seconds=t.seconds,
+        size=t.bytes,
+        count=t.count,
+        params=t.parameters,
+        rate=lambda v: t.decimal(v, 1),
+        dec1=lambda v: t.decimal(v, 1),
+        dec2=lambda v: t.decimal(v, 2),
+        sig=lambda v: f"{v:.2g}",
+        money=t.money,
+        say=lambda m: Markup(t.text(m, html=True)),
+        say_all=lambda ms: Markup(t.template("common.list_separator")).join(Markup(t.text(m, html=True)) for m in ms),
+    )
+    env.globals.update(t=t)
     return env
 
 
-def pct(value: float | None) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value * 100:.1f}%"
-
-
-def ci(p: Proportion | None) -> str:
+def ci(p: Proportion | None, t: Translator = ENGLISH) -> str:
+    """A proportion with its 95% interval and sample size: 25.0% [15–38] (n=52)."""
     if p is None or not p.n:
-        return "–"
-    return f"{p.value * 100:.1f}% [{p.low * 100:.0f}–{p.high * 100:.0f}] (n={p.n})"
+        return DASH
+    return t.template("format.ci").format(
+        value=t.percent(p.value), low=t.percent(p.low, 0).rstrip("%"), high=t.percent(p.high, 0), n=t.integer(p.n)
+    )
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+def deployment_label(t: Translator, mode: str, share: float | None = None) -> Markup:
+    """A deployment mode's name: own servers and cascades from the catalog, cloud APIs by their model name."""
+    if mode.startswith("cloud:"):
+        return t("deployment.cloud", name=mode.removeprefix("cloud:"))
+    return t(f"deployment.{mode}", share=t.percent(share, 0) if share is not None else None)
 
 
-def size(value: int | None) -> str:
-    if not value:
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value = value / 1024  # type: ignore[assignment]
-    return str(value)
+def provenance_label(t: Translator, what: str) -> Markup:
+    if what.startswith("cloud:"):
+        return t("provenance.cloud", name=what.removeprefix("cloud:"))
+    return t(f"provenance.{what}") if t.has(f"provenance.{what}") else Markup.escape(what)
 
 
-def count(value: int | None) -> str:
-    if value is None:
-        return "–"
-    if value >= 1_000_000_000:
-        return f"{value / 1e9:.2f}B"
-    if value >= 1_000_000:
-        return f"{value / 1e6:.0f}M"
-    return f"{value:,}"
-
-
-def money(value: float, currency: str) -> str:
-    """Money for the report, formatted by Babel; whole units for yen and for large amounts."""
-    from babel.numbers import format_currency
-
-    if not math.isfinite(value):
-        return "–"
-    if currency == "JPY" or value >= 1000:
-        return str(format_currency(round(value), currency, format="¤#,##0", locale="en_US", currency_digits=False))
-    return str(format_currency(value, currency, locale="en_US"))
-
-
-def size_label(parameters: float | None) -> str:
-    if not parameters:
-        return "–"
-    return f"{parameters / 1e9:.2f}B" if parameters >= 1e9 else f"{parameters / 1e6:.0f}M"
-
-
-def rate(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f}"
+def report_file(language: str, primary: bool) -> str:
+    """``report.html`` for the first language asked for, ``report.<lang>.html`` for the others."""
+    return REPORT_NAME if primary else f"report.{language}.html"
 
 
 def render(
     findings: Findings,
     out_dir: Path,
-    title: str = "poccheck assessment",
+    title: str | None = None,
     redact: bool = False,
     context: dict[str, Any] | None = None,
     reasoning: Reasoning | None = None,
     costs: CostFindings | None = None,
     advice: Recommendation | None = None,
+    languages: Sequence[str] = (DEFAULT_LANGUAGE,),
 ) -> Path:
-    """Write ``report.html`` into ``out_dir`` and return its path."""
-    page = (
-        environment()
+    """Write the report into ``out_dir`` in each of ``languages`` and return the first one's path
+    (``report.html``; the others are ``report.<lang>.html``)."""
+    paths = []
+    for index, language in enumerate(dict.fromkeys(languages)):
+        t = Translator(language, costs.currency if costs else "USD")
+        page = _page(t, findings, title, redact, context or {}, reasoning, costs, advice)
+        path = out_dir / report_file(language, primary=index == 0)
+        _write_private(path, page)
+        paths.append(path)
+    return paths[0]
+
+
+def _page(
+    t: Translator,
+    findings: Findings,
+    title: str | None,
+    redact: bool,
+    context: dict[str, Any],
+    reasoning: Reasoning | None,
+    costs: CostFindings | None,
+    advice: Recommendation | None,
+) -> str:
+    return (
+        environment(t)
         .get_template("report.html.j2")
         .render(
             title=title,
             findings=findings,
-            generated=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            generated=t.datetime(_dt.datetime.now().astimezone()),
             version=__version__,
-            accuracy_svg=accuracy_chart(findings.models),
-            latency_svg=latency_chart(findings.models),
+            accuracy_svg=accuracy_chart(findings.models, t),
+            latency_svg=latency_chart(findings.models, t),
             redact=redact,
-            host=(context or {}).get("host", {}),
+            host=context.get("host", {}),
+            engine=context.get("engine", {}),
             reasoning=reasoning,
             costs=costs,
             advice=advice,
-            money=lambda value: money(value, costs.currency if costs else "USD"),
-            cascade_chart=lambda c: cascade_chart(c, costs.currency if costs else "USD"),
-            scaling_chart=lambda group: scaling_chart(group, reasoning.target if reasoning else None),
-            size_label=size_label,
-            engine=(context or {}).get("engine", {}),
+            deployment=lambda option: deployment_label(t, option.deployment, option.escalated_share),
+            deployment_mode=lambda mode: deployment_label(t, mode),
+            provenance_label=lambda what: provenance_label(t, what),
+            cascade_chart=lambda c: cascade_chart(c, t),
+            scaling_chart=lambda group: scaling_chart(group, reasoning.target if reasoning else None, t),
         )
     )
-    path = out_dir / REPORT_NAME
-    _write_private(path, page)
-    return path
 
 
-def render_explain(out_file: Path, **context: Any) -> Path:
+def render_explain(out_file: Path, language: str = DEFAULT_LANGUAGE, **context: Any) -> Path:
     """Write the standalone attention page of ``poccheck explain``."""
+    t = Translator(language)
     page = (
-        environment()
+        environment(t)
         .get_template("explain.html.j2")
-        .render(generated=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), version=__version__, **context)
+        .render(generated=t.datetime(_dt.datetime.now().astimezone()), version=__version__, **context)
     )
     _write_private(out_file, page)
     return out_file

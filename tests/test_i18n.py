@@ -1,0 +1,229 @@
+"""The report's message catalogs: both languages complete and consistent, every key the code uses present, numbers
+formatted for the locale, values escaped, and a full report rendered in each language with nothing left in English
+where Japanese was asked for."""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from poccheck.analysis import reasoning as reasoning_module
+from poccheck.analysis import scaling
+from poccheck.analysis.deployment import cost_findings
+from poccheck.analysis.reasoning import analyse_reasoning
+from poccheck.analysis.recommend import recommend
+from poccheck.analysis.stats import wilson
+from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.i18n import LANGUAGES, CatalogError, Message, Translator, catalog
+from poccheck.plan import Plan, PlanWorkload, Targets
+from poccheck.records import ITEM_TYPES, MODES, Grade, ModelInfo, TaskItem
+from poccheck.report import render
+
+ROOT = Path(__file__).resolve().parents[1]
+# keys built at run time from a prefix and a closed set of names
+DYNAMIC = {
+    "mode.": MODES,
+    "item_type.": ITEM_TYPES,
+    "run_status.": ("running", "finished", "interrupted", "failed"),
+    "deployment.": ("onprem_cpu", "onprem_gpu", "cascade", "cloud"),
+    "provenance.": ("onprem_cpu", "onprem_gpu", "electricity_price_per_kwh", "exchange_rates", "cloud"),
+    "sensitivity.": tuple(
+        f"{case}.{end}" for case in ("workload_10x", "hardware_half") for end in ("none", "same", "other")
+    ),
+    "proof.": ("reached", "not_reached", "reached_invalid", "not_reached_invalid"),
+    "notes.": ("does_not_fit", "gpu_does_not_fit"),
+}
+KEY_PATTERNS = (
+    r"""\bt\(\s*["']([a-z_][a-z0-9_.]*)["']""",  # templates: t("key", ...)
+    r"""\bt\(\s*["']([a-z_][a-z0-9_.]*)["']\s+if""",  # t("a" if x else "b")
+    r"""else\s+["']([a-z_]+\.[a-z0-9_.]+)["']""",
+    r"""\.template\(\s*["']([a-z_][a-z0-9_.]*)["']""",
+    r"""Message\.of\(\s*["']([a-z_][a-z0-9_.]*)["']""",
+)
+
+
+def fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def forms(entry: str | dict[str, str]) -> list[str]:
+    return list(entry.values()) if isinstance(entry, dict) else [entry]
+
+
+def used_keys() -> set[str]:
+    sources = [*ROOT.joinpath("templates").glob("*.j2"), *ROOT.joinpath("poccheck").rglob("*.py")]
+    keys: set[str] = set()
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        for pattern in KEY_PATTERNS:
+            keys.update(re.findall(pattern, text))
+    prefixes = {k for k in keys if k.endswith(".")}  # t("mode." ~ m.mode): a family listed in DYNAMIC
+    assert prefixes <= set(DYNAMIC), f"dynamic keys without a list of names in DYNAMIC: {prefixes - set(DYNAMIC)}"
+    return (keys - prefixes) | {prefix + name for prefix, names in DYNAMIC.items() for name in names}
+
+
+def test_both_catalogs_have_the_same_keys_and_placeholders() -> None:
+    en, ja = catalog("en"), catalog("ja")
+    assert set(en) == set(ja), f"only in en: {set(en) - set(ja)}; only in ja: {set(ja) - set(en)}"
+    for key in en:
+        en_fields = set().union(*(fields(f) for f in forms(en[key])))
+        ja_fields = set().union(*(fields(f) for f in forms(ja[key])))
+        assert en_fields - {"count"} == ja_fields - {"count"}, key
+        if isinstance(en[key], dict):
+            assert {"one", "other"} <= set(en[key]), f"{key}: English plurals need one and other"
+            assert isinstance(ja[key], dict) and "other" in ja[key], f"{key}: Japanese needs the other form"
+        for text in forms(ja[key]):
+            assert text.strip(), f"{key}: empty Japanese text"
+
+
+def test_every_key_the_code_uses_is_in_the_catalogs_and_every_catalog_key_is_used() -> None:
+    keys = used_keys()
+    entries = catalog("en")
+    missing = sorted(k for k in keys if k not in entries)
+    assert not missing, f"keys used but missing from the catalogs: {missing}"
+    unused = sorted(k for k in entries if k not in keys and not k.startswith(("units.", "format.", "common.")))
+    assert not unused, f"catalog keys nothing uses: {unused}"
+
+
+def test_a_missing_key_is_an_error_not_an_empty_string() -> None:
+    with pytest.raises(CatalogError, match="no.such.key"):
+        Translator("ja")("no.such.key")
+
+
+@pytest.mark.parametrize(
+    ("language", "currency", "money", "percent", "seconds", "millis"),
+    [
+        ("en", "USD", "$12.50", "25.3%", "1.50 s", "250 ms"),
+        ("ja", "JPY", "￥1,235", "25.3%", "1.50 秒", "250 ミリ秒"),
+        ("en", "JPY", "¥123,457", "25.3%", "1.50 s", "250 ms"),
+    ],
+)
+def test_numbers_money_and_units_follow_the_locale(
+    language: str, currency: str, money: str, percent: str, seconds: str, millis: str
+) -> None:
+    t = Translator(language, currency)
+    amount = 12.5 if currency == "USD" else (1234.6 if language == "ja" else 123456.7)
+    assert t.money(amount) == money
+    assert t.percent(0.2534) == percent
+    assert t.seconds(1.5) == seconds and t.seconds(0.25) == millis
+    assert t.count(270_000_000) == "270M" and t.count(1_600_000_000) == "1.60B" and t.count(1234) == "1,234"
+
+
+def test_plurals_follow_each_languages_rules() -> None:
+    en, ja = Translator("en"), Translator("ja")
+    assert str(en("report.items", count=1, n="1")) == "1 item"
+    assert str(en("report.items", count=2, n="2")) == "2 items"
+    assert str(ja("report.items", count=1, n="1")) == "設問 1 件"
+    assert str(Message.of("verdict.too_few_sizes", count=1, needed=3)) == (
+        "insufficient evidence: 1 model size; at least 3 are needed"
+    )
+
+
+def test_values_are_escaped_but_catalog_markup_is_kept() -> None:
+    page = str(Translator("en")("summary.best", model="<script>alert(1)</script>", accuracy="50%"))
+    assert "<script>" not in page and "&lt;script&gt;" in page and "<strong>" in page
+    nested = Message.of("why_not.below_target", group="<b>x</b>", points=5.0)
+    assert "&lt;b&gt;" in Translator("ja").text(nested, html=True)
+    assert Translator("en").text(nested) == "below target on <b>x</b> by 5.0 points"  # plain text for the console
+
+
+# ---- a whole report in each language ------------------------------------------------------------------------
+
+
+def _model(name: str, family: str, parameters: int, mode: str, right: int, n: int = 40) -> ModelFindings:
+    info = ModelInfo(name, "llama.cpp", f"/m/{name}.gguf", f"fp-{name}", parameters, "Q4_K_M", parameters // 2,
+                     4096, family, family, 16, 4, 64)  # fmt: skip
+    rows = []
+    for index in range(n):
+        proof = index % 4 == 0
+        item = TaskItem(
+            id=f"q{index}", input=f"question {index} <b>&</b>", type="proof" if proof else "exact",
+            answer="Sam is happy." if proof else "x", category="deduction" if proof else "rules",
+            metadata={"rule": "modus_ponens", "hops": 1 + index % 2} if proof else {},
+        )  # fmt: skip
+        correct = index < right
+        result = {"latency": 0.4 + index / 100, "ttft": 0.1, "prompt_tokens": 200, "completion_tokens": 20,
+                  "finish_reason": "length" if index == n - 1 else "stop", "mean_logprob": -index / n,
+                  "error": None}  # fmt: skip
+        detail = None if correct else Message.of("grade.expected_got", want="x", got="y")
+        rows.append(GradedRow(name, "s", item, result, Grade(correct, "y", detail=detail, lenient=correct or proof),
+                              mode=mode))  # fmt: skip
+    model = ModelFindings(name=name, info=info, error=None, mode=mode, rows=rows, accuracy=wilson(right, n))
+    model.multimode = True
+    model.by_category = {"rules": wilson(right * 3 // 4, 30), "deduction": wilson(right // 4, 10)}
+    model.by_type = {"exact": wilson(right * 3 // 4, 30), "proof": wilson(right // 4, 10)}
+    model.latency_p50, model.latency_p95, model.ttft_p50 = 0.5, 0.9, 0.1
+    model.tokens_in, model.tokens_out, model.expected_items = 200 * n, 20 * n, n
+    model.settings = {"mode": mode}
+    return model
+
+
+def _assessment() -> tuple[Findings, Plan]:
+    models = [
+        _model(name, "qwen", size, mode, right if mode == "cot" else right - 6)
+        for name, size, right in (
+            ("q-0.5b", 500_000_000, 14),
+            ("q-1.5b", 1_500_000_000, 26),
+            ("q-3b", 3_000_000_000, 36),
+        )
+        for mode in ("fewshot", "cot")
+    ]
+    failed = ModelFindings(name="broken.gguf", info=None, error="file is truncated <at byte 12>")
+    findings = Findings([*models, failed], ["deduction", "rules"], ["s"], 40, [])
+    plan = Plan(
+        path=Path("p.yaml"), tasks=(), candidates=(), modes=("fewshot", "cot"),
+        targets=Targets({"default": 0.5}, p95_latency_seconds=2.0),
+        workload=PlanWorkload(tasks_per_day=1000, peak_concurrency=4, hours_per_day=10), currency="JPY",
+    )  # fmt: skip
+    return findings, plan
+
+
+def _english_fragments() -> set[str]:
+    """Literal English phrases of four words or more in the catalog, to look for in a Japanese page."""
+    found = set()
+    for entry in catalog("en").values():
+        for text in forms(entry):
+            for literal, *_ in string.Formatter().parse(html.unescape(re.sub(r"<[^>]+>", " ", text))):
+                for phrase in re.split(r"[;:().,\[\]]", literal):
+                    words = phrase.split()
+                    if len(words) >= 4 and all(w.isascii() for w in words):
+                        found.add(" ".join(words))
+    return found
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_full_report_renders_in_each_language(tmp_path: Path, language: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the page, not the fit, is under test here: 30 bootstrap resamples instead of 300 keep it fast
+    monkeypatch.setattr(reasoning_module, "threshold", functools.partial(scaling.threshold, boot=30))
+    findings, plan = _assessment()
+    costs = cost_findings(findings, plan)
+    advice = recommend(findings, plan, costs)
+    reasoning = analyse_reasoning(findings, 0.6)
+    assert advice.chosen is not None and advice.sensitivity and costs.cascades and reasoning.lifts and reasoning.probe
+    path = render(findings, tmp_path, costs=costs, advice=advice, reasoning=reasoning, languages=(language,))
+    page = path.read_text(encoding="utf-8")
+    for section in ("decision", "summary", "costs", "categories", "speed", "reasoning", "attention", "failures"):
+        assert f'id="{section}"' in page
+    assert f'<html lang="{language}">' in page
+    assert "&lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page  # task text stays inert
+    assert "{" + "candidate}" not in page and "None" not in re.sub(r"<[^>]+>", "", page)
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    if language == "ja":
+        assert "￥" in page and "推奨" in page and "思考の連鎖" in page
+        leaked = sorted(f for f in _english_fragments() if f in text)
+        assert not leaked, f"English left in the Japanese report: {leaked[:5]}"
+    else:
+        assert "Recommendation: run" in page and "¥" in page
+
+
+def test_both_languages_are_written_the_first_as_report_html(tmp_path: Path) -> None:
+    findings, plan = _assessment()
+    costs = cost_findings(findings, plan)
+    first = render(findings, tmp_path, costs=costs, advice=recommend(findings, plan, costs), languages=("ja", "en"))
+    assert first.name == "report.html" and 'lang="ja"' in first.read_text(encoding="utf-8")
+    assert 'lang="en"' in (tmp_path / "report.en.html").read_text(encoding="utf-8")
