@@ -53,6 +53,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--fresh", action="store_true", help="discard an adapter or checkpoint of an earlier run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     args = parser.parse_args()
     import torch
@@ -74,7 +75,7 @@ def main() -> int:
     started = time.perf_counter()
     result = pipeline.finetune(
         probe, "gemma3-270m-q4", control=control, name="probe-1hop", mode="direct", settings=settings,
-        fresh=True, progress=Printer(), evaluate=args.work / "out",
+        fresh=args.fresh, progress=Printer(), evaluate=args.work / "out",
     )  # fmt: skip
     total = time.perf_counter() - started
     record = result.manifest.training

@@ -474,7 +474,9 @@ def finetune(
             {
                 "base": info.fingerprint,
                 "mode": mode,
-                "settings": settings,
+                # the most epochs and the patience only bound the loop (the learning rate is constant and each
+                # epoch's order is seeded on its own), so a stopped run may be resumed with more or fewer epochs
+                "settings": replace(settings, epochs=0, patience=0),
                 "train": [(e.prompt, e.target) for e in train_examples],
                 "validation": [(e.prompt, e.target) for e in val_examples],
             }

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from poccheck.errors import FinetuneError
-from poccheck.records import Suite, TaskItem
+from poccheck.records import Exemplar, Suite, TaskItem
 from poccheck.tasks.prompts import LETTERS
 
 Part = Literal["train", "validation", "test"]
@@ -131,9 +131,7 @@ def check_no_overlap(first: Sequence[TaskItem], second: Sequence[TaskItem], firs
 def warnings_for(split: Split) -> list[str]:
     found = []
     if len(split.train) < SMALL_TRAIN:
-        found.append(
-            f"only {len(split.train)} training items: fewer than {SMALL_TRAIN} rarely gives a measurable lift"
-        )
+        found.append(f"only {len(split.train)} training items: fewer than {SMALL_TRAIN} rarely gives a measurable lift")
     if not split.validation:
         found.append("no validation items: training runs every epoch without early stopping")
     if len(split.test) < 30:
@@ -157,15 +155,20 @@ def heldout_document(split: Split, name: str) -> dict[str, Any]:
     if suite.answer_pattern:
         document["answer_pattern"] = suite.answer_pattern
     if suite.fewshot:
-        document["fewshot"] = [
-            {k: v for k, v in {
-                "input": ex.input, "answer": ex.answer, "choices": list(ex.choices) or None,
-                "rationale": ex.rationale, "category": ex.category,
-            }.items() if v is not None}  # fmt: skip
-            for ex in suite.fewshot
-        ]
+        document["fewshot"] = [_exemplar_document(ex) for ex in suite.fewshot]
     document["items"] = [_item_document(item) for item in split.test]
     return document
+
+
+def _exemplar_document(ex: Exemplar) -> dict[str, Any]:
+    entry: dict[str, Any] = {"input": ex.input, "answer": ex.answer}
+    if ex.choices:
+        entry["choices"] = list(ex.choices)
+    if ex.rationale:
+        entry["rationale"] = ex.rationale
+    if ex.category:
+        entry["category"] = ex.category
+    return entry
 
 
 def _item_document(item: TaskItem) -> dict[str, Any]:
