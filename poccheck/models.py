@@ -363,9 +363,20 @@ def check_memory(info: ModelInfo, context_tokens: int) -> None:
         weights = info.parameters * 4.0  # dequantised to float32 on CPU: the worst case
     else:
         weights = (info.file_size or 0) * 1.1
-    need = weights + context_tokens * 64 * 1024
+    cache = context_tokens * kv_bytes_per_token(info)
+    need = weights + cache
     if need > available:
         raise ModelError(
-            f"{info.name} needs about {need / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB is free",
+            f"{info.name} needs about {need / 2**30:.1f} GiB ({weights / 2**30:.1f} GiB of weights and "
+            f"{cache / 2**30:.1f} GiB of cache for {context_tokens:,} tokens of context) but only "
+            f"{available / 2**30:.1f} GiB is free",
             "close other programs, use a smaller quantisation, or run it on a larger server",
         )
+
+
+def kv_bytes_per_token(info: ModelInfo) -> int:
+    """Bytes of key/value cache per token of context: every layer's keys and values in 16-bit floats, from the
+    model's metadata; 64 KiB when the metadata does not say."""
+    if info.layers and info.kv_heads and info.head_dim:
+        return 2 * info.layers * info.kv_heads * info.head_dim * 2
+    return 64 * 1024
