@@ -89,16 +89,16 @@ def models_table(entries: list[ModelEntry]) -> Table:
     for entry in entries:
         info = entry.info
         if info is None:
-            table.add_row(entry.spec, "–", "–", "–", "–", "–", Text(entry.error or "", style="red"))
+            table.add_row(escape(entry.spec), "–", "–", "–", "–", "–", Text(entry.error or "", style="red"))
             continue
         table.add_row(
-            entry.spec,
+            escape(entry.spec),
             count(info.parameters),
             info.quantization or "–",
             size(info.file_size),
             f"{info.context_length:,}" if info.context_length else "–",
             info.backend,
-            info.path,
+            escape(info.path),
         )
     return table
 
@@ -110,10 +110,10 @@ def findings_table(findings: Findings) -> Table:
         table.add_column(column)
     for m in findings.models:
         if m.error and not m.rows:
-            table.add_row(m.label, Text(f"failed: {m.error.splitlines()[0]}", style="red"), "", "", "")
+            table.add_row(escape(m.label), Text(f"failed: {m.error.splitlines()[0]}", style="red"), "", "", "")
             continue
         table.add_row(
-            m.label,
+            escape(m.label),
             ci(m.accuracy),
             f"{seconds(m.latency_p50)} / {seconds(m.latency_p95)}",
             size(m.peak_rss),
@@ -123,12 +123,12 @@ def findings_table(findings: Findings) -> Table:
 
 
 def comparison_table(result: Comparison) -> Table:
-    table = Table(title=f"{result.first}  vs  {result.second}")
+    table = Table(title=f"{escape(result.first)}  vs  {escape(result.second)}")
     for column in (
         "Task group",
         "n",
-        result.first,
-        result.second,
+        escape(result.first),
+        escape(result.second),
         "Change",
         "Only first right",
         "Only second right",
@@ -139,7 +139,7 @@ def comparison_table(result: Comparison) -> Table:
         change = (d.second.value - d.first.value) * 100
         significant = d.test.p_value < 0.05
         table.add_row(
-            d.group, str(d.first.n), ci(d.first), ci(d.second),
+            escape(d.group), str(d.first.n), ci(d.first), ci(d.second),
             Text(f"{change:+.1f} pts", style="bold" if significant else ""),
             str(d.test.b), str(d.test.c), f"{d.test.p_value:.2g}" + ("" if significant else " (n.s.)"),
         )  # fmt: skip
