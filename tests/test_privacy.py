@@ -1,0 +1,45 @@
+"""Results stay private: the output directory is 0700 and every file poccheck writes in it is 0600, including
+SQLite's -wal and -shm files (they hold results while a run is open), whatever the umask. No model; under 1 s.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from poccheck.store import DB_NAME, OutputLock, Store
+
+from .test_store import row
+
+
+def modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
+
+
+def test_every_output_file_is_private_while_a_run_is_open(tmp_path: Path) -> None:
+    out = tmp_path / "poc"
+    out.mkdir(mode=0o755)
+    old = os.umask(0)  # the most permissive umask: nothing may rely on it
+    try:
+        with OutputLock(out):
+            store = Store(out / DB_NAME)
+            store.add_result(store.start_run({"models": ["m"]}), row("a"))
+            seen = modes(out)
+            store.close()
+    finally:
+        os.umask(old)
+    assert set(seen) == {".poccheck.lock", DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}
+    assert all(mode == 0o600 for mode in seen.values()), {name: oct(mode) for name, mode in seen.items()}
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+
+
+def test_an_existing_database_made_readable_is_made_private_again(tmp_path: Path) -> None:
+    Store(tmp_path / DB_NAME).close()
+    os.chmod(tmp_path / DB_NAME, 0o644)
+    store = Store(tmp_path / DB_NAME, create=False)
+    store.add_result(store.start_run({}), row("a"))
+    try:
+        assert all(mode == 0o600 for mode in modes(tmp_path).values()), modes(tmp_path)
+    finally:
+        store.close()
