@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from poccheck.analysis.cascade import Cascade  # noqa: E402
 from poccheck.analysis.reasoning import ScalingGroup  # noqa: E402
@@ -20,7 +23,7 @@ from poccheck.analysis.stats import wilson  # noqa: E402
 from poccheck.analysis.summary import ModelFindings  # noqa: E402
 from poccheck.i18n import Translator  # noqa: E402
 
-plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "svg.hashsalt": "poccheck", "text.parse_math": False})
+plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "svg.hashsalt": "poccheck"})
 
 
 def _svg(figure: Figure) -> str:
@@ -71,6 +74,7 @@ def latency_chart(models: list[ModelFindings], t: Translator) -> str | None:
         and max(max(s) for s in data) / max(min(min(s) for s in data), 1e-9) > 20
     ):
         axis.set_xscale("log")
+        _plain_log_labels(axis, lambda v: f"{v:g}")
     axis.set_xlabel(t.template("chart.seconds_axis"))
     axis.grid(axis="x", color="#ddd")
     for spine in ("top", "right"):
@@ -78,9 +82,17 @@ def latency_chart(models: list[ModelFindings], t: Translator) -> str | None:
     return _svg(figure)
 
 
+def _plain_log_labels(axis: Axes, label: Callable[[float], str]) -> None:
+    """Log-axis ticks as plain text (0.5, 2, 270M) rather than mathtext powers, which the browser would lay out
+    with its own font metrics and overlap."""
+    axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: label(value)))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _short(text: str) -> str:
     """A label without control characters, at most 40 characters (the end kept: it names the file)."""
-    cleaned = "".join(c for c in text if c.isprintable())
+    cleaned = "".join(c for c in text if c.isprintable()).replace("$", r"\$")  # "$" would start mathtext
     return cleaned if len(cleaned) <= 40 else "…" + cleaned[-39:]
 
 
@@ -149,6 +161,7 @@ def scaling_chart(group: ScalingGroup, target: float | None, t: Translator) -> s
             group.chance * 100, color="#6b7785", linewidth=0.8, linestyle="-.", label=t.template("chart.chance")
         )
     axis.set_xscale("log")
+    _plain_log_labels(axis, t.parameters)
     axis.set_ylim(-2, 102)
     axis.set_xlabel(t.template("chart.parameters"))
     axis.set_ylabel(t.template("chart.accuracy_pct"))

@@ -21,7 +21,7 @@ from poccheck.analysis.reasoning import Reasoning
 from poccheck.analysis.recommend import Recommendation
 from poccheck.analysis.stats import Proportion
 from poccheck.analysis.summary import Findings
-from poccheck.i18n import DASH, DEFAULT_LANGUAGE, Translator
+from poccheck.i18n import DASH, DEFAULT_LANGUAGE, Message, Translator
 from poccheck.report.charts import accuracy_chart, cascade_chart, latency_chart, scaling_chart
 
 REPORT_NAME = "report.html"
@@ -60,10 +60,15 @@ def environment(translator: Translator | None = None) -> jinja2.Environment:
         sig=lambda v: f"{v:.2g}",
         money=t.money,
         say=lambda m: Markup(t.text(m, html=True)),
-        say_all=lambda ms: Markup(t.template("common.list_separator")).join(Markup(t.text(m, html=True)) for m in ms),
+        say_all=lambda ms: _join(t, "common.list_separator", ms),
+        say_sentences=lambda ms: _join(t, "common.sentence_separator", ms),
     )
     env.globals.update(t=t)
     return env
+
+
+def _join(t: Translator, separator: str, messages: Sequence[Message]) -> Markup:
+    return Markup(t.template(separator)).join(Markup(t.text(m, html=True)) for m in messages)
 
 
 def ci(p: Proportion | None, t: Translator = ENGLISH) -> str:
