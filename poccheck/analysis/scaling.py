@@ -113,7 +113,7 @@ def fit_logistic(
     for mid in starts if starts is not None else np.linspace(x.min(), x.max(), 5):
         start = [top, mid, 5.0] if floor is not None else [0.05, top, mid, 5.0]
         bounds = [(0.0, 1.0), span, (0.01, 60.0)] if floor is not None else [(0.0, 1.0), (0.0, 1.0), span, (0.01, 60.0)]
-        result = minimize(_nll, start, args=(x, k, n, floor), bounds=bounds, method="L-BFGS-B", jac=True)
+        result = minimize(_nll, start, args=(x, k, n, floor), bounds=bounds, method="TNC", jac=True)
         if best is None or result.fun < best.fun:
             best = result
     assert best is not None
