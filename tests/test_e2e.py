@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -137,48 +134,6 @@ def test_invalid_tasks_and_missing_model_fail_clearly(tmp_path: Path) -> None:
     assert "not a GGUF model file" in result.stderr and "not found" in result.stderr
     report = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "not a GGUF model file" in report
-
-
-def _count(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return int(con.execute("SELECT count(*) FROM results").fetchone()[0])
-    except sqlite3.Error:
-        return 0
-
-
-def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
-    items = "\n".join(
-        f"  - {{id: n{i:02d}, type: numeric, category: math, input: 'What is {i} plus {i}?', answer: {2 * i}}}"
-        for i in range(14)
-    )
-    tasks = tmp_path / "suite.yaml"
-    tasks.write_text(f"name: resume\nmax_tokens: 16\nstop: ['\\n\\n']\nitems:\n{items}\n", encoding="utf-8")
-    reference = tmp_path / "reference"
-    assert cli("assess", "--tasks", str(tasks), "--out", str(reference)).returncode == 0
-    expected = rows(reference / "poccheck.db")
-    assert len(expected) == 14
-
-    out = tmp_path / "killed"
-    for sig in (signal.SIGKILL, signal.SIGINT):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "poccheck", "assess", "--tasks", str(tasks), "--out", str(out)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        target = _count(out / "poccheck.db") + 3
-        deadline = time.time() + 300
-        while _count(out / "poccheck.db") < target and time.time() < deadline and process.poll() is None:
-            time.sleep(0.05)
-        os.kill(process.pid, sig)
-        _, stderr = process.communicate(timeout=60)
-        if sig == signal.SIGINT:
-            assert process.returncode == 130 and "run the same command again to resume" in stderr
-        assert 0 < _count(out / "poccheck.db") < 14
-    resumed = cli("assess", "--tasks", str(tasks), "--out", str(out))
-    assert resumed.returncode == 0, resumed.stderr
-    assert rows(out / "poccheck.db") == expected
 
 
 def test_tasks_validate_and_models_list_commands() -> None:
