@@ -149,7 +149,7 @@ def assess(
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
         raise typer.Exit(130) from None
     out.print(findings_table(result.findings))
-    out.print(f"Report: [bold]{result.report}[/bold]")
+    out.print(f"Report: [bold]{escape(str(result.report))}[/bold]")
     if all(m.error for m in result.outcome.models):
         raise typer.Exit(1)
 
@@ -307,7 +307,7 @@ def report(
     """Re-grade stored results and re-render the report without running any model."""
     path, findings = pipeline.render_report(out_dir, redact=redact)
     out.print(findings_table(findings))
-    out.print(f"Report: [bold]{path}[/bold]")
+    out.print(f"Report: [bold]{escape(str(path))}[/bold]")
 
 
 @app.command()
