@@ -120,7 +120,7 @@ def test_the_shared_database_is_intact_and_complete(contest: Contest) -> None:
 def test_two_assessments_started_together_never_both_write(tmp_path: Path) -> None:
     tasks = suite(tmp_path / "suite.yaml")
     out = tmp_path / "poc"
-    processes = [poccheck("assess", "--tasks", str(tasks), "--out", str(out), "--limit", "3") for _ in range(2)]
+    processes = [poccheck("assess", "--tasks", str(tasks), "--out", str(out), "--limit", "2") for _ in range(2)]
     outcomes = [(p.wait(timeout=600), p.communicate()[1]) for p in processes]
     codes = sorted(code for code, _ in outcomes)
     assert codes in ([0, 0], [0, 1]), outcomes  # [0, 0] only when one finished before the other reached the lock
@@ -128,7 +128,7 @@ def test_two_assessments_started_together_never_both_write(tmp_path: Path) -> No
         assert "Traceback" not in stderr
         if code == 1:
             assert REFUSED in stderr
-    assert [item_id for _, item_id in results(out / "poccheck.db")] == ["n0", "n1", "n2"]
+    assert [item_id for _, item_id in results(out / "poccheck.db")] == ["n0", "n1"]
 
 
 # ---------------------------------------------------------------- damaged and foreign databases
@@ -162,7 +162,7 @@ def test_damaged_copies_of_a_results_database_fail_clearly(contest: Contest, tmp
     original = (contest.out / "poccheck.db").read_bytes()
     tried = {"clear error": 0, "still readable": 0}
 
-    @settings(derandomize=True, database=None, deadline=None, max_examples=20,
+    @settings(derandomize=True, database=None, deadline=None, max_examples=60,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
     @given(damaged(original))
     def check(data: bytes) -> None:
