@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from poccheck import models, pipeline
 from poccheck.errors import FinetuneError, ModelError
 from poccheck.finetune.manifest import ADAPTER_WEIGHTS, TRANSFORMERS_ONLY, read_manifest, weights_hash
-from poccheck.finetune.split import content_hash, split_suite
+from poccheck.finetune.split import content_hash, split_suite, warnings_for
 from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.tasks import load_suites
 
@@ -224,3 +224,12 @@ def test_seeded_split_keeps_duplicates_together_and_is_stable(tmp_path: Path) ->
     part_of = {item.id: name for name in ("train", "validation", "test") for item in split.part(name)}  # type: ignore[arg-type]
     assert part_of["dup"] == part_of[items[3]["id"]]
     assert content_hash(suite.items[3]) == content_hash(suite.items[-1])
+
+
+def test_small_splits_are_warned_about(tmp_path: Path) -> None:
+    items = [dict(item, split="train") if item["split"] == "validation" else item for item in synthetic_items(30)]
+    suite = load_suites([write_suite(tmp_path / "small.yaml", items)])[0]  # 12 train, 18 test, no validation
+    found = " | ".join(warnings_for(split_suite(suite)))
+    assert "training items" in found and "no validation items" in found and "held-out items" in found
+    enough = warnings_for(split_suite(load_suites([write_suite(tmp_path / "big.yaml", synthetic_items(60))])[0]))
+    assert enough == ["only 18 held-out items: a before/after difference will be hard to prove"]
