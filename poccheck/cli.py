@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from poccheck import __version__, pipeline
+from poccheck import __version__, endpoints, pipeline
 from poccheck.backends.registry import BackendOptions
 from poccheck.console import ProgressBar, comparison_table, console, findings_table, models_table, out
 from poccheck.errors import PocCheckError
@@ -116,17 +116,37 @@ def assess(
         str,
         typer.Option(help="transformers models: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16."),
     ] = "auto",
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--endpoint",
+            help="A model on an OpenAI-compatible server, repeatable: NAME=URL#MODEL, e.g. "
+            "vllm=http://gpu:8000/v1#Qwen/Qwen2.5-7B-Instruct; assessed as NAME@openai. "
+            "The plan's endpoints: section configures more (api, price, tokenizer, retries).",
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="--endpoint servers: the environment variable holding the API key (never the key)."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=512, help="--endpoint servers: requests in flight at once.")
+    ] = 4,
 ) -> None:
     """Run task files through candidate models and write an HTML report. Rerunning resumes.
 
     A model is a bundled name or a .gguf path (llama.cpp), optionally with @transformers to run the same
-    weights in PyTorch, or a Hugging Face folder / cached hub id with @transformers.
+    weights in PyTorch, a Hugging Face folder / cached hub id with @transformers, or NAME@openai for a
+    model on an OpenAI-compatible server (--endpoint or the plan's endpoints:).
     """
     plan_file = load_plan(plan) if plan else None
     task_files: list[Path] = tasks or (list(plan_file.tasks) if plan_file else default_tasks())
     if not task_files:
         raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
-    models = model or (list(plan_file.candidates) if plan_file else [DEFAULT_MODEL])
+    ad_hoc = [endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []]
+    served = (*(plan_file.endpoints if plan_file else ()), *ad_hoc)
+    models = list(model or (list(plan_file.candidates) if plan_file else [] if ad_hoc else [DEFAULT_MODEL]))
+    models += [e.spec for e in ad_hoc if e.spec not in models]
     modes = parse_modes(mode) if mode or not plan_file else list(plan_file.modes)
     out_dir = out_dir or (plan_file.out if plan_file else Path("poc"))
     try:
@@ -140,7 +160,7 @@ def assess(
                 encoding=encoding,
                 progress=progress,
                 redact=redact,
-                options=BackendOptions(device=device, dtype=dtype),
+                options=BackendOptions(device=device, dtype=dtype, endpoints=served),
                 modes=modes,
                 target=target,
                 plan_file=plan_file,

@@ -18,14 +18,16 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from poccheck import endpoints as served
 from poccheck.errors import ModelError
 from poccheck.records import ModelInfo
 
-BACKENDS = ("llama.cpp", "transformers")
+BACKENDS = ("llama.cpp", "transformers", "openai")
 LORA = "+lora:"
 GGUF_MAGIC = b"GGUF"
 _SAMPLE_BYTES = 4 * 1024 * 1024
@@ -77,12 +79,7 @@ def parse_spec(text: str) -> ModelSpec:
         target, _, adapter = target.partition(LORA)
         if not target or not adapter:
             raise ModelError(f"{text!r}: write MODEL+lora:NAME", "NAME is an adapter made by `poccheck finetune`")
-        if backend == "llama.cpp":
-            raise ModelError(
-                f"{text!r}: fine-tuned adapters run on the transformers backend only",
-                f"use {target}{LORA}{adapter}@transformers (or leave out the @backend)",
-            )
-        backend = "transformers"
+        backend = backend or "transformers"  # @llama.cpp: the adapter's GGUF export, where there is one
     backend = backend or "llama.cpp"
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r} in {text!r}", f"available backends: {', '.join(BACKENDS)}")
@@ -216,9 +213,11 @@ def family_of(arch: str | None, name: str | None) -> str | None:
     return None
 
 
-def resolve(spec_text: str) -> ModelInfo:
-    """Turn a ``--model`` argument into a described, existing model."""
+def resolve(spec_text: str, endpoints: Sequence[served.Endpoint] = ()) -> ModelInfo:
+    """Turn a ``--model`` argument into a described, existing model (``NAME@openai`` looks in ``endpoints``)."""
     spec = parse_spec(spec_text)
+    if spec.backend == "openai":
+        return served.describe(spec.name, served.find(spec.target, endpoints))
     if spec.adapter is not None:
         return _with_adapter(spec)
     if spec.target in BUNDLED:
@@ -243,12 +242,18 @@ def resolve(spec_text: str) -> ModelInfo:
 
 def _with_adapter(spec: ModelSpec) -> ModelInfo:
     """The base model plus a LoRA adapter; the fingerprint covers both, so results are keyed by the pair."""
+    from poccheck.finetune.export import GGUF_ADAPTER
     from poccheck.finetune.manifest import adapter_path, read_manifest, weights_hash
 
     assert spec.adapter is not None
-    base = resolve(f"{spec.target}@transformers")
     folder = adapter_path(spec.adapter)
     manifest = read_manifest(folder)
+    if spec.backend == "llama.cpp" and not (folder / GGUF_ADAPTER).exists():
+        raise ModelError(
+            f"adapter {spec.adapter!r} has no llama.cpp (GGUF) export: {manifest.export}",
+            f"run it on the transformers backend: {spec.target}{LORA}{spec.adapter}",
+        )
+    base = resolve(f"{spec.target}@{spec.backend}")
     if manifest.base_fingerprint != base.fingerprint:
         raise ModelError(
             f"adapter {spec.adapter!r} was trained on {manifest.base_model} (fingerprint {manifest.base_fingerprint}), "
@@ -358,6 +363,8 @@ def check_memory(info: ModelInfo, context_tokens: int) -> None:
     """Refuse a model that cannot fit in available memory (weights plus a KV-cache estimate)."""
     import psutil
 
+    if info.backend == "openai":
+        return  # served elsewhere
     available = psutil.virtual_memory().available
     if info.backend == "transformers" and info.parameters:
         weights = info.parameters * 4.0  # dequantised to float32 on CPU: the worst case

@@ -16,8 +16,9 @@ from typing import Any, cast
 import jsonschema
 import yaml
 
+from poccheck import endpoints as served
 from poccheck.analysis.cost import CostProfiles, Workload, load_profiles, override_problems
-from poccheck.errors import PlanError, Problem
+from poccheck.errors import PlanError, PocCheckError, Problem
 from poccheck.records import MODES, Mode
 from poccheck.tasks.mapping import did_you_mean
 from poccheck.tasks.read import LineDict, decode_text, load_yaml
@@ -71,6 +72,7 @@ SCHEMA: dict[str, Any] = {
         "exchange_rate": _POSITIVE,
         "language": {"enum": list(LANGUAGES)},
         "cost_profiles": {"type": ["object", "null"]},
+        "endpoints": {"type": "object", "additionalProperties": served.ENDPOINT_SCHEMA},
         "out": {"type": "string", "minLength": 1},
     },
 }
@@ -139,6 +141,7 @@ class Plan:
     language: str = "ja"
     cost_profiles: dict[str, Any] = field(default_factory=dict)
     out: Path = Path("poc")
+    endpoints: tuple[served.Endpoint, ...] = ()  # served models, candidates NAME@openai
 
     def profiles(self) -> CostProfiles:
         """The shipped cost profiles with this plan's overrides and exchange rate applied."""
@@ -219,6 +222,7 @@ def parse_plan(text: str, path: Path) -> tuple[Plan | None, list[Problem]]:
     if ("cost_profiles",) not in bad:
         for key_path, message in override_problems(overrides):
             problems.append(_problem(name, doc, ("cost_profiles", *key_path), message))
+    problems += _endpoint_problems(name, doc, bad)
     problems = sorted(dict.fromkeys(problems), key=lambda p: p.line or 0)  # one "required" error per missing key
     if problems:
         return None, problems
@@ -250,8 +254,43 @@ def parse_plan(text: str, path: Path) -> tuple[Plan | None, list[Problem]]:
         language=str(doc.get("language", "ja")),
         cost_profiles=_plain(overrides),
         out=(base / str(doc.get("out", "poc"))).resolve(),
+        endpoints=tuple(served.from_plan(str(k), v) for k, v in (doc.get("endpoints") or {}).items()),
     )
     return plan, []
+
+
+def _endpoint_problems(name: str, doc: LineDict, bad: set[tuple[Any, ...]]) -> list[Problem]:
+    """Candidates NAME@openai need an endpoint NAME; an endpoint's price must be a known cloud price profile."""
+    problems: list[Problem] = []
+    defined = doc.get("endpoints") or {}
+    if not isinstance(defined, Mapping):
+        return problems
+    for key, entry in defined.items():
+        if isinstance(entry, Mapping) and "api_key" in entry:
+            message = "never write an API key in the plan: name the environment variable holding it with api_key_env"
+            problems.append(_problem(name, doc, ("endpoints", key, "api_key"), message))
+    if ("endpoints",) in bad:
+        return problems
+    if ("candidates",) not in bad and "candidates" in doc:
+        listed = isinstance(doc["candidates"], list)
+        for index, candidate in enumerate(_as_list(doc["candidates"])):
+            target, _, backend = candidate.rpartition("@")
+            if backend == "openai" and target not in defined:
+                message = f"no endpoint named {target!r} under endpoints:{did_you_mean(target, list(defined))}"
+                problems.append(_problem(name, doc, ("candidates", index) if listed else ("candidates",), message))
+    if ("cost_profiles",) in bad:
+        return problems
+    try:
+        cloud = list(load_profiles(_plain(doc.get("cost_profiles") or {})).cloud)
+    except PocCheckError:  # invalid overrides are reported on their own
+        return problems
+    for key, entry in defined.items():
+        price = entry.get("price") if isinstance(entry, Mapping) else None
+        if isinstance(price, str) and price not in cloud:
+            options = ", ".join(cloud) or "none"
+            message = f"unknown price profile {price!r}{did_you_mean(price, cloud)}; cloud_apis profiles: {options}"
+            problems.append(_problem(name, doc, ("endpoints", key, "price"), message))
+    return problems
 
 
 def _as_list(value: Any) -> list[str]:
@@ -355,6 +394,10 @@ def _schema_problems(name: str, doc: LineDict, error: jsonschema.ValidationError
         else:
             message = "must not be empty"
         return [_problem(name, doc, path, message)]
+    if kind == "pattern":
+        formats = {"base_url": "a URL starting with http:// or https://", "api_key_env": "an environment variable name"}
+        shown = "" if last == "api_key_env" else f", not {value!r}"  # never echo what may be a pasted key
+        return [_problem(name, doc, path, f"must be {formats.get(last, repr(expected))}{shown}")]
     if kind == "uniqueItems":
         return [_problem(name, doc, path, "lists the same entry more than once")]
     return [_problem(name, doc, path, error.message)]

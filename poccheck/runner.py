@@ -16,11 +16,12 @@ from typing import Any
 
 from poccheck import evidence, models
 from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_backend
+from poccheck.backends.base import ConcurrentBackend
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
 from poccheck.grading import grade_output
 from poccheck.memory import PeakRSS
-from poccheck.records import ChoiceScores, Mode, ModelInfo, ResultRow, Suite, TaskItem
+from poccheck.records import ChoiceScores, Completion, Mode, ModelInfo, ResultRow, Suite, TaskItem
 from poccheck.store import Store
 from poccheck.tasks.prompts import Prompt, render_prompt
 
@@ -147,7 +148,7 @@ def _run_model(
     outcome = ModelOutcome(spec)
     store.record_model_run(run_id, spec)
     try:
-        info = models.resolve(spec)
+        info = models.resolve(spec, options.endpoints)
         models.check_memory(info, 4096)
     except ModelError as exc:
         outcome.error = str(exc)
@@ -184,7 +185,13 @@ def _run_model(
         )
         work_started = time.perf_counter()
         try:
-            _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome)
+            try:
+                _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome)
+            except BackendError as exc:  # e.g. a server that stopped answering: what is saved stays saved
+                outcome.error = str(exc)
+                store.record_model_run(run_id, spec, error=outcome.error)
+                progress.message(f"{spec}: {exc}", "red")  # with the hint: how to resume
+                return outcome
             if isinstance(backend, evidence.AttentionBackend):
                 progress.message(f"{spec}: collecting attention evidence ...")
                 evidence.collect(backend, store, info.fingerprint, settings_key, work)
@@ -249,6 +256,16 @@ def _run_items(
             outcome.done += 1
         progress.advance()
 
+    if isinstance(backend, ConcurrentBackend):  # a server: many items in flight, each saved as it arrives
+        requests = [
+            ChoiceRequest(w.prompt.text, w.prompt.continuations)
+            if w.scored
+            else GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens)
+            for w in todo
+        ]
+        for index, result in backend.run_many(requests):
+            save(todo[index], _output(result))
+        return
     choice_work = [w for w in todo if w.scored]
     for begin in range(0, len(choice_work), MC_CHUNK):
         chunk = choice_work[begin : begin + MC_CHUNK]
@@ -258,13 +275,7 @@ def _run_items(
         except BackendError:
             scores = [_score_one(backend, w) for w in chunk]  # find the culprit
         for w, score in zip(chunk, scores, strict=True):
-            if isinstance(score, BackendError):
-                save(w, Output(error=score.message))
-            else:
-                save(
-                    w,
-                    Output(choice_logprobs=score.logprobs, prompt_tokens=score.prompt_tokens, latency=score.seconds),
-                )
+            save(w, _output(score))
     for w in todo:
         if w.scored:
             continue
@@ -273,18 +284,7 @@ def _run_items(
         except BackendError as exc:
             save(w, Output(error=exc.message))
             continue
-        save(
-            w,
-            Output(
-                text=completion.text,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                latency=completion.seconds,
-                ttft=completion.ttft,
-                finish_reason=completion.finish_reason,
-                mean_logprob=completion.mean_logprob,
-            ),
-        )
+        save(w, _output(completion))
 
 
 @dataclass(frozen=True)
@@ -300,6 +300,27 @@ class Output:
     finish_reason: str | None = None
     mean_logprob: float | None = None
     error: str | None = None
+
+
+def _output(result: ChoiceScores | Completion | BackendError) -> Output:
+    if isinstance(result, BackendError):
+        return Output(error=result.message)
+    if isinstance(result, ChoiceScores):
+        return Output(
+            text=result.text,
+            choice_logprobs=result.logprobs,
+            prompt_tokens=result.prompt_tokens,
+            latency=result.seconds,
+        )
+    return Output(
+        text=result.text,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        latency=result.seconds,
+        ttft=result.ttft,
+        finish_reason=result.finish_reason,
+        mean_logprob=result.mean_logprob,
+    )
 
 
 def _score_one(backend: Backend, work: WorkItem) -> ChoiceScores | BackendError:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from poccheck.errors import BackendError
 from poccheck.records import ChoiceScores, Completion, ModelInfo
 
 
@@ -49,4 +50,18 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Free the model."""
+        ...
+
+
+@runtime_checkable
+class ConcurrentBackend(Protocol):
+    """A backend that runs many requests at once (a server): results come back as each one finishes."""
+
+    def run_many(
+        self, requests: Sequence[ChoiceRequest | GenerationRequest]
+    ) -> Iterator[tuple[int, ChoiceScores | Completion | BackendError]]:
+        """Yield ``(index into requests, result)`` in order of completion; a failed item yields its BackendError.
+
+        Raises BackendError when the backend cannot go on at all (the run of this model stops).
+        """
         ...

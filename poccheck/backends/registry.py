@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from poccheck.backends.base import Backend
+from poccheck.endpoints import Endpoint, find
 from poccheck.errors import ModelError
 from poccheck.records import ModelInfo
 
@@ -15,6 +16,7 @@ class BackendOptions:
 
     device: str = "auto"
     dtype: str = "auto"
+    endpoints: tuple[Endpoint, ...] = ()  # served models, used as NAME@openai
 
 
 def load_backend(info: ModelInfo, options: BackendOptions | None = None) -> Backend:
@@ -34,4 +36,10 @@ def load_backend(info: ModelInfo, options: BackendOptions | None = None) -> Back
                 "pip install torch==2.13.0 transformers (the README's set-up does this)",
             ) from exc
         return TransformersBackend(info, HFSettings(device=options.device, dtype=options.dtype))
+    if info.backend == "openai":
+        try:
+            from poccheck.backends.openai_http import OpenAIBackend
+        except ImportError as exc:
+            raise ModelError("the openai backend needs httpx", "pip install httpx") from exc
+        return OpenAIBackend(info, find(info.name.rpartition("@")[0], options.endpoints))
     raise ModelError(f"unknown backend {info.backend!r}")

@@ -1,0 +1,205 @@
+"""The OpenAI-compatible HTTP backend against the real ``llama_cpp.server`` running the bundled model.
+
+One server (module scope, API key required) is shared by the tests: served results agree with the in-process
+llama.cpp backend; a server stopped mid-run gives a clear error, keeps the saved rows and resumes; the API key
+never reaches the output directory or the console.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from poccheck import models, pipeline
+from poccheck.backends.base import ChoiceRequest, GenerationRequest
+from poccheck.backends.llama_cpp import LlamaCppBackend
+from poccheck.backends.openai_http import letter_request, read_letter
+from poccheck.backends.registry import BackendOptions
+from poccheck.cli import default_tasks
+from poccheck.endpoints import Endpoint
+from poccheck.grading import grade_output
+from poccheck.runner import work_items
+from poccheck.store import DB_NAME, Store
+from poccheck.tasks import load_suites
+from poccheck.tasks.prompts import LETTERS
+from tests.llama_server import MODEL_ALIAS, LlamaServer
+
+pytestmark = pytest.mark.model
+
+KEY_ENV = "POCCHECK_TEST_API_KEY"
+FAKE_KEY = f"sk-poccheck-fake-{secrets.token_hex(16)}"
+REPO = Path(__file__).resolve().parent.parent
+GREEDY = {"repeat_penalty": 1.0}  # llama-cpp-python's server defaults to 1.1; poccheck's own greedy loop has none
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> LlamaServer:
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    running = LlamaServer(models.bundled_path(), api_key=FAKE_KEY, log=log)
+    running.start()
+    yield running  # type: ignore[misc]
+    running.stop()
+
+
+def endpoint(server: LlamaServer, name: str = "local") -> Endpoint:
+    return Endpoint(
+        name, server.base_url, MODEL_ALIAS, api_key_env=KEY_ENV, concurrency=4, max_retries=2, extra_body=GREEDY
+    )
+
+
+def test_served_predictions_agree_with_in_process_llama_cpp(
+    server: LlamaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    served = endpoint(server)
+    started = time.perf_counter()
+    result = pipeline.assess(
+        default_tasks(), [served.spec], tmp_path / "served", options=BackendOptions(endpoints=(served,))
+    )
+    served_seconds = time.perf_counter() - started
+    outcome = result.outcome.models[0]
+    assert outcome.error is None
+    store = Store(tmp_path / "served" / DB_NAME, create=False)
+    try:
+        rows = {(r["suite"], r["item_id"]): r for r in store.results()}
+        settings = store.model_runs()[-1]["settings"]
+    finally:
+        store.close()
+    assert "generation + letter" in settings  # this server gives no prompt log-probs (see tests/llama_server.py)
+
+    backend = LlamaCppBackend(models.resolve(models.DEFAULT_MODEL))
+    agree = same_text = likelihood_agree = mc = 0
+    differ = []
+    try:
+        work = [w for suite in load_suites(default_tasks()) for w in work_items(suite)]
+        for w in work:
+            row = rows[(w.suite.name, w.item.id)]
+            if w.scored:
+                mc += 1
+                request = ChoiceRequest(w.prompt.text, w.prompt.continuations)
+                local = read_letter(
+                    backend.generate(letter_request(request, "completions")).text, request.continuations
+                )
+                remote = None if row["error"] else LETTERS.index(row["prediction"][0])  # error: no letter in reply
+                agree += local == remote
+                same_text += local == remote
+                differ += [] if local == remote else [w.item.id]
+                scores = backend.score_choices([request])[0].logprobs
+                likelihood_agree += max(range(len(scores)), key=lambda i: scores[i]) == remote
+            else:
+                assert row["error"] is None
+                completion = backend.generate(GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens))
+                local_prediction = grade_output(
+                    w.item, completion.text, None, w.mode, w.suite.answer_pattern
+                ).prediction
+                agree += local_prediction == row["prediction"]
+                same_text += completion.text == row["output"]
+                assert row["prompt_tokens"] > 0 and row["ttft"] is not None and row["ttft"] <= row["latency"]
+    finally:
+        backend.close()
+    share = agree / len(work)
+    print(
+        f"\nserved run: {len(work)} items in {served_seconds:.1f} s at concurrency 4; predictions agree on "
+        f"{agree}/{len(work)} = {share:.1%} (identical text {same_text}); multiple choice by letter vs "
+        f"in-process log-likelihood: {likelihood_agree}/{mc}; differ: {differ}"
+    )
+    assert share >= 0.95
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "poccheck", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _rows(db: Path) -> list[tuple[str, str | None]]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=30) as connection:
+        return connection.execute("SELECT item_key, error FROM results").fetchall()
+
+
+def test_server_stopped_mid_run_gives_a_clear_error_keeps_rows_and_resumes(server: LlamaServer, tmp_path: Path) -> None:
+    out = tmp_path / "poc"
+    env = {**os.environ, KEY_ENV: FAKE_KEY}
+    args = (
+        "assess", "--tasks", "examples/factory_tasks.csv", "--endpoint", f"local={server.base_url}#{MODEL_ALIAS}",
+        "--api-key-env", KEY_ENV, "--concurrency", "4", "--out", str(out),
+    )  # fmt: skip
+    total = len(load_suites([REPO / "examples" / "factory_tasks.csv"])[0].items)
+    first = _cli(*args, env=env)
+    deadline = time.monotonic() + 300
+    while len(_rows(out / DB_NAME)) < 4 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.stop()
+    try:
+        output, _ = first.communicate(timeout=180)
+    finally:
+        server.start()
+    saved = _rows(out / DB_NAME)
+    assert first.returncode == 1, output
+    assert "stopped answering" in output and f"127.0.0.1:{server.port}" in output, output
+    assert "run the same command again" in output
+    answered = {key for key, error in saved if error is None}
+    assert 4 <= len(answered) < total
+
+    second = _cli(*args, env=env)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    rows = _rows(out / DB_NAME)
+    assert len(rows) == total and len({key for key, _ in rows}) == total
+    assert all(error is None for _, error in rows)
+    with sqlite3.connect(out / DB_NAME) as connection:
+        done = connection.execute("SELECT items_done FROM model_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+    assert done == total - len(answered)  # only what was missing was sent again
+    print(f"\nstopped after {len(answered)}/{total} items; the rerun sent {done}")
+
+
+def test_api_key_never_reaches_outputs_or_console(server: LlamaServer, tmp_path: Path) -> None:
+    wrong = f"sk-poccheck-wrong-{secrets.token_hex(16)}"
+    out = tmp_path / "poc"
+    plan = tmp_path / "poccheck.yaml"
+    plan.write_text(
+        f"""tasks: ["{REPO / "examples" / "factory_suite.yaml"}", "{REPO / "examples" / "factory_tasks.csv"}"]
+candidates: [local@openai, wrongkey@openai]
+targets: {{accuracy: 0.5}}
+workload: {{tasks_per_day: 1000, peak_concurrency: 4}}
+currency: USD
+endpoints:
+  local:
+    base_url: {server.base_url}
+    model: {MODEL_ALIAS}
+    api_key_env: {KEY_ENV}
+    price: gpt-4o-mini
+    parameters: 270000000
+    extra_body: {{repeat_penalty: 1.0}}
+  wrongkey: {{base_url: "{server.base_url}", model: {MODEL_ALIAS}, api_key_env: POCCHECK_TEST_WRONG_KEY}}
+out: {out}
+""",
+        encoding="utf-8",
+    )
+    env = {**os.environ, KEY_ENV: FAKE_KEY, "POCCHECK_TEST_WRONG_KEY": wrong}
+    run = _cli("assess", "--plan", str(plan), "--limit", "2", env=env)
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, output
+    assert "refused the API key" in output  # the wrong key was sent and refused, and is not shown
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "generation + letter" in report and "local@openai" in report
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name == DB_NAME for path in files) and any(path.name == "report.html" for path in files)
+    for key in (FAKE_KEY, wrong):
+        assert key not in output
+        for path in files:
+            assert key.encode() not in path.read_bytes(), f"{key[:12]}... found in {path}"
