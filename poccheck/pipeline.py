@@ -23,6 +23,7 @@ from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError
 from poccheck.finetune import split as splits
+from poccheck.finetune.export import GGUF_ADAPTER, ExportUnsupported, export_gguf_lora
 from poccheck.finetune.manifest import (
     HELDOUT,
     MANIFEST,
@@ -494,6 +495,11 @@ def finetune(
             {p: sorted({splits.content_hash(i) for i in items}) for p, items in parts.items()},
         )
 
+    try:
+        export_gguf_lora(folder, Path(info.path))
+        export = f"llama.cpp and transformers (GGUF LoRA adapter {GGUF_ADAPTER} beside the base GGUF)"
+    except ExportUnsupported as exc:
+        export = f"{TRANSFORMERS_ONLY} ({exc})"
     parts = {"train": split.train, "validation": split.validation, "test": split.test}
     manifest = Manifest(
         name=name,
@@ -511,7 +517,7 @@ def finetune(
         heldout_suite=heldout_name,
         hyperparameters={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
         training=record,
-        export=TRANSFORMERS_ONLY,
+        export=export,
         versions={**engine_info(), **_version("peft")},
         warnings=warnings,
     )  # fmt: skip

@@ -120,7 +120,7 @@ def test_manifest_records_base_data_and_settings(trained: pipeline.FinetuneResul
     assert manifest.control is not None and manifest.control.suite == "control"
     assert manifest.hyperparameters["rank"] == 8 and manifest.hyperparameters["learning_rate"] == 1e-2
     assert manifest.hyperparameters["target_modules"] == ["q_proj", "v_proj", "o_proj", "lm_head"]
-    assert manifest.mode == "direct" and manifest.export == TRANSFORMERS_ONLY
+    assert manifest.mode == "direct" and manifest.export.startswith(TRANSFORMERS_ONLY)  # the base is not GGUF
     assert "peft" in manifest.versions and "torch" in manifest.versions
     assert manifest.training.examples == 36 and manifest.training.steps > 0 and manifest.training.seconds > 0
     heldout = load_suites([trained.heldout])[0]
@@ -170,8 +170,8 @@ def test_adapter_on_another_base_or_llama_cpp_is_refused(trained: pipeline.Finet
     other = build_model(tmp_path / "other", "llama", seed=1)
     with pytest.raises(ModelError, match="was trained on"):
         models.resolve(f"{other}+lora:synth")
-    with pytest.raises(ModelError, match="transformers backend only"):
-        models.parse_spec("gemma3-270m-q4+lora:synth@llama.cpp")
+    with pytest.raises(ModelError, match="no llama.cpp"):
+        models.resolve(f"{trained.manifest.base_model.split('@')[0]}+lora:synth@llama.cpp")
     with pytest.raises(ModelError, match="no fine-tuned adapter"):
         models.resolve(f"{other}+lora:missing")
 

@@ -55,7 +55,7 @@ class FinetuneFindings:
 
 def analyse_finetunes(findings: Findings, manifests: Mapping[str, Manifest]) -> list[FinetuneFindings]:
     """For each fine-tuned candidate (its adapter folder a key of ``manifests``) with a base candidate in the
-    same mode (same base fingerprint, no adapter; transformers preferred): paired before/after differences."""
+    same mode (same base fingerprint, no adapter; the same backend preferred): paired before/after differences."""
     found = []
     for tuned in findings.models:
         info = tuned.info
@@ -70,7 +70,7 @@ def analyse_finetunes(findings: Findings, manifests: Mapping[str, Manifest]) -> 
         ]  # fmt: skip
         if not bases:
             continue
-        base = max(bases, key=lambda m: m.info is not None and m.info.backend == "transformers")
+        base = max(bases, key=lambda m: m.info is not None and m.info.backend == info.backend)  # same engine
         control = manifest.control.suite if manifest.control else None
         found.append(
             FinetuneFindings(

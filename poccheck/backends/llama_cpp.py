@@ -14,12 +14,14 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from poccheck.backends.base import ChoiceRequest, GenerationRequest
 from poccheck.errors import BackendError, ModelError
+from poccheck.finetune.export import GGUF_ADAPTER
 from poccheck.records import ChoiceScores, Completion, ModelInfo
 
 
@@ -93,6 +95,7 @@ class LlamaCppBackend:
                 logits_all=False,
                 flash_attn=self._settings.flash_attn,
                 verbose=False,
+                lora_path=str(Path(info.adapter) / GGUF_ADAPTER) if info.adapter else None,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(
@@ -124,6 +127,12 @@ class LlamaCppBackend:
         if not self._score_ctx:
             self._llm.close()
             raise ModelError(f"llama.cpp could not create a scoring context for {info.path}")
+        adapter = getattr(self._llm, "_lora_adapter", None)
+        if adapter is not None:  # the fine-tuned adapter applies to the scoring context too
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+            if llama_cpp.llama_set_adapters_lora(self._score_ctx, adapters, 1, (ctypes.c_float * 1)(1.0)):
+                self._llm.close()
+                raise ModelError(f"llama.cpp could not apply the adapter in {info.adapter}")
         self._score_seq_max = int(params.n_seq_max)
         self._score_n_batch = int(llama_cpp.llama_n_batch(self._score_ctx))
         self._score_n_ctx = int(llama_cpp.llama_n_ctx(self._score_ctx))
