@@ -45,6 +45,14 @@ Encoding = Annotated[
     str | None,
     typer.Option(help="Force the text encoding of task files (default: UTF-8, UTF-16 with BOM, or Shift_JIS)."),
 ]
+ReportLanguage = Annotated[
+    str | None,
+    typer.Option(
+        "--lang",
+        help="Report language, ja or en (default: the plan's, else en). It is written as report.html; "
+        "the other language as report.<lang>.html.",
+    ),
+]
 
 
 @tasks_app.command("validate")
@@ -97,6 +105,7 @@ def assess(
     fresh: Annotated[bool, typer.Option(help="Discard stored results and start over.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N items of each suite.")] = None,
     redact: Annotated[bool, typer.Option(help="Show item ids instead of task text in the report.")] = False,
+    lang: ReportLanguage = None,
     encoding: Encoding = None,
     target: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Accuracy target for the depth profile and scaling charts.")
@@ -164,6 +173,7 @@ def assess(
                 modes=modes,
                 target=target,
                 plan_file=plan_file,
+                language=lang,
             )
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
@@ -323,9 +333,10 @@ def compare(
 def report(
     out_dir: Annotated[Path, typer.Argument(help="An output directory written by `poccheck assess`.")],
     redact: Annotated[bool, typer.Option(help="Show item ids instead of task text.")] = False,
+    lang: ReportLanguage = None,
 ) -> None:
     """Re-grade stored results and re-render the report without running any model."""
-    path, findings = pipeline.render_report(out_dir, redact=redact)
+    path, findings = pipeline.render_report(out_dir, redact=redact, language=lang)
     out.print(findings_table(findings))
     out.print(f"Report: [bold]{escape(str(path))}[/bold]")
 

@@ -37,6 +37,7 @@ from poccheck.finetune.manifest import (
 )
 from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.grading import grade_output
+from poccheck.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from poccheck.plan import Plan, default_plan_text, plan_from_record, plan_record
 from poccheck.probe.logic import Language
 from poccheck.records import Mode, ModelInfo, Suite, TaskItem
@@ -138,6 +139,7 @@ def assess(
     modes: Sequence[Mode] = ("fewshot",),
     target: float = DEFAULT_TARGET,
     plan_file: Plan | None = None,
+    language: str | None = None,
 ) -> AssessResult:
     """Validate tasks, run them through each model (resuming), grade, analyse and write the report."""
     suites = load_suites(task_paths, encoding)
@@ -174,14 +176,24 @@ def assess(
             costs = _costs(findings, plan_file)
             advice = recommend(findings, plan_file, costs) if plan_file and costs else None
             path = report.render(
-                findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice
-            )
+                findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice,
+                languages=report_languages(language or (plan_file.language if plan_file else None)),
+                finetune=finetune_analysis(findings),
+            )  # fmt: skip
         finally:
             store.close()
     return AssessResult(path, outcome, findings)
 
 
-def render_report(out: Path, redact: bool = False) -> tuple[Path, Findings]:
+def report_languages(primary: str | None) -> tuple[str, ...]:
+    """Every report language, ``primary`` first (it becomes ``report.html``); English unless told otherwise."""
+    first = primary or DEFAULT_LANGUAGE
+    if first not in LANGUAGES:
+        raise PocCheckError(f"unknown report language {first!r}", f"use one of: {', '.join(LANGUAGES)}")
+    return (first, *(other for other in LANGUAGES if other != first))
+
+
+def render_report(out: Path, redact: bool = False, language: str | None = None) -> tuple[Path, Findings]:
     """Re-grade stored results and re-render the report of an output directory, without running models."""
     if not out.is_dir():
         raise StoreError(f"{out} is not a directory", "pass the --out directory of an earlier assess")
@@ -195,8 +207,10 @@ def render_report(out: Path, redact: bool = False) -> tuple[Path, Findings]:
         costs = _costs(findings, stored)
         advice = recommend(findings, stored, costs) if stored and costs else None
         path = report.render(
-            findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice
-        )
+            findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice,
+            languages=report_languages(language or (stored.language if stored else None)),
+            finetune=finetune_analysis(findings),
+        )  # fmt: skip
     finally:
         store.close()
     return path, findings

@@ -15,9 +15,10 @@ import pytest
 from poccheck.analysis import reasoning as reasoning_module
 from poccheck.analysis import scaling
 from poccheck.analysis.deployment import cost_findings
-from poccheck.analysis.reasoning import analyse_reasoning
+from poccheck.analysis.finetune import FinetuneFindings
+from poccheck.analysis.reasoning import Paired, analyse_reasoning
 from poccheck.analysis.recommend import recommend
-from poccheck.analysis.stats import wilson
+from poccheck.analysis.stats import mcnemar_exact, wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
 from poccheck.i18n import LANGUAGES, CatalogError, Message, Translator, catalog
 from poccheck.plan import Plan, PlanWorkload, Targets
@@ -183,6 +184,20 @@ def _assessment() -> tuple[Findings, Plan]:
     return findings, plan
 
 
+def _finetuned() -> FinetuneFindings:
+    def pair(group: str, before: int, after: int, gained: int, lost: int) -> Paired:
+        return Paired(group, wilson(before, 60), wilson(after, 60), 0, mcnemar_exact(lost, gained))
+
+    return FinetuneFindings(
+        adapter="probe1", base="q-0.5b", tuned="q-0.5b+lora:probe1", mode="direct",
+        heldout=[pair("all", 2, 56, 54, 0), pair("modus_ponens", 1, 9, 8, 0)], control=[pair("csqa", 41, 30, 2, 13)],
+        control_suite="csqa", train_items=78, validation_items=12, test_items=60, epochs_run=3,
+        stopped="early stopping", train_seconds=1255.0, peak_rss=4 * 2**30,
+        hyperparameters={"rank": 16, "alpha": 32, "learning_rate": 5e-4},
+        export="transformers backend only (no GGUF export for llama)",
+    )  # fmt: skip
+
+
 def _english_fragments() -> set[str]:
     """Literal English phrases of four words or more in the catalog, to look for in a Japanese page."""
     found = set()
@@ -205,9 +220,13 @@ def test_a_full_report_renders_in_each_language(tmp_path: Path, language: str, m
     advice = recommend(findings, plan, costs)
     reasoning = analyse_reasoning(findings, 0.6)
     assert advice.chosen is not None and advice.sensitivity and costs.cascades and reasoning.lifts and reasoning.probe
-    path = render(findings, tmp_path, costs=costs, advice=advice, reasoning=reasoning, languages=(language,))
+    path = render(
+        findings, tmp_path, costs=costs, advice=advice, reasoning=reasoning, languages=(language,),
+        finetune=[_finetuned()],
+    )  # fmt: skip
     page = path.read_text(encoding="utf-8")
-    for section in ("decision", "summary", "costs", "categories", "speed", "reasoning", "attention", "failures"):
+    sections = ("decision", "summary", "costs", "categories", "speed", "reasoning", "finetune", "attention", "failures")
+    for section in sections:
         assert f'id="{section}"' in page
     assert f'<html lang="{language}">' in page
     assert "&lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page  # task text stays inert

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from poccheck import __version__
 from poccheck.analysis.deployment import CostFindings
+from poccheck.analysis.finetune import FinetuneFindings
 from poccheck.analysis.reasoning import Reasoning
 from poccheck.analysis.recommend import Recommendation
 from poccheck.analysis.stats import Proportion
@@ -108,13 +109,14 @@ def render(
     costs: CostFindings | None = None,
     advice: Recommendation | None = None,
     languages: Sequence[str] = (DEFAULT_LANGUAGE,),
+    finetune: Sequence[FinetuneFindings] = (),
 ) -> Path:
     """Write the report into ``out_dir`` in each of ``languages`` and return the first one's path
     (``report.html``; the others are ``report.<lang>.html``)."""
     paths = []
     for index, language in enumerate(dict.fromkeys(languages)):
         t = Translator(language, costs.currency if costs else "USD")
-        page = _page(t, findings, title, redact, context or {}, reasoning, costs, advice)
+        page = _page(t, findings, title, redact, context or {}, reasoning, costs, advice, finetune)
         path = out_dir / report_file(language, primary=index == 0)
         _write_private(path, page)
         paths.append(path)
@@ -130,6 +132,7 @@ def _page(
     reasoning: Reasoning | None,
     costs: CostFindings | None,
     advice: Recommendation | None,
+    finetune: Sequence[FinetuneFindings],
 ) -> str:
     return (
         environment(t)
@@ -147,6 +150,7 @@ def _page(
             reasoning=reasoning,
             costs=costs,
             advice=advice,
+            finetune=list(finetune),
             deployment=lambda option: deployment_label(t, option.deployment, option.escalated_share),
             deployment_mode=lambda mode: deployment_label(t, mode),
             provenance_label=lambda what: provenance_label(t, what),
