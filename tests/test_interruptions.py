@@ -22,7 +22,7 @@ import pytest
 pytestmark = pytest.mark.model
 
 SEED = 8
-ITEMS = 12
+ITEMS = 40  # enough that the item rounds land mid-run on a fast, quiet machine too
 # Where each round is stopped: while starting (imports, validation, model load), after 1-2 more items are
 # stored (mid-item or between items), and once every item is stored (analysis and report writing).
 KINDS = ["start-up"] * 3 + ["items"] * 4

@@ -26,7 +26,7 @@ def test_probe_then_assess_in_two_modes(tmp_path: Path) -> None:
     for heading in ("Reasoning-depth probe", "Does chain-of-thought help?", "Depth profile", "exact McNemar"):
         assert heading in report
     assert "PrOntoQA-OOD proof by contradiction" in report  # the published points for the matching rule
-    assert "insufficient evidence: 1 model size(s)" in report  # one model cannot place a threshold
+    assert "insufficient evidence: 1 model size;" in report  # one model cannot place a threshold
     with sqlite3.connect(out / "poccheck.db") as db:
         modes = dict(db.execute("SELECT mode, count(*) FROM results GROUP BY mode").fetchall())
     assert modes == {"direct": 8, "cot": 8}
