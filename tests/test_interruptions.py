@@ -146,3 +146,31 @@ def test_random_interruptions_resume_to_the_uninterrupted_result(tmp_path: Path)
     assert (out / "report.html").exists()
     print(f"interruptions survived: {survived} in {len(kinds)} rounds ({kinds})")  # shown with pytest -s
     assert survived["SIGINT"] >= 3 and survived["SIGKILL"] >= 3, survived
+
+
+def test_ctrl_c_inside_a_llama_cpp_log_callback_is_raised_again_outside_it() -> None:
+    """ctypes drops an exception raised in a callback from C, so a SIGINT handled there is re-sent shortly."""
+    import threading
+
+    from poccheck.backends import llama_cpp as backend
+
+    def callback() -> None:
+        return None
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    resent = threading.Event()
+    original = signal.raise_signal
+    try:
+        backend._defer_interrupts_in(callback.__code__)
+        handler = signal.getsignal(signal.SIGINT)
+        assert callable(handler) and handler is not signal.default_int_handler
+        signal.raise_signal = lambda sig: resent.set()  # type: ignore[assignment]
+        inside = type("Frame", (), {"f_code": callback.__code__})()
+        handler(signal.SIGINT, inside)  # deferred: no exception inside the callback ...
+        assert resent.wait(2)  # ... and the signal is sent again a moment later
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGINT, None)  # anywhere else: the usual KeyboardInterrupt
+    finally:
+        signal.raise_signal = original
+        signal.signal(signal.SIGINT, previous)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
+import threading
 import time
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +68,30 @@ def _silence_llama_logs(llama_cpp: Any) -> None:
     if _LOG_CALLBACK is not None or os.environ.get("POCCHECK_DEBUG"):
         return
 
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
     def discard(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         return None
 
-    _LOG_CALLBACK = discard  # keep a reference: llama.cpp holds only the C pointer
-    llama_cpp.llama_log_set(discard, ctypes.c_void_p(0))
+    _LOG_CALLBACK = llama_cpp.llama_log_callback(discard)  # keep a reference: llama.cpp holds only the C pointer
+    llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+    _defer_interrupts_in(discard.__code__)
+
+
+def _defer_interrupts_in(code: Any) -> None:
+    """Ctrl-C must not land inside a callback that C code (llama.cpp) makes into Python: ctypes prints the
+    KeyboardInterrupt as "Exception ignored" and drops it, so the run would carry on. A SIGINT handled while
+    that callback runs is raised again a moment later, back in ordinary Python code."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # someone else handles Ctrl-C
+
+    def on_sigint(signum: int, frame: types.FrameType | None) -> None:
+        if frame is not None and frame.f_code is code:
+            threading.Timer(0.05, signal.raise_signal, (signal.SIGINT,)).start()
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
 
 
 class LlamaCppBackend:
