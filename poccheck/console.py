@@ -38,22 +38,27 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.2f} items/s" if speed else "– items/s", style="cyan")
 
 
+def _progress_bar(detail: ProgressColumn) -> Progress:
+    """The bar poccheck shows for long work: what, how far, ``detail`` (a rate or the loss), time and ETA."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        detail,
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
 class ProgressBar(runner.Progress):
     """Drives a rich progress bar from the runner's callbacks."""
 
     def __init__(self) -> None:
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        self._progress = _progress_bar(RateColumn())
         self._task: TaskID | None = None
 
     def __enter__(self) -> ProgressBar:
@@ -151,18 +156,7 @@ class TrainingBar(TrainProgress):
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("epoch {task.fields[epoch]} · loss {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        self._progress = _progress_bar(TextColumn("epoch {task.fields[epoch]} · loss {task.fields[loss]}"))
         self._task: TaskID | None = None
 
     def __enter__(self) -> TrainingBar:

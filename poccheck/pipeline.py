@@ -142,6 +142,7 @@ def assess(
     language: str | None = None,
 ) -> AssessResult:
     """Validate tasks, run them through each model (resuming), grade, analyse and write the report."""
+    languages = report_languages(language or (plan_file.language if plan_file else None))  # before any model runs
     suites = load_suites(task_paths, encoding)
     if not model_specs:
         raise ModelError("no model given", f"pass --model, e.g. --model {models.DEFAULT_MODEL}")
@@ -170,16 +171,7 @@ def assess(
             outcome = runner.run(
                 suites, unique_models, store, progress, limit=limit, plan=plan, options=options, modes=unique_modes
             )
-            findings = analyse(store)
-            store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
-            reasoning = analyse_reasoning(findings, target)
-            costs = _costs(findings, plan_file)
-            advice = recommend(findings, plan_file, costs) if plan_file and costs else None
-            path = report.render(
-                findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice,
-                languages=report_languages(language or (plan_file.language if plan_file else None)),
-                finetune=finetune_analysis(findings),
-            )  # fmt: skip
+            path, findings = _write_report(store, out, plan, plan_file, target, redact, languages)
         finally:
             store.close()
     return AssessResult(path, outcome, findings)
@@ -199,20 +191,33 @@ def render_report(out: Path, redact: bool = False, language: str | None = None) 
         raise StoreError(f"{out} is not a directory", "pass the --out directory of an earlier assess")
     store = Store(out / DB_NAME, create=False)
     try:
-        findings = analyse(store)
-        store.update_grades(regraded(findings))
         plan = store.plan() or {}
-        reasoning = analyse_reasoning(findings, plan.get("target") or DEFAULT_TARGET)
         stored = plan_from_record(plan["assessment_plan"]) if plan.get("assessment_plan") else None
-        costs = _costs(findings, stored)
-        advice = recommend(findings, stored, costs) if stored and costs else None
-        path = report.render(
-            findings, out, redact=redact, context=plan, reasoning=reasoning, costs=costs, advice=advice,
-            languages=report_languages(language or (stored.language if stored else None)),
-            finetune=finetune_analysis(findings),
-        )  # fmt: skip
+        languages = report_languages(language or (stored.language if stored else None))
+        return _write_report(store, out, plan, stored, plan.get("target") or DEFAULT_TARGET, redact, languages)
     finally:
         store.close()
+
+
+def _write_report(
+    store: Store,
+    out: Path,
+    context: dict[str, Any],
+    plan_file: Plan | None,
+    target: float,
+    redact: bool,
+    languages: Sequence[str],
+) -> tuple[Path, Findings]:
+    """Grade what the store holds against today's answer keys, analyse it and write the report files."""
+    findings = analyse(store)
+    store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
+    reasoning = analyse_reasoning(findings, target)
+    costs = _costs(findings, plan_file)
+    advice = recommend(findings, plan_file, costs) if plan_file and costs else None
+    path = report.render(
+        findings, out, redact=redact, context=context, reasoning=reasoning, costs=costs, advice=advice,
+        languages=languages, finetune=finetune_analysis(findings),
+    )  # fmt: skip
     return path, findings
 
 
