@@ -1,4 +1,7 @@
-"""Start llama-cpp-python's real OpenAI-compatible server (``python -m llama_cpp.server``) on 127.0.0.1.
+"""Start llama-cpp-python's real OpenAI-compatible server (``llama_cpp.server``) on 127.0.0.1.
+
+``repack_weights=False`` (the default) starts it through ``tests/serve_llama.py`` so its engine computes exactly
+what poccheck's in-process backend computes; ``True`` starts the stock ``python -m llama_cpp.server``.
 
 Used by the HTTP-backend tests and ``benchmarks/http_concurrency.py``.
 """
@@ -26,8 +29,16 @@ def free_port() -> int:
 class LlamaServer:
     """One server process; ``stop()`` and ``start()`` again reuse the same port."""
 
-    def __init__(self, model: Path, api_key: str | None = None, threads: int = 2, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: Path,
+        api_key: str | None = None,
+        threads: int = 2,
+        log: Path | None = None,
+        repack_weights: bool = False,
+    ) -> None:
         self.model = model
+        self.repack_weights = repack_weights
         self.api_key = api_key
         self.threads = threads
         self.port = free_port()
@@ -39,8 +50,11 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 120.0) -> None:
+        launcher = (
+            ["-m", "llama_cpp.server"] if self.repack_weights else [str(Path(__file__).with_name("serve_llama.py"))]
+        )
         command = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", MODEL_ALIAS,
+            sys.executable, *launcher, "--model", str(self.model), "--model_alias", MODEL_ALIAS,
             "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", str(self.threads),
             # the in-process backend's context geometry (LlamaSettings), so both run the same kernels
             "--n_ctx", "4096", "--n_batch", "2048", "--n_ubatch", "512", "--flash_attn", "false",

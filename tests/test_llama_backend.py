@@ -8,16 +8,24 @@ from pathlib import Path
 import pytest
 
 from poccheck.backends import ChoiceRequest, GenerationRequest
-from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings
+from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings, cell_alignment
 from poccheck.backends.llama_reference import NaiveChoiceScorer
+from poccheck.cli import default_tasks
 from poccheck.models import resolve
+from poccheck.runner import work_items
+from poccheck.tasks import load_suites
 
 pytestmark = pytest.mark.model
 
-# Quantised kernels are not bit-exact across batch shapes: the naive reference itself moves by up to ~0.2 nats
-# per choice when only its batch size changes (measured: 512 vs 1 token per decode, flash attention off as in
-# both scorers). A masking or position bug would move scores by whole nats.
-TOLERANCE = 0.25
+# llama.cpp's quantised kernels quantise activations to 8 bits, so a different summation order upstream (another
+# batch size or KV layout) moves a choice's log-probability a little. Measured on the bundled model, weights not
+# repacked in either scorer: naive full sequences vs the packed scorer 0.0095 nats at most; 16-token batches
+# (the oversized-item path) vs 512 up to 0.2. A masking or position bug moves scores by whole nats.
+TOLERANCE = 0.05
+OTHER_BATCH_SIZE_TOLERANCE = 0.25
+# Packed items start at lane-aligned KV cells and weights are not repacked, so an item scores as it does alone: 0.0
+# measured. Without the alignment, items of the example suite moved by up to 0.74 nats with their neighbours.
+NEIGHBOUR_TOLERANCE = 1e-4
 
 REQUESTS = [
     ChoiceRequest("Question: What colour is the sky on a clear day?\nAnswer:", (" blue", " green", " red")),
@@ -60,8 +68,44 @@ def test_one_item_per_decode_and_oversized_items_agree(bundled_model: Path, back
     with LlamaCppBackend(resolve("gemma3-270m-q4"), LlamaSettings(n_ctx=256, n_batch=16, n_ubatch=16)) as small:
         split = small.score_choices(REQUESTS)  # every item exceeds the 16-token batch: prefix-copy path
     for a, b, c in zip(together, alone, split, strict=True):
-        assert a.logprobs == pytest.approx(b.logprobs, abs=TOLERANCE)
-        assert a.logprobs == pytest.approx(c.logprobs, abs=TOLERANCE)
+        assert a.logprobs == pytest.approx(b.logprobs, abs=NEIGHBOUR_TOLERANCE)
+        assert a.logprobs == pytest.approx(c.logprobs, abs=OTHER_BATCH_SIZE_TOLERANCE)
+
+
+def test_an_items_scores_do_not_depend_on_what_shares_its_decode(backend: LlamaCppBackend) -> None:
+    work = [w for suite in load_suites(default_tasks()) for w in work_items(suite) if w.scored]
+    requests = [ChoiceRequest(w.prompt.text, w.prompt.continuations) for w in work]
+    alone = [backend.score_choices([r])[0].logprobs for r in requests]
+    together = [s.logprobs for s in backend.score_choices(requests)]
+    reversed_ = [s.logprobs for s in backend.score_choices(requests[::-1])][::-1]
+    shifted = [s.logprobs for s in backend.score_choices([requests[-1], *requests])][1:]  # every item moves
+    for scores in (together, reversed_, shifted):
+        for mine, own in zip(scores, alone, strict=True):
+            assert mine == pytest.approx(own, abs=NEIGHBOUR_TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("system_info", "lanes"),
+    [
+        ("CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | LLAMAFILE = 1 | REPACK = 1 | ", 8),
+        ("CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | LLAMAFILE = 1 | ", 16),
+        ("CPU : NEON = 1 | ARM_FMA = 1 | FP16_VA = 1 | DOTPROD = 1 | LLAMAFILE = 1 | ", 8),
+    ],
+)
+def test_cell_alignment_follows_the_widest_simd_lanes(system_info: str, lanes: int) -> None:
+    assert cell_alignment(system_info) == lanes
+
+
+def test_weight_repacking_is_off_unless_asked_for_and_is_part_of_the_result_key(bundled_model: Path) -> None:
+    with LlamaCppBackend(resolve("gemma3-270m-q4"), LlamaSettings(n_ctx=256, repack_weights=True)) as repacked:
+        assert repacked._llm.model_params.use_extra_bufts
+        assert repacked.settings()["repack_weights"] is True
+    with LlamaCppBackend(resolve("gemma3-270m-q4"), LlamaSettings(n_ctx=256)) as plain:
+        assert not plain._llm.model_params.use_extra_bufts
+        assert plain.settings()["repack_weights"] is False
+    import llama_cpp
+
+    assert llama_cpp.llama_model_default_params().use_extra_bufts  # the library's own default is left alone
 
 
 def test_generation_is_greedy_like_the_engine(backend: LlamaCppBackend) -> None:

@@ -9,13 +9,14 @@ time the first token and stop on strings without the high-level API's overhead.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import threading
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,12 @@ class LlamaSettings:
     n_seq_max: int = 64
     n_threads: int | None = None
     flash_attn: bool = False
+    # llama.cpp repacks some quantised weights (Q4_K among them) into interleaved blocks for its CPU matrix
+    # kernels. Those kernels give a token different numbers depending on where it falls in its batch (measured on
+    # the bundled model: up to 1.1 in a logit), so an item's answer would depend on the items packed with it, on
+    # where a resumed run restarts and on a server's prompt-prefix reuse. Off: every item's numbers are its own,
+    # at no measurable cost in speed on this model (benchmarks/batch_invariance.py).
+    repack_weights: bool = False
 
 
 def default_threads() -> int:
@@ -60,6 +67,42 @@ class _Packed:
 
 
 _LOG_CALLBACK: Any = None
+
+
+def cell_alignment(system_info: str) -> int:
+    """Items packed into one decode start at a KV-cache cell that is a multiple of this.
+
+    llama.cpp sums attention over every cell in SIMD lanes and quantises activations to 8 bits after, so an item
+    whose cells sit at another offset from the lanes gets other numbers (measured on the bundled model: up to
+    0.74 nats on a choice). Aligned to the lane width, the other items' masked cells add exact zeros in the same
+    lanes, and an item scores bit for bit as it does alone. The lanes are 16 floats wide with AVX-512, 8 with AVX2
+    (and NEON's widest); each filler cell costs a token's compute, so no wider than needed."""
+    return 16 if "AVX512 = 1" in system_info else 8
+
+
+_MODEL_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def weight_repacking(llama_cpp: Any, enabled: bool) -> Iterator[None]:
+    """Models loaded inside this block use (or skip) llama.cpp's weight repacking.
+
+    llama-cpp-python's ``Llama`` does not expose ``use_extra_bufts``: it starts from
+    ``llama_model_default_params()``, so that function is wrapped for the duration."""
+    module = llama_cpp.llama_cpp
+    default = module.llama_model_default_params
+
+    def params() -> Any:
+        chosen = default()
+        chosen.use_extra_bufts = enabled
+        return chosen
+
+    with _MODEL_PARAMS_LOCK:
+        module.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = default
 
 
 def _silence_llama_logs(llama_cpp: Any) -> None:
@@ -106,23 +149,27 @@ class LlamaCppBackend:
         self._settings = settings or LlamaSettings()
         threads = self._settings.n_threads or default_threads()
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=info.path,
-                n_ctx=self._settings.n_ctx,
-                n_batch=min(self._settings.n_batch, self._settings.n_ctx),
-                n_ubatch=self._settings.n_ubatch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                logits_all=False,
-                flash_attn=self._settings.flash_attn,
-                verbose=False,
-                lora_path=str(Path(info.adapter) / GGUF_ADAPTER) if info.adapter else None,
-            )
+            with weight_repacking(llama_cpp, self._settings.repack_weights):
+                self._llm = llama_cpp.Llama(
+                    model_path=info.path,
+                    n_ctx=self._settings.n_ctx,
+                    n_batch=min(self._settings.n_batch, self._settings.n_ctx),
+                    n_ubatch=self._settings.n_ubatch,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    logits_all=False,
+                    flash_attn=self._settings.flash_attn,
+                    verbose=False,
+                    lora_path=str(Path(info.adapter) / GGUF_ADAPTER) if info.adapter else None,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(
                 f"llama.cpp could not load {info.path}: {exc}",
                 "check that the file is a complete GGUF model (re-download or re-assemble it)",
             ) from exc
+        if bool(self._llm.model_params.use_extra_bufts) != self._settings.repack_weights:
+            self._llm.close()
+            raise ModelError(f"this llama-cpp-python ignored the weight-repacking setting while loading {info.path}")
         self._n_vocab = self._llm.n_vocab()
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_ctx = self._llm.n_ctx()
@@ -155,6 +202,7 @@ class LlamaCppBackend:
                 self._llm.close()
                 raise ModelError(f"llama.cpp could not apply the adapter in {info.adapter}")
         self._score_seq_max = int(params.n_seq_max)
+        self._alignment = cell_alignment(bytes(llama_cpp.llama_print_system_info()).decode("ascii", "replace"))
         self._score_n_batch = int(llama_cpp.llama_n_batch(self._score_ctx))
         self._score_n_ctx = int(llama_cpp.llama_n_ctx(self._score_ctx))
         self._batch = llama_cpp.llama_batch_init(self._score_n_batch, 0, self._score_seq_max)
@@ -171,6 +219,7 @@ class LlamaCppBackend:
             "backend": "llama.cpp",
             "n_ctx": self._settings.n_ctx,
             "flash_attn": self._settings.flash_attn,
+            "repack_weights": self._settings.repack_weights,
             "decoding": "greedy",
         }
 
@@ -221,18 +270,20 @@ class LlamaCppBackend:
         group: list[_Packed] = []
         used_tokens = 0
         used_seqs = 0
+        item_seqs = self._score_seq_max - 1  # the last sequence id holds the alignment filler
         for item in packed:
             size = len(item.prompt) + sum(len(c) for c in item.continuations)
             seqs = len(item.continuations)
-            if group and (used_tokens + size > self._score_n_batch or used_seqs + seqs > self._score_seq_max):
+            start = used_tokens + -used_tokens % self._alignment
+            if group and (start + size > self._score_n_batch or used_seqs + seqs > item_seqs):
                 self._score_group(group, results)
-                group, used_tokens, used_seqs = [], 0, 0
-            if size > self._score_n_batch or seqs > self._score_seq_max:
+                group, used_tokens, used_seqs, start = [], 0, 0, 0
+            if size > self._score_n_batch or seqs > item_seqs:
                 self._score_large(item, results)
                 continue
             item.first_seq = used_seqs
             group.append(item)
-            used_tokens += size
+            used_tokens = start + size
             used_seqs += seqs
         if group:
             self._score_group(group, results)
@@ -259,7 +310,12 @@ class LlamaCppBackend:
         start = time.perf_counter()
         self._clear(self._score_ctx)
         n = 0
+        filler, filled = self._score_seq_max - 1, 0
         for item in group:
+            while n % self._alignment:  # cells are filled in batch order from 0 after the clear
+                self._add(n, item.prompt[0], filled, [filler], False)  # a sequence's positions run on without gaps
+                n += 1
+                filled += 1
             seqs = list(range(item.first_seq, item.first_seq + len(item.continuations)))
             for pos, token in enumerate(item.prompt):
                 last = pos == len(item.prompt) - 1

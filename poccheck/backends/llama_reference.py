@@ -12,18 +12,23 @@ from scipy.special import logsumexp
 
 
 class NaiveChoiceScorer:
-    def __init__(self, model_path: str, n_ctx: int = 512, n_threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str, n_ctx: int = 512, n_threads: int | None = None, repack_weights: bool = False
+    ) -> None:
         import llama_cpp
 
-        self.llm = llama_cpp.Llama(
-            model_path=model_path,
-            n_ctx=n_ctx,
-            n_batch=n_ctx,
-            logits_all=True,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            verbose=False,
-        )
+        from poccheck.backends.llama_cpp import weight_repacking
+
+        with weight_repacking(llama_cpp, repack_weights):  # as the backend it checks (LlamaSettings)
+            self.llm = llama_cpp.Llama(
+                model_path=model_path,
+                n_ctx=n_ctx,
+                n_batch=n_ctx,
+                logits_all=True,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                verbose=False,
+            )
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
         prompt_tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=False)
