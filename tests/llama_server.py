@@ -36,9 +36,11 @@ class LlamaServer:
         threads: int = 2,
         log: Path | None = None,
         repack_weights: bool = False,
+        logits_all: bool = False,
     ) -> None:
         self.model = model
         self.repack_weights = repack_weights
+        self.logits_all = logits_all
         self.api_key = api_key
         self.threads = threads
         self.port = free_port()
@@ -60,7 +62,8 @@ class LlamaServer:
             "--n_ctx", "4096", "--n_batch", "2048", "--n_ubatch", "512", "--flash_attn", "false",
             # logits_all (the server's default) makes every request log-softmax an n_ctx x 262k buffer: far too
             # slow for Gemma's vocabulary; without it the server refuses prompt log-probs and poccheck falls back
-            "--logits_all", "false", "--verbose", "false",
+            # to letters. Tiny test models (a 300-token vocabulary) turn it on.
+            "--logits_all", str(self.logits_all).lower(), "--verbose", "false",
             # by default a new request cuts the stream in flight short: concurrent clients need this off
             "--interrupt_requests", "false",
         ]  # fmt: skip

@@ -30,6 +30,7 @@ from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suites
 from poccheck.tasks.prompts import LETTERS
 from tests.llama_server import MODEL_ALIAS, LlamaServer
+from tests.tiny_models import build_gguf
 
 pytestmark = pytest.mark.model
 
@@ -211,3 +212,42 @@ out: {out}
         assert key not in output
         for path in files:
             assert key.encode() not in path.read_bytes(), f"{key[:12]}... found in {path}"
+
+
+def test_log_likelihood_over_http_matches_in_process_llama_cpp(tmp_path: Path) -> None:
+    """Multiple choice by prompt log-probs (``echo`` + ``logprobs``) against the real server, on a tiny random
+    float32 Llama built here: the bundled model's 262k vocabulary makes this server take seconds per request."""
+    model = build_gguf(tmp_path / "tiny.gguf")
+    tiny = LlamaServer(model, logits_all=True, log=tmp_path / "server.log")
+    tiny.start()
+    try:
+        served = Endpoint("tiny", tiny.base_url, MODEL_ALIAS, concurrency=4, max_retries=1, extra_body=GREEDY)
+        result = pipeline.assess(
+            default_tasks(), [served.spec], tmp_path / "served", options=BackendOptions(endpoints=(served,))
+        )
+    finally:
+        tiny.stop()
+    assert result.outcome.models[0].error is None
+    store = Store(tmp_path / "served" / DB_NAME, create=False)
+    try:
+        rows = {(r["suite"], r["item_id"]): r for r in store.results()}
+        assert "log-likelihood (echo + logprobs)" in store.model_runs()[-1]["settings"]
+    finally:
+        store.close()
+    work = [w for suite in load_suites(default_tasks()) for w in work_items(suite) if w.scored]
+    requests = [ChoiceRequest(w.prompt.text, w.prompt.continuations) for w in work]
+    with LlamaCppBackend(models.resolve(str(model))) as local:
+        expected = local.score_choices(requests)
+    assert len(work) >= 15
+    worst = max(
+        abs(a - b)
+        for w, scores in zip(work, expected, strict=True)
+        for a, b in zip(rows[(w.suite.name, w.item.id)]["choice_logprobs"] or [], scores.logprobs, strict=False)
+    )
+    print(f"\nlog-likelihood over HTTP: {len(work)} items, largest difference from in-process {worst:.1e} nats")
+    for w, scores in zip(work, expected, strict=True):
+        row = rows[(w.suite.name, w.item.id)]
+        assert row["error"] is None
+        assert row["prediction"][0] == LETTERS[max(range(len(scores.logprobs)), key=scores.logprobs.__getitem__)]
+        # float32 weights: no 8-bit activations, so the two KV layouts differ only in rounding
+        assert row["choice_logprobs"] == pytest.approx(list(scores.logprobs), abs=1e-3), w.item.id

@@ -60,3 +60,69 @@ def build_model(folder: Path, kind: str = "llama", seed: int = 0) -> Path:
         model = Gemma3ForCausalLM(config)
     model.save_pretrained(folder)
     return folder
+
+
+def build_gguf(path: Path, seed: int = 0) -> Path:
+    """Write a tiny random Llama as an unquantised (float32) GGUF file with a byte-level BPE tokenizer.
+
+    Its 300-token vocabulary keeps per-position log-probs cheap, so a server can return prompt log-probs for it
+    in milliseconds (Gemma's 262k vocabulary takes seconds per request)."""
+    import json
+
+    import gguf
+    import numpy as np
+
+    folder = path.parent / f"{path.stem}-tokenizer"
+    tokenizer = build_tokenizer(folder)
+    state = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab: dict[str, int] = state["model"]["vocab"]
+    tokens = [token for token, _ in sorted(vocab.items(), key=lambda pair: pair[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in state["model"]["merges"]]
+    special = set(tokenizer.all_special_ids)
+    hidden, ffn, layers, heads, kv_heads, n_ctx = 32, 64, 2, 4, 2, 4096
+    head_dim = hidden // heads
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-random-llama")
+    writer.add_context_length(n_ctx)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(tokens))]
+    )
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    writer.add_add_bos_token(True)
+    rng = np.random.default_rng(seed)
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    writer.add_tensor("token_embd.weight", weight(len(tokens), hidden))
+    for block in range(layers):
+        writer.add_tensor(f"blk.{block}.attn_norm.weight", np.ones(hidden, dtype=np.float32))
+        writer.add_tensor(f"blk.{block}.attn_q.weight", weight(hidden, hidden))
+        writer.add_tensor(f"blk.{block}.attn_k.weight", weight(kv_heads * head_dim, hidden))
+        writer.add_tensor(f"blk.{block}.attn_v.weight", weight(kv_heads * head_dim, hidden))
+        writer.add_tensor(f"blk.{block}.attn_output.weight", weight(hidden, hidden))
+        writer.add_tensor(f"blk.{block}.ffn_norm.weight", np.ones(hidden, dtype=np.float32))
+        writer.add_tensor(f"blk.{block}.ffn_gate.weight", weight(ffn, hidden))
+        writer.add_tensor(f"blk.{block}.ffn_up.weight", weight(ffn, hidden))
+        writer.add_tensor(f"blk.{block}.ffn_down.weight", weight(hidden, ffn))
+    writer.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
+    writer.add_tensor("output.weight", weight(len(tokens), hidden))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
