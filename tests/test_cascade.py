@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from poccheck.analysis.cascade import simulate
-from poccheck.analysis.summary import GradedRow, ModelFindings
+from poccheck.analysis.cost import DeploymentCost, Estimate, Workload
+from poccheck.analysis.deployment import CandidateCost, CostFindings, TargetCheck
+from poccheck.analysis.recommend import options
+from poccheck.analysis.stats import wilson
+from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
 from poccheck.records import Grade, TaskItem
 
 
@@ -47,3 +51,29 @@ def test_accuracy_is_kept_per_task_group() -> None:
     cascade = simulate(small, large, 1.0, 2.0, steps=2)
     assert cascade is not None
     assert cascade.points[0].groups["general"].successes == 1 and cascade.points[-1].groups["general"].successes == 2
+
+
+def _cost(candidate: str, mode: str, per_month: float) -> CandidateCost:
+    money = Estimate(per_month, True, "test")
+    deployment = DeploymentCost(mode, money, money, 0 if mode.startswith("cloud:") else 1, True, 0.0, money)
+    return CandidateCost(candidate, deployment, per_month / 30, per_month)
+
+
+@pytest.mark.parametrize(("large_mode", "large_paid"), [("cloud:big-api", 0.30), ("onprem_gpu", 1.0)])
+def test_a_cloud_tier_is_paid_for_its_escalated_share_an_own_server_in_full(large_mode: str, large_paid: float) -> None:
+    small = model("small", [(True, 5.0 + i) for i in range(70)] + [(False, 0.01 * i) for i in range(30)])
+    large = model("large", [(True, 1.0)] * 100)
+    cascade = simulate(small, large, small_cost=1.0, large_cost=10.0, target=0.99, steps=20, use_lower_bound=False)
+    assert cascade is not None and cascade.chosen is not None
+    workload = Workload(tasks_per_day=1000, peak_concurrency=1, input_tokens=100, output_tokens=10)
+    costs = CostFindings(
+        "USD", workload, costs=[_cost("small", "onprem_cpu", 300.0), _cost("large", large_mode, 3000.0)],
+        checks=[TargetCheck(m.name, "general", 0.99, wilson(70, 100), 0.7, False) for m in (small, large)],
+        use_lower_bound=False, cascades=[cascade],
+    )  # fmt: skip
+    findings = Findings([small, large], ["general"], ["s"], 100, [])
+    (option,) = [o for o in options(findings, costs) if o.deployment == "cascade"]
+    assert option.escalated_share == pytest.approx(0.30)
+    assert option.per_month == pytest.approx(300.0 + 3000.0 * large_paid)
+    assert option.per_1000_tasks == pytest.approx(10.0 + 100.0 * large_paid)
+    assert option.qualifies

@@ -20,7 +20,7 @@ from poccheck.plan import Plan
 @dataclass(frozen=True)
 class Option:
     candidate: str
-    deployment: str  # an own-server deployment mode (``onprem_cpu``, ``onprem_gpu``) or ``cascade``
+    deployment: str  # ``onprem_cpu``, ``onprem_gpu``, ``cloud:<price>`` or ``cascade``
     per_month: float
     per_1000_tasks: float
     worst_margin: float  # smallest (judged accuracy - target) over task groups; >= 0 when all targets are met
@@ -94,9 +94,11 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
         if cascade.chosen is None or small is None or large is None:
             continue
         share = cascade.chosen.escalated_share
-        # both tiers are priced as whole deployments (at least one server each must be kept), and each task
-        # group must meet its own target on the cascade's simulated answers
-        monthly = small.per_month + large.per_month
+        # An own server is priced whole (each tier keeps at least one); a cloud API is paid per token, so a cloud
+        # tier costs only the escalated share of the workload. Each task group must meet its own target on the
+        # cascade's simulated answers.
+        paid = share if large.deployment.startswith("cloud:") else 1.0
+        monthly = small.per_month + large.per_month * paid
         margin, group = min(cascade.chosen.group_margins(costs)) if cascade.chosen.groups else (-1.0, "all")
         slow = [by_label[m].latency_p95 for m in (cascade.small, cascade.large) if m in by_label]
         latency = None
@@ -105,7 +107,7 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
         found.append(
             Option(
                 f"{cascade.small} → {cascade.large}", "cascade", monthly,
-                small.per_1000_tasks + large.per_1000_tasks, margin, group, margin >= 0, latency, True, share,
+                small.per_1000_tasks + large.per_1000_tasks * paid, margin, group, margin >= 0, latency, True, share,
             )
         )  # fmt: skip
     return sorted(found, key=lambda o: (o.per_month, -o.worst_margin))
