@@ -16,7 +16,7 @@ from poccheck.analysis import reasoning as reasoning_module
 from poccheck.analysis import scaling
 from poccheck.analysis.deployment import cost_findings
 from poccheck.analysis.finetune import FinetuneFindings
-from poccheck.analysis.reasoning import Paired, analyse_reasoning
+from poccheck.analysis.reasoning import Paired, analyse_reasoning, scaling_groups
 from poccheck.analysis.recommend import recommend
 from poccheck.analysis.stats import mcnemar_exact, wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
@@ -123,6 +123,15 @@ def test_plurals_follow_each_languages_rules() -> None:
     assert str(Message.of("verdict.too_few_sizes", count=1, needed=3)) == (
         "insufficient evidence: 1 model size; at least 3 are needed"
     )
+    assert str(en("probe.group_hops", group="deduction", count=2)) == "deduction, 2 steps"
+    assert str(ja("probe.group_hops", group="deduction", count=2)) == "deduction（2 段）"
+
+
+def test_threshold_groups_by_proof_depth_are_named_by_the_catalog_not_the_analysis() -> None:
+    findings, _ = _assessment()
+    groups = {(g.name, g.hops) for g in scaling_groups(findings, with_published=False)}
+    assert ("deduction", 1) in groups and ("deduction", None) in groups and ("rules", None) in groups
+    assert all("hop" not in name for name, _ in groups)
 
 
 def test_values_are_escaped_but_catalog_markup_is_kept() -> None:

@@ -54,12 +54,13 @@ class DepthProfile:
 
 @dataclass
 class ScalingGroup:
-    name: str
+    name: str  # the task category
     mode: str
     fit: ThresholdFit
     chance: float | None
     published: ThresholdFit | None = None
     published_label: str = ""
+    hops: int | None = None  # proofs: the group of this many steps within the category
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Reasoning:
         """One group per published task (category level), for the reference charts."""
         seen: dict[str, ScalingGroup] = {}
         for g in self.scaling:
-            if g.published is not None and "hop" not in g.name and g.published_label not in seen:
+            if g.published is not None and g.hops is None and g.published_label not in seen:
                 seen[g.published_label] = g
         return list(seen.values())
 
@@ -201,19 +202,19 @@ PUBLISHED_TASKS = {
 
 def scaling_groups(findings: Findings, with_published: bool = True) -> list[ScalingGroup]:
     """One threshold fit per task group (category, and rule x hops for proofs) and prompting mode."""
-    rows_by: dict[tuple[str, str], dict[str, tuple[ModelFindings, list[GradedRow]]]] = defaultdict(dict)
+    rows_by: dict[tuple[str, int | None, str], dict[str, tuple[ModelFindings, list[GradedRow]]]] = defaultdict(dict)
     for m in findings.models:
         if m.info is None or not m.info.parameters:
             continue
-        groups: dict[str, list[GradedRow]] = defaultdict(list)
+        groups: dict[tuple[str, int | None], list[GradedRow]] = defaultdict(list)
         for row in m.rows:
-            groups[row.item.category].append(row)
+            groups[(row.item.category, None)].append(row)
             if row.item.type == "proof":
-                groups[f"{row.item.category}, {row.item.metadata.get('hops', 1)} hop(s)"].append(row)
-        for group, rows in groups.items():
-            rows_by[(group, m.mode)][m.name] = (m, rows)
+                groups[(row.item.category, int(row.item.metadata.get("hops", 1)))].append(row)
+        for (group, hops), rows in groups.items():
+            rows_by[(group, hops, m.mode)][m.name] = (m, rows)
     result = []
-    for (group, mode), per_model in sorted(rows_by.items()):
+    for (group, hops, mode), per_model in sorted(rows_by.items(), key=lambda e: (e[0][0], e[0][1] or 0, e[0][2])):
         points = [
             Point(m.name, m.info.family or family_of_name(m.name), float(m.info.parameters),
                   sum(r.correct for r in rows), len(rows))
@@ -224,8 +225,8 @@ def scaling_groups(findings: Findings, with_published: bool = True) -> list[Scal
         chance = None
         if all(r.item.is_multiple_choice for r in any_rows) and mode != "cot":
             chance = sum(1 / len(r.item.choices) for r in any_rows) / len(any_rows)
-        entry = ScalingGroup(group, mode, threshold(points, chance), chance)
-        match = PUBLISHED_TASKS.get(group.split(",")[0].strip().lower())
+        entry = ScalingGroup(group, mode, threshold(points, chance), chance, hops=hops)
+        match = PUBLISHED_TASKS.get(group.strip().lower())
         if with_published and match:
             task, metric, label = match
             entry.published = published_fit(task, metric)
