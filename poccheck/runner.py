@@ -309,7 +309,8 @@ def _output(result: ChoiceScores | Completion | BackendError) -> Output:
         return Output(
             text=result.text,
             choice_logprobs=result.logprobs,
-            prompt_tokens=result.prompt_tokens,
+            prompt_tokens=result.input_tokens,
+            completion_tokens=result.completion_tokens,
             latency=result.seconds,
         )
     return Output(

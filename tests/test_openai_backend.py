@@ -89,6 +89,7 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
                     backend.generate(letter_request(request, "completions")).text, request.continuations
                 )
                 remote = None if row["error"] else LETTERS.index(row["prediction"][0])  # error: no letter in reply
+                assert row["error"] or row["completion_tokens"] > 0  # the letter reply's tokens are counted
                 agree += local == remote
                 same_text += local == remote
                 letters_agree += local == remote
@@ -136,8 +137,11 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 def _rows(db: Path) -> list[tuple[str, str | None]]:
     if not db.exists():
         return []
-    with sqlite3.connect(db, timeout=30) as connection:
-        return connection.execute("SELECT item_key, error FROM results").fetchall()
+    try:
+        with sqlite3.connect(db, timeout=30) as connection:
+            return connection.execute("SELECT item_key, error FROM results").fetchall()
+    except sqlite3.OperationalError:  # the file exists a moment before its tables do
+        return []
 
 
 def test_server_stopped_mid_run_gives_a_clear_error_keeps_rows_and_resumes(server: LlamaServer, tmp_path: Path) -> None:
@@ -249,5 +253,8 @@ def test_log_likelihood_over_http_matches_in_process_llama_cpp(tmp_path: Path) -
         row = rows[(w.suite.name, w.item.id)]
         assert row["error"] is None
         assert row["prediction"][0] == LETTERS[max(range(len(scores.logprobs)), key=scores.logprobs.__getitem__)]
+        # each echo request carries the whole prompt: that is what the server reads and would bill
+        assert row["prompt_tokens"] == len(scores.token_counts) * scores.prompt_tokens + sum(scores.token_counts)
+        assert row["completion_tokens"] == 0
         # float32 weights: no 8-bit activations, so the two KV layouts differ only in rounding
         assert row["choice_logprobs"] == pytest.approx(list(scores.logprobs), abs=1e-3), w.item.id

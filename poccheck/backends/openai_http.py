@@ -342,7 +342,7 @@ class OpenAIBackend:
         if self.mc_method != "logprobs":
             return await self._choose(client, request, start)
         logprobs, counts = [], []
-        prompt_tokens = 0
+        prompt_tokens = sent = 0
         for continuation in request.continuations:  # one after the other: the server reuses the prompt's cache
             data = await self._post_json(
                 client, f"{self._url}/completions", self._echo_body(request.prompt, continuation)
@@ -355,7 +355,11 @@ class OpenAIBackend:
             counts.append(count)
             usage = data.get("usage") or {}
             prompt_tokens = max(prompt_tokens, int(usage.get("prompt_tokens") or 0) - count)
-        return ChoiceScores(tuple(logprobs), tuple(counts), prompt_tokens, time.perf_counter() - start)
+            sent += int(usage.get("prompt_tokens") or 0)
+        seconds = time.perf_counter() - start
+        # every echo request carries the whole prompt: that is what the server reads and a provider bills
+        sent = sent or prompt_tokens * len(counts) + sum(counts)
+        return ChoiceScores(tuple(logprobs), tuple(counts), prompt_tokens, seconds, tokens_sent=sent)
 
     async def _choose(self, client: httpx.AsyncClient, request: ChoiceRequest, start: float) -> ChoiceScores:
         """No prompt log-probs: list the choices with letters, ask for one, read the letter (or the choice text)."""
@@ -366,7 +370,10 @@ class OpenAIBackend:
         scores = tuple(0.0 if i == chosen else -100.0 for i in range(len(request.continuations)))
         counts = tuple(0 for _ in request.continuations)
         seconds = time.perf_counter() - start
-        return ChoiceScores(scores, counts, completion.prompt_tokens, seconds, text=completion.text)
+        return ChoiceScores(
+            scores, counts, completion.prompt_tokens, seconds, text=completion.text,
+            completion_tokens=completion.completion_tokens, tokens_sent=completion.prompt_tokens,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ generation
 
