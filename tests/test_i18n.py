@@ -123,7 +123,7 @@ def test_plurals_follow_each_languages_rules() -> None:
     assert str(Message.of("verdict.too_few_sizes", count=1, needed=3)) == (
         "insufficient evidence: 1 model size; at least 3 are needed"
     )
-    assert str(en("probe.group_hops", group="deduction", count=2)) == "deduction, 2 steps"
+    assert str(en("probe.group_hops", group="deduction", count=2)) == "deduction (2 steps)"
     assert str(ja("probe.group_hops", group="deduction", count=2)) == "deduction（2 段）"
 
 
@@ -243,10 +243,12 @@ def test_a_full_report_renders_in_each_language(tmp_path: Path, language: str, m
     text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
     if language == "ja":
         assert "￥" in page and "推奨" in page and "思考の連鎖" in page
+        assert "deduction（1 段）" in text  # a threshold group by proof depth, named by the catalog
         leaked = sorted(f for f in _english_fragments() if f in text)
         assert not leaked, f"English left in the Japanese report: {leaked[:5]}"
     else:
         assert "Recommendation: run" in page and "¥" in page
+        assert "deduction (1 step)" in text
 
 
 def test_both_languages_are_written_the_first_as_report_html(tmp_path: Path) -> None:

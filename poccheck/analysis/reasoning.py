@@ -12,6 +12,7 @@ from importlib import resources
 from poccheck.analysis.scaling import Point, ThresholdFit, family_of_name, threshold
 from poccheck.analysis.stats import McNemar, Proportion, mcnemar_exact, wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.records import TaskItem
 
 DEFAULT_TARGET = 0.8
 
@@ -130,13 +131,23 @@ def lifts(findings: Findings) -> list[Lift]:
     return found
 
 
+def proof_hops(item: TaskItem) -> int | None:
+    """A proof item's number of steps (``metadata.hops``, 1 when absent); None when it is not a whole number."""
+    value = item.metadata.get("hops", 1)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
 def probe_cells(model: ModelFindings) -> list[ProbeCell]:
     cells: dict[tuple[str, int], list[GradedRow]] = defaultdict(list)
     for row in model.rows:
-        if row.item.type == "proof":
-            cells[
-                (str(row.item.metadata.get("rule", row.item.category)), int(row.item.metadata.get("hops", 1)))
-            ].append(row)
+        if row.item.type == "proof" and (hops := proof_hops(row.item)) is not None:
+            cells[(str(row.item.metadata.get("rule", row.item.category)), hops)].append(row)
     return [
         ProbeCell(
             rule, hops,
@@ -209,8 +220,8 @@ def scaling_groups(findings: Findings, with_published: bool = True) -> list[Scal
         groups: dict[tuple[str, int | None], list[GradedRow]] = defaultdict(list)
         for row in m.rows:
             groups[(row.item.category, None)].append(row)
-            if row.item.type == "proof":
-                groups[(row.item.category, int(row.item.metadata.get("hops", 1)))].append(row)
+            if row.item.type == "proof" and (hops := proof_hops(row.item)) is not None:
+                groups[(row.item.category, hops)].append(row)
         for (group, hops), rows in groups.items():
             rows_by[(group, hops, m.mode)][m.name] = (m, rows)
     result = []
