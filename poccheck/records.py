@@ -100,14 +100,13 @@ class ChoiceScores:
     prompt_tokens: int
     seconds: float
     text: str = ""  # the reply, when the choice was generated and its letter read (no log-probs to score)
-    completion_tokens: int = 0  # tokens of that reply; none when choices are scored by log-likelihood
-    tokens_sent: int | None = None  # what a server was sent (and bills) for the item, when not prompt + choices
+    completion_tokens: int = 0  # tokens generated: a lettered reply, or the one token an echo request returns
 
     @property
     def input_tokens(self) -> int:
-        """Tokens the engine reads for this item: the prompt once and every choice (what costs and throughput
-        count), or what a server was sent."""
-        return self.tokens_sent if self.tokens_sent is not None else self.prompt_tokens + sum(self.token_counts)
+        """Tokens read for this item, whatever the backend: the prompt once and every choice (what costs and
+        throughput count). A lettered prompt lists the choices itself and has no continuations."""
+        return self.prompt_tokens + sum(self.token_counts)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,14 @@ import pytest
 
 from poccheck import models
 from poccheck.backends.base import ChoiceRequest
-from poccheck.backends.openai_http import BACKOFF_CAP, _echo_logprobs, backoff_delay, letter_request, read_letter
+from poccheck.backends.openai_http import (
+    BACKOFF_CAP,
+    _echo_logprobs,
+    _echoed_tokens,
+    backoff_delay,
+    letter_request,
+    read_letter,
+)
 from poccheck.endpoints import Endpoint, describe, parse_option
 from poccheck.errors import ModelError
 from poccheck.plan import parse_plan
@@ -160,6 +167,8 @@ def test_echo_logprobs_sum_the_continuation_only() -> None:
     total, count = _echo_logprobs(ECHO_REPLY, len(prompt), len(prompt) + len(" 4")) or (0.0, 0)
     assert count == 2 and total == pytest.approx(-0.46788275241851807 - 1.7023574113845825)  # " " and "4", not "\n"
     assert _echo_logprobs({"choices": [{"text": "x", "logprobs": None}]}, 0, 1) is None
+    assert _echoed_tokens(ECHO_REPLY, len(prompt) + len(" 4")) == 14  # prompt and choice as echoed, not the reply
+    assert _echoed_tokens({"choices": []}, 10) == 0
 
 
 def test_letters_are_read_from_replies() -> None:

@@ -135,3 +135,18 @@ def test_prompt_longer_than_context_is_a_clear_error(bundled_model: Path) -> Non
             small.generate(GenerationRequest("word " * 1000, (), 4))
         with pytest.raises(BackendError, match="context holds"):
             small.score_choices([ChoiceRequest("word " * 1000, (" a", " b"))])
+
+
+def test_a_llama_cpp_python_that_cannot_turn_repacking_off_is_a_clear_error() -> None:
+    import ctypes
+    import types
+
+    from poccheck.backends.llama_cpp import weight_repacking
+    from poccheck.errors import ModelError
+
+    class OldParams(ctypes.Structure):
+        _fields_ = [("n_gpu_layers", ctypes.c_int32), ("vocab_only", ctypes.c_bool)]
+
+    old = types.SimpleNamespace(llama_cpp=types.SimpleNamespace(llama_model_params=OldParams))
+    with pytest.raises(ModelError, match="use_extra_bufts"), weight_repacking(old, enabled=False):
+        pass

@@ -253,8 +253,8 @@ def test_log_likelihood_over_http_matches_in_process_llama_cpp(tmp_path: Path) -
         row = rows[(w.suite.name, w.item.id)]
         assert row["error"] is None
         assert row["prediction"][0] == LETTERS[max(range(len(scores.logprobs)), key=scores.logprobs.__getitem__)]
-        # each echo request carries the whole prompt: that is what the server reads and would bill
-        assert row["prompt_tokens"] == len(scores.token_counts) * scores.prompt_tokens + sum(scores.token_counts)
-        assert row["completion_tokens"] == 0
+        # counted as in-process (the prompt once, every choice); each echo request returns one generated token
+        assert row["prompt_tokens"] == scores.prompt_tokens + sum(scores.token_counts)
+        assert row["completion_tokens"] == len(scores.token_counts)
         # float32 weights: no 8-bit activations, so the two KV layouts differ only in rounding
         assert row["choice_logprobs"] == pytest.approx(list(scores.logprobs), abs=1e-3), w.item.id

@@ -42,8 +42,9 @@ class LlamaSettings:
     # llama.cpp repacks some quantised weights (Q4_K among them) into interleaved blocks for its CPU matrix
     # kernels. Those kernels give a token different numbers depending on where it falls in its batch (measured on
     # the bundled model: up to 1.1 in a logit), so an item's answer would depend on the items packed with it, on
-    # where a resumed run restarts and on a server's prompt-prefix reuse. Off: every item's numbers are its own,
-    # at no measurable cost in speed on this model (benchmarks/batch_invariance.py).
+    # where a resumed run restarts and on a server's prompt-prefix reuse. Off (and with the cell alignment in
+    # score_choices), an item's numbers are its own. Measured on the bundled model: scoring 0.96x and generation
+    # 1.03x the repacked time, within noise (benchmarks/batch_invariance.py).
     repack_weights: bool = False
 
 
@@ -90,6 +91,11 @@ def weight_repacking(llama_cpp: Any, enabled: bool) -> Iterator[None]:
     llama-cpp-python's ``Llama`` does not expose ``use_extra_bufts``: it starts from
     ``llama_model_default_params()``, so that function is wrapped for the duration."""
     module = llama_cpp.llama_cpp
+    if "use_extra_bufts" not in {name for name, *_ in module.llama_model_params._fields_}:
+        raise ModelError(
+            "this llama-cpp-python cannot choose whether llama.cpp repacks weights (no use_extra_bufts)",
+            "pip install --upgrade llama-cpp-python (the README's set-up installs a version that can)",
+        )
     default = module.llama_model_default_params
 
     def params() -> Any:
@@ -167,9 +173,6 @@ class LlamaCppBackend:
                 f"llama.cpp could not load {info.path}: {exc}",
                 "check that the file is a complete GGUF model (re-download or re-assemble it)",
             ) from exc
-        if bool(self._llm.model_params.use_extra_bufts) != self._settings.repack_weights:
-            self._llm.close()
-            raise ModelError(f"this llama-cpp-python ignored the weight-repacking setting while loading {info.path}")
         self._n_vocab = self._llm.n_vocab()
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_ctx = self._llm.n_ctx()
@@ -202,6 +205,9 @@ class LlamaCppBackend:
                 self._llm.close()
                 raise ModelError(f"llama.cpp could not apply the adapter in {info.adapter}")
         self._score_seq_max = int(params.n_seq_max)
+        if self._score_seq_max < 3:  # two choices and the alignment filler's own sequence
+            self._llm.close()
+            raise ModelError(f"llama.cpp offers {self._score_seq_max} sequences per context; scoring needs 3")
         self._alignment = cell_alignment(bytes(llama_cpp.llama_print_system_info()).decode("ascii", "replace"))
         self._score_n_batch = int(llama_cpp.llama_n_batch(self._score_ctx))
         self._score_n_ctx = int(llama_cpp.llama_n_ctx(self._score_ctx))

@@ -342,7 +342,7 @@ class OpenAIBackend:
         if self.mc_method != "logprobs":
             return await self._choose(client, request, start)
         logprobs, counts = [], []
-        prompt_tokens = sent = 0
+        prompt_tokens = generated = 0
         for continuation in request.continuations:  # one after the other: the server reuses the prompt's cache
             data = await self._post_json(
                 client, f"{self._url}/completions", self._echo_body(request.prompt, continuation)
@@ -354,12 +354,12 @@ class OpenAIBackend:
             logprobs.append(total)
             counts.append(count)
             usage = data.get("usage") or {}
-            prompt_tokens = max(prompt_tokens, int(usage.get("prompt_tokens") or 0) - count)
-            sent += int(usage.get("prompt_tokens") or 0)
+            read = int(usage.get("prompt_tokens") or 0) or _echoed_tokens(data, len(request.prompt) + len(continuation))
+            prompt_tokens = max(prompt_tokens, read - count)
+            generated += int(usage.get("completion_tokens") or 0)
+        # counted like the in-process backends (the prompt once, every choice), however often it was sent
         seconds = time.perf_counter() - start
-        # every echo request carries the whole prompt: that is what the server reads and a provider bills
-        sent = sent or prompt_tokens * len(counts) + sum(counts)
-        return ChoiceScores(tuple(logprobs), tuple(counts), prompt_tokens, seconds, tokens_sent=sent)
+        return ChoiceScores(tuple(logprobs), tuple(counts), prompt_tokens, seconds, completion_tokens=generated)
 
     async def _choose(self, client: httpx.AsyncClient, request: ChoiceRequest, start: float) -> ChoiceScores:
         """No prompt log-probs: list the choices with letters, ask for one, read the letter (or the choice text)."""
@@ -372,7 +372,7 @@ class OpenAIBackend:
         seconds = time.perf_counter() - start
         return ChoiceScores(
             scores, counts, completion.prompt_tokens, seconds, text=completion.text,
-            completion_tokens=completion.completion_tokens, tokens_sent=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ generation
@@ -516,6 +516,15 @@ def _chunk_logprobs(choice: dict[str, Any]) -> list[float]:
     if isinstance(found.get("content"), list):  # chat format
         return [float(entry["logprob"]) for entry in found["content"] if entry.get("logprob") is not None]
     return []
+
+
+def _echoed_tokens(data: dict[str, Any], end: int) -> int:
+    """How many echoed tokens start before character ``end`` (the prompt as the server read it); 0 if unknown."""
+    try:
+        offsets = data["choices"][0]["logprobs"]["text_offset"]
+    except (KeyError, IndexError, TypeError):
+        return 0
+    return sum(1 for offset in offsets if isinstance(offset, int) and offset < end) if isinstance(offsets, list) else 0
 
 
 def _echo_logprobs(data: dict[str, Any], begin: int, end: int) -> tuple[float, int] | None:
