@@ -19,6 +19,7 @@ from pathlib import Path
 from poccheck.backends import ChoiceRequest
 from poccheck.backends.hf import converted_dir
 from poccheck.backends.registry import load_backend
+from poccheck.cli import default_tasks
 from poccheck.models import resolve
 from poccheck.runner import work_items
 from poccheck.tasks import load_suites
@@ -45,10 +46,9 @@ def main() -> int:
     parser.add_argument("--cold", action="store_true", help="delete the conversion cache first")
     args = parser.parse_args()
 
-    suites = load_suites([ROOT / "examples" / "factory_suite.yaml", ROOT / "examples" / "factory_tasks.csv"])
     example = [
-        (ChoiceRequest(w.prompt.text, w.prompt.continuations), w.item.answer)
-        for s in suites
+        (w.choice_request, w.item.answer)
+        for s in load_suites(default_tasks())
         for w in work_items(s)
         if w.item.is_multiple_choice
     ]

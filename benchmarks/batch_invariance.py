@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from poccheck.backends import ChoiceRequest, GenerationRequest  # noqa: E402
 from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings  # noqa: E402
+from poccheck.cli import default_tasks  # noqa: E402
 from poccheck.models import DEFAULT_MODEL, resolve  # noqa: E402
 from poccheck.runner import work_items  # noqa: E402
 from poccheck.tasks import load_suites  # noqa: E402
@@ -64,11 +65,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per set-up (best time is kept)")
     parser.add_argument("--generations", type=int, default=16, help="generation items to time")
     args = parser.parse_args()
-    suites = load_suites([REPO / "examples" / "factory_suite.yaml", REPO / "examples" / "factory_tasks.csv"])
-    work = [w for suite in suites for w in work_items(suite)]
-    choices = [ChoiceRequest(w.prompt.text, w.prompt.continuations) for w in work if w.scored]
-    generations = [GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens) for w in work if not w.scored]
-    generations = generations[: args.generations]
+    work = [w for suite in load_suites(default_tasks()) for w in work_items(suite)]
+    choices = [w.choice_request for w in work if w.scored]
+    generations = [w.generation_request for w in work if not w.scored][: args.generations]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in SETUPS}
     for _ in range(args.rounds):
         for name, (repack, align) in SETUPS.items():

@@ -19,8 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from poccheck.backends import ChoiceRequest, GenerationRequest  # noqa: E402
 from poccheck.backends.openai_http import OpenAIBackend  # noqa: E402
+from poccheck.cli import default_tasks  # noqa: E402
 from poccheck.endpoints import Endpoint, describe  # noqa: E402
 from poccheck.errors import BackendError  # noqa: E402
 from poccheck.models import bundled_path  # noqa: E402
@@ -34,15 +34,8 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=0, help="use only the first N items (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="server threads")
     args = parser.parse_args()
-    suites = load_suites([REPO / "examples" / "factory_suite.yaml", REPO / "examples" / "factory_tasks.csv"])
-    work = [w for suite in suites for w in work_items(suite)]
-    work = work[: args.items or None]
-    requests: list[ChoiceRequest | GenerationRequest] = [
-        ChoiceRequest(w.prompt.text, w.prompt.continuations)
-        if w.scored
-        else GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens)
-        for w in work
-    ]
+    work = [w for suite in load_suites(default_tasks()) for w in work_items(suite)]
+    requests = [w.request for w in work[: args.items or None]]
     server = LlamaServer(bundled_path(), threads=args.threads)
     server.start()
     try:

@@ -19,7 +19,6 @@ from poccheck.analysis.finetune import FinetuneFindings, analyse_finetunes
 from poccheck.analysis.reasoning import DEFAULT_TARGET, Paired, analyse_reasoning, paired
 from poccheck.analysis.recommend import recommend
 from poccheck.analysis.summary import regraded
-from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError
 from poccheck.finetune import split as splits
@@ -260,10 +259,10 @@ def explain(
     try:
         work = next(w for w in runner.work_items(suite) if w.item.id == item_id)
         if item.is_multiple_choice:
-            scores = backend.score_choices([ChoiceRequest(work.prompt.text, work.prompt.continuations)])[0]
+            scores = backend.score_choices([work.choice_request])[0]
             output = Output(choice_logprobs=scores.logprobs)
         else:
-            completion = backend.generate(GenerationRequest(work.prompt.text, suite.stop, suite.max_tokens))
+            completion = backend.generate(work.generation_request)
             output = Output(text=completion.text)
         grade = grade_output(item, output.text, output.choice_logprobs)
         answer = evidence.model_answer(

@@ -46,6 +46,19 @@ class WorkItem:
         """Scored by choice likelihoods (multiple choice outside chain-of-thought), not generated."""
         return bool(self.prompt.continuations)
 
+    @property
+    def choice_request(self) -> ChoiceRequest:
+        return ChoiceRequest(self.prompt.text, self.prompt.continuations)
+
+    @property
+    def generation_request(self) -> GenerationRequest:
+        return GenerationRequest(self.prompt.text, self.suite.stop, self.suite.max_tokens)
+
+    @property
+    def request(self) -> ChoiceRequest | GenerationRequest:
+        """What a backend is asked for this item: its choices scored, or its answer generated."""
+        return self.choice_request if self.scored else self.generation_request
+
 
 def work_items(suite: Suite, mode: Mode = "fewshot") -> list[WorkItem]:
     work = []
@@ -257,13 +270,7 @@ def _run_items(
         progress.advance()
 
     if isinstance(backend, ConcurrentBackend):  # a server: many items in flight, each saved as it arrives
-        requests = [
-            ChoiceRequest(w.prompt.text, w.prompt.continuations)
-            if w.scored
-            else GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens)
-            for w in todo
-        ]
-        for index, result in backend.run_many(requests):
+        for index, result in backend.run_many([w.request for w in todo]):
             save(todo[index], _output(result))
         return
     choice_work = [w for w in todo if w.scored]
@@ -271,7 +278,7 @@ def _run_items(
         chunk = choice_work[begin : begin + MC_CHUNK]
         scores: list[ChoiceScores | BackendError]
         try:
-            scores = list(backend.score_choices([ChoiceRequest(w.prompt.text, w.prompt.continuations) for w in chunk]))
+            scores = list(backend.score_choices([w.choice_request for w in chunk]))
         except BackendError:
             scores = [_score_one(backend, w) for w in chunk]  # find the culprit
         for w, score in zip(chunk, scores, strict=True):
@@ -280,7 +287,7 @@ def _run_items(
         if w.scored:
             continue
         try:
-            completion = backend.generate(GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens))
+            completion = backend.generate(w.generation_request)
         except BackendError as exc:
             save(w, Output(error=exc.message))
             continue
@@ -326,6 +333,6 @@ def _output(result: ChoiceScores | Completion | BackendError) -> Output:
 
 def _score_one(backend: Backend, work: WorkItem) -> ChoiceScores | BackendError:
     try:
-        return backend.score_choices([ChoiceRequest(work.prompt.text, work.prompt.continuations)])[0]
+        return backend.score_choices([work.choice_request])[0]
     except BackendError as exc:
         return exc

@@ -74,7 +74,7 @@ def test_one_item_per_decode_and_oversized_items_agree(bundled_model: Path, back
 
 def test_an_items_scores_do_not_depend_on_what_shares_its_decode(backend: LlamaCppBackend) -> None:
     work = [w for suite in load_suites(default_tasks()) for w in work_items(suite) if w.scored]
-    requests = [ChoiceRequest(w.prompt.text, w.prompt.continuations) for w in work]
+    requests = [w.choice_request for w in work]
     alone = [backend.score_choices([r])[0].logprobs for r in requests]
     together = [s.logprobs for s in backend.score_choices(requests)]
     reversed_ = [s.logprobs for s in backend.score_choices(requests[::-1])][::-1]

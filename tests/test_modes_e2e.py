@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from poccheck.backends import ChoiceRequest
 from poccheck.backends.registry import load_backend
 from poccheck.models import resolve
 from poccheck.runner import work_items
@@ -34,12 +33,7 @@ def margin(values: tuple[float, ...]) -> float:
 
 def test_backends_agree_on_the_example_suite(bundled_model: Path) -> None:
     suites = load_suites([EXAMPLES / "factory_suite.yaml", EXAMPLES / "factory_tasks.csv"])
-    requests = [
-        ChoiceRequest(w.prompt.text, w.prompt.continuations)
-        for suite in suites
-        for w in work_items(suite)
-        if w.item.is_multiple_choice
-    ]
+    requests = [w.choice_request for suite in suites for w in work_items(suite) if w.item.is_multiple_choice]
     llama = load_backend(resolve("gemma3-270m-q4"))
     quantised = llama.score_choices(requests)
     llama.close()

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from poccheck import models, pipeline
-from poccheck.backends.base import ChoiceRequest, GenerationRequest
 from poccheck.backends.llama_cpp import LlamaCppBackend
 from poccheck.backends.openai_http import letter_request, read_letter
 from poccheck.backends.registry import BackendOptions
@@ -84,7 +83,7 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
             row = rows[(w.suite.name, w.item.id)]
             if w.scored:
                 mc += 1
-                request = ChoiceRequest(w.prompt.text, w.prompt.continuations)
+                request = w.choice_request
                 local = read_letter(
                     backend.generate(letter_request(request, "completions")).text, request.continuations
                 )
@@ -98,7 +97,7 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
                 likelihood_agree += max(range(len(scores)), key=lambda i: scores[i]) == remote
             else:
                 assert row["error"] is None
-                completion = backend.generate(GenerationRequest(w.prompt.text, w.suite.stop, w.suite.max_tokens))
+                completion = backend.generate(w.generation_request)
                 local_prediction = grade_output(
                     w.item, completion.text, None, w.mode, w.suite.answer_pattern
                 ).prediction
@@ -239,7 +238,7 @@ def test_log_likelihood_over_http_matches_in_process_llama_cpp(tmp_path: Path) -
     finally:
         store.close()
     work = [w for suite in load_suites(default_tasks()) for w in work_items(suite) if w.scored]
-    requests = [ChoiceRequest(w.prompt.text, w.prompt.continuations) for w in work]
+    requests = [w.choice_request for w in work]
     with LlamaCppBackend(models.resolve(str(model))) as local:
         expected = local.score_choices(requests)
     assert len(work) >= 15
