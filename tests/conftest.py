@@ -1,12 +1,28 @@
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SHARED = ROOT.parent / "shared"
+
+
+def saved_results(db: Path, columns: str = "item_key", timeout: float = 5.0) -> list[tuple[Any, ...]]:
+    """The result rows a running (or stopped) assess has committed, for polling it from a test: [] while the
+    database file or its tables do not exist yet (the file appears a moment before its schema). Never creates
+    the file."""
+    if not db.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(db, timeout=timeout)) as connection:
+            return connection.execute(f"SELECT {columns} FROM results").fetchall()
+    except sqlite3.Error:
+        return []
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from poccheck.cli import app
 from poccheck.errors import PocCheckError
+from tests.conftest import saved_results
 
 pytestmark = pytest.mark.model
 
@@ -49,11 +50,7 @@ def results(db: Path) -> list[tuple[str, str]]:
 
 
 def count(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return int(con.execute("SELECT count(*) FROM results").fetchone()[0])
-    except sqlite3.Error:
-        return 0
+    return len(saved_results(db))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import saved_results
+
 pytestmark = pytest.mark.model
 
 SEED = 8
@@ -64,11 +66,7 @@ def stored(db: Path) -> dict[str, tuple]:
 
 
 def count(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return int(con.execute("SELECT count(*) FROM results").fetchone()[0])
-    except sqlite3.Error:
-        return 0
+    return len(saved_results(db))
 
 
 def same_result(row: tuple, expected: tuple) -> bool:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ from poccheck.runner import work_items
 from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suites
 from poccheck.tasks.prompts import LETTERS
+from tests.conftest import saved_results
 from tests.llama_server import MODEL_ALIAS, LlamaServer
 from tests.tiny_models import build_gguf
 
@@ -133,14 +135,8 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _rows(db: Path) -> list[tuple[str, str | None]]:
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(db, timeout=30) as connection:
-            return connection.execute("SELECT item_key, error FROM results").fetchall()
-    except sqlite3.OperationalError:  # the file exists a moment before its tables do
-        return []
+def _rows(db: Path) -> list[tuple[Any, ...]]:
+    return saved_results(db, "item_key, error", timeout=30)
 
 
 def test_server_stopped_mid_run_gives_a_clear_error_keeps_rows_and_resumes(server: LlamaServer, tmp_path: Path) -> None:
