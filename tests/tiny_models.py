@@ -62,15 +62,29 @@ def build_model(folder: Path, kind: str = "llama", seed: int = 0) -> Path:
     return folder
 
 
-def build_gguf(path: Path, seed: int = 0) -> Path:
+def build_gguf(
+    path: Path,
+    seed: int = 0,
+    output: str = "random",
+    embedding_type: str = "F32",
+    output_type: str = "F32",
+    size_label: str | None = None,
+) -> Path:
     """Write a tiny random Llama as an unquantised (float32) GGUF file with a byte-level BPE tokenizer.
 
     Its 300-token vocabulary keeps per-position log-probs cheap, so a server can return prompt log-probs for it
-    in milliseconds (Gemma's 262k vocabulary takes seconds per request)."""
+    in milliseconds (Gemma's 262k vocabulary takes seconds per request).
+
+    ``output`` is the ``output.weight`` matrix (300 x 32, the embedding's shape): "random" (untied, its own
+    weights), "copy" (the embedding's matrix stored again, as the Qwen2.5 GGUF files store a tied one), or
+    "blend" (0.93 x the embedding + noise: correlated 0.93, not a copy). ``embedding_type`` and ``output_type``
+    store those two at a ggml quantisation (F32, F16, Q8_0, Q5_0, Q4_0, ...); ``size_label`` sets
+    ``general.size_label``. Counts: 28,192 parameters besides the output matrix's 9,600."""
     import json
 
     import gguf
     import numpy as np
+    from gguf.quants import quantize
 
     folder = path.parent / f"{path.stem}-tokenizer"
     tokenizer = build_tokenizer(folder)
@@ -83,6 +97,8 @@ def build_gguf(path: Path, seed: int = 0) -> Path:
     head_dim = hidden // heads
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("tiny-random-llama")
+    if size_label is not None:
+        writer.add_size_label(size_label)
     writer.add_context_length(n_ctx)
     writer.add_embedding_length(hidden)
     writer.add_block_count(layers)
@@ -108,7 +124,15 @@ def build_gguf(path: Path, seed: int = 0) -> Path:
     def weight(*shape: int) -> np.ndarray:
         return (rng.standard_normal(shape) * 0.2).astype(np.float32)
 
-    writer.add_tensor("token_embd.weight", weight(len(tokens), hidden))
+    def stored(name: str, matrix: np.ndarray, kind: str) -> None:
+        qtype = gguf.GGMLQuantizationType[kind]
+        if qtype == gguf.GGMLQuantizationType.F32:
+            writer.add_tensor(name, matrix)
+        else:
+            writer.add_tensor(name, quantize(matrix, qtype), raw_dtype=qtype)
+
+    embedding = weight(len(tokens), hidden)
+    stored("token_embd.weight", embedding, embedding_type)
     for block in range(layers):
         writer.add_tensor(f"blk.{block}.attn_norm.weight", np.ones(hidden, dtype=np.float32))
         writer.add_tensor(f"blk.{block}.attn_q.weight", weight(hidden, hidden))
@@ -120,7 +144,15 @@ def build_gguf(path: Path, seed: int = 0) -> Path:
         writer.add_tensor(f"blk.{block}.ffn_up.weight", weight(ffn, hidden))
         writer.add_tensor(f"blk.{block}.ffn_down.weight", weight(hidden, ffn))
     writer.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
-    writer.add_tensor("output.weight", weight(len(tokens), hidden))
+    if output == "copy":
+        head = embedding
+    elif output == "blend":
+        head = (0.93 * embedding + 0.37 * weight(len(tokens), hidden)).astype(np.float32)
+    elif output == "random":
+        head = weight(len(tokens), hidden)
+    else:
+        raise ValueError(f"output must be random, copy or blend, not {output!r}")
+    stored("output.weight", head, output_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
