@@ -14,19 +14,50 @@ import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, SupportsFloat
 
 import yaml
 from babel import Locale
 from babel.dates import format_datetime
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import format_currency, format_decimal, format_percent, format_scientific, get_currency_precision
 from markupsafe import Markup, escape
 
 LANGUAGES = ("en", "ja")
 DEFAULT_LANGUAGE = "en"
 DASH = "–"
+
+Real = int | float | Decimal
+SCIENTIFIC = "0.###E0"
+SCIENTIFIC_FROM = Decimal(10) ** 15  # more digits are noise; Babel rounds in a 28-digit context and fails far past
+MILLION, BILLION = Decimal(10) ** 6, Decimal(10) ** 9
+
+
+def as_decimal(value: object) -> Decimal | None:
+    """``value`` as a Decimal with the digits a person would read: a float's shortest form (0.1, not
+    0.1000000000000000055...), every digit of an int however long (no int-to-str digit limit on the way). None for
+    None, NaN and anything that is not a number."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):  # bool too
+        number = Decimal(value)
+    elif isinstance(value, SupportsFloat):  # float, and number types such as numpy's scalars
+        try:
+            number = Decimal(repr(float(value)))
+        except (TypeError, ValueError, OverflowError):  # a __float__ that fails
+            return None
+    else:
+        return None
+    return None if number.is_nan() else number
+
+
+def _unsigned_zero(number: Decimal, places: int) -> Decimal:
+    """``number``, or plain 0 when it shows as zero at ``places`` decimals (no "-0" or "-0.00")."""
+    return Decimal(0) if number.quantize(Decimal(1).scaleb(-places)).is_zero() else number
 
 
 @dataclass(frozen=True)
@@ -126,11 +157,14 @@ class Translator:
         return key in self.entries
 
     # ---- numbers ---------------------------------------------------------------------------------------------
+    # Every formatter takes any number (an int of any length, a float including ±0, ±inf and NaN, a Decimal) and
+    # returns text: NaN and None are "no value" (a dash); infinities are a dash too, except in :meth:`number`
+    # (which shows what a model wrote: ∞); a magnitude of 10^15 or more is written in scientific notation.
     def format_value(self, value: Any, spec: str = "") -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return DASH
         if not spec:
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
                 return str(value)
             return self.number(value)
         formats = {
@@ -149,66 +183,104 @@ class Translator:
             return str(formats[spec](value))
         return format(value, spec)
 
-    def percent(self, value: float | None, digits: int = 1) -> str:
-        if value is None or not math.isfinite(value):
+    def _fixed(self, value: object, pattern: str, places: int) -> str:
+        """A finite number by a Babel decimal ``pattern`` showing at most ``places`` decimals."""
+        number = as_decimal(value)
+        if number is None or number.is_infinite():
             return DASH
+        if abs(number) >= SCIENTIFIC_FROM:
+            return self.scientific(number)
+        return str(format_decimal(_unsigned_zero(number, places), pattern, locale=self.locale))
+
+    def scientific(self, value: Real | None) -> str:
+        """Four significant digits and a power of ten, as the locale writes them: 1.2E46, 1E-300."""
+        number = as_decimal(value)
+        if number is None:
+            return DASH
+        if number.is_infinite() or number.is_zero():
+            return str(format_decimal(abs(number) if number.is_zero() else number, "#,##0", locale=self.locale))
+        return str(format_scientific(number, SCIENTIFIC, locale=self.locale))
+
+    def percent(self, value: Real | None, digits: int = 1) -> str:
+        number = as_decimal(value)
+        if number is None or number.is_infinite():
+            return DASH
+        if abs(number) * 100 >= SCIENTIFIC_FROM:
+            return str(format_percent(number, SCIENTIFIC + "%", locale=self.locale))
         pattern = "#,##0%" if digits == 0 else "#,##0." + "0" * digits + "%"
-        return str(format_percent(value, pattern, locale=self.locale))
+        return str(format_percent(_unsigned_zero(number, digits + 2), pattern, locale=self.locale))
 
-    def integer(self, value: float | None) -> str:
-        if value is None or not math.isfinite(value):
+    def integer(self, value: Real | None) -> str:
+        return self._fixed(value, "#,##0", 0)
+
+    def decimal(self, value: Real | None, digits: int) -> str:
+        return self._fixed(value, "#,##0." + "0" * digits, digits)
+
+    def number(self, value: Real | None) -> str:
+        """Up to three decimals (1,234.5); ±∞; scientific from 10^15 and for a value that three decimals would
+        show as 0 although it is not (1E-300)."""
+        number = as_decimal(value)
+        if number is None:
             return DASH
-        return str(format_decimal(round(value), "#,##0", locale=self.locale))
+        if number.is_infinite():
+            return str(format_decimal(number, "#,##0", locale=self.locale))
+        if not number.is_zero() and (abs(number) >= SCIENTIFIC_FROM or _unsigned_zero(number, 3).is_zero()):
+            return self.scientific(number)
+        return self._fixed(number, "#,##0.###", 3)
 
-    def decimal(self, value: float | None, digits: int) -> str:
-        if value is None or not math.isfinite(value):
-            return DASH
-        return str(format_decimal(value, "#,##0." + "0" * digits, locale=self.locale))
-
-    def number(self, value: float | None) -> str:
-        if value is None or not math.isfinite(value):
-            return DASH
-        return str(format_decimal(value, "#,##0.###", locale=self.locale))
-
-    def money(self, value: float | None) -> str:
+    def money(self, value: Real | None) -> str:
         """Whole units for yen and for large amounts, cents otherwise."""
-        if value is None or not math.isfinite(value):
+        number = as_decimal(value)
+        if number is None or number.is_infinite():
             return DASH
-        if self.currency == "JPY" or abs(value) >= 1000:
+        if abs(number) >= SCIENTIFIC_FROM:
             return str(
-                format_currency(round(value), self.currency, format="¤#,##0", locale=self.locale, currency_digits=False)
+                format_currency(
+                    number, self.currency, format="¤" + SCIENTIFIC, locale=self.locale, currency_digits=False
+                )
             )
-        return str(format_currency(value, self.currency, locale=self.locale))
+        if self.currency == "JPY" or abs(number) >= 1000:
+            return str(
+                format_currency(
+                    _unsigned_zero(number, 0), self.currency, format="¤#,##0", locale=self.locale, currency_digits=False
+                )
+            )
+        places = get_currency_precision(self.currency)
+        return str(format_currency(_unsigned_zero(number, places), self.currency, locale=self.locale))
 
-    def seconds(self, value: float | None) -> str:
-        if value is None or not math.isfinite(value):
+    def seconds(self, value: Real | None) -> str:
+        number = as_decimal(value)
+        if number is None or number.is_infinite():
             return DASH
-        if value < 1:
-            return self.template("units.milliseconds").format(value=self.integer(value * 1000))
-        return self.template("units.seconds").format(value=self.decimal(value, 2))
+        if number < 1:
+            return self.template("units.milliseconds").format(value=self.integer(number * 1000))
+        return self.template("units.seconds").format(value=self.decimal(number, 2))
 
-    def bytes(self, value: float | None) -> str:
-        if not value:
+    def bytes(self, value: Real | None) -> str:
+        number = as_decimal(value)
+        if not number or number.is_infinite():  # None and 0: not measured
             return DASH
         for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if value < 1024 or unit == "TiB":
-                return f"{self.integer(value)} {unit}" if unit == "B" else f"{self.decimal(value, 1)} {unit}"
-            value /= 1024
-        return str(value)
+            if number < 1024 or unit == "TiB":
+                return f"{self.integer(number)} {unit}" if unit == "B" else f"{self.decimal(number, 1)} {unit}"
+            number /= 1024
+        raise AssertionError("unreachable: the last unit returns")
 
-    def parameters(self, value: float | None) -> str:
+    def parameters(self, value: Real | None) -> str:
         """A model size as engineers write it in both languages: 270M, 1.60B."""
-        if not value:
+        number = as_decimal(value)
+        if not number or number.is_infinite():
             return DASH
-        if value >= 1e9:
-            return f"{self.decimal(value / 1e9, 2)}B"
-        return f"{self.integer(value / 1e6)}M"
+        if number >= BILLION:
+            return f"{self.decimal(number / BILLION, 2)}B"
+        return f"{self.integer(number / MILLION)}M"
 
-    def count(self, value: int | None) -> str:
+    def count(self, value: Real | None) -> str:
         """A parameter count or an item count: 1.60B, 270M or 1,234."""
-        if value is None:
+        number = as_decimal(value)
+        if number is None:
             return DASH
-        return self.parameters(value) if value >= 1_000_000 else self.integer(value)
+        return self.parameters(number) if number >= MILLION else self.integer(number)
 
     def datetime(self, moment: _dt.datetime) -> str:
         return str(format_datetime(moment, "medium", locale=self.locale))

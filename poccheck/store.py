@@ -277,11 +277,12 @@ class Store:
         values = {
             "model_fingerprint": row.model_fingerprint, "item_key": row.item_key, "settings_key": row.settings_key,
             "run_id": run_id, "mode": row.mode, "model": row.model, "suite": row.suite, "item_id": row.item_id,
-            "category": row.category, "type": row.type, "prompt": row.prompt, "output": row.output,
+            "category": row.category, "type": row.type, "prompt": storable(row.prompt), "output": storable(row.output),
             "choice_logprobs": json.dumps(list(row.choice_logprobs)) if row.choice_logprobs is not None else None,
             "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens, "latency": row.latency,
             "ttft": row.ttft, "finish_reason": row.finish_reason, "mean_logprob": row.mean_logprob,
-            "error": row.error, "prediction": row.prediction, "correct": row.correct, "margin": row.margin,
+            "error": storable(row.error), "prediction": storable(row.prediction), "correct": row.correct,
+            "margin": row.margin,
             "created": time.time(),
         }  # fmt: skip
         with self.transaction() as db:
@@ -306,7 +307,7 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO attention VALUES (?, ?, ?, ?, ?)",
-                (fingerprint, settings_key, item_key, kind, json.dumps(payload, ensure_ascii=False)),
+                (fingerprint, settings_key, item_key, kind, storable(json.dumps(payload, ensure_ascii=False))),
             )
 
     def attention_keys(self, fingerprint: str, settings_key: str) -> set[tuple[str, str]]:
@@ -330,6 +331,18 @@ class Store:
             row["choice_logprobs"] = _loads(row["choice_logprobs"], self.path) if row["choice_logprobs"] else None
             rows.append(row)
         return rows
+
+
+def storable(text: str | None) -> str | None:
+    """Text SQLite can hold (UTF-8): a lone surrogate, as a server's JSON reply cut inside a UTF-16 pair decodes to,
+    becomes U+FFFD instead of an encoding error that would stop the run; a complete pair becomes its character."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _lenient_text(data: bytes) -> str:

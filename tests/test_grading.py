@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
 import math
+import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from poccheck.grading import grade_choices, grade_text
-from poccheck.grading.matchers import extract_json, first_number, match_exact, match_json, match_numeric
+from poccheck.grading import grade_choices, grade_text, matchers
+from poccheck.grading.matchers import extract_json, first_number, json_spans, match_exact, match_json, match_numeric
 from poccheck.i18n import Message
 from poccheck.records import TaskItem
 
@@ -64,6 +68,61 @@ def test_json_extraction_and_comparison() -> None:
     ok, detail = match_json('{"qty": "1200"}', None, schema)
     assert not ok and detail is not None and detail.key == "grade.schema"
     assert match_json("true", {"a": 1}, None)[0] is False
+
+
+def test_json_a_model_writes_is_standard_json_with_numbers_a_double_holds() -> None:
+    assert extract_json('x [{"a": 5}, {"b": 2}') == {"a": 5}  # an array cut off: its first whole object
+    assert extract_json('{"n": NaN} {"n": Infinity} {"n": 1e999} {"n": 1' + "0" * 400 + '} {"n": 2}') == {"n": 2}
+    assert extract_json('{"n": 1' + "0" * 300 + "}") == {"n": 10**300}
+    with pytest.raises(ValueError):
+        extract_json('{"n": ' + "1" * 5000 + "}")  # past the int-to-str digit limit: not a usable value either
+    assert match_json('{"n": 1' + "0" * 300 + "}", {"n": 1e300}, None)[0]
+    assert not match_json('{"n": 1e300}', {"n": 10**400}, None)[0]  # an int beyond floats is close to no float
+    assert match_json('{"n": 10}', {"n": 10**400}, None)[1] == Message.of("grade.wrong_keys", keys="n")
+    tags = {"properties": {"tags": {"uniqueItems": True}}}
+    deep = "[" * 900 + "]" * 900
+    assert match_json('{"tags": [' + deep + ", " + deep + "]}", None, tags) == (False, Message.of("grade.too_deep"))
+
+
+def test_json_is_found_in_linear_time_however_a_model_repeats_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    tries: list[int] = []
+    decode = matchers._DECODER.raw_decode
+
+    def counted(text: str, index: int) -> tuple[object, int]:
+        tries.append(index)
+        return decode(text, index)
+
+    monkeypatch.setattr(matchers._DECODER, "raw_decode", counted)
+    limit = sys.getrecursionlimit()
+    for runaway in ("[" * 10_000, "[1," * 3_333, '{"a":' * 2_000, '{"a":[' * 1_500 + "}", "[1," * 3_333 + "]"):
+        with pytest.raises(ValueError):
+            extract_json(runaway)
+        assert not tries, runaway[:10]  # no whole value: the decoder is never tried
+    assert extract_json("[" * 10_000 + "]") == [] and len(tries) <= limit  # only values it can nest, and few
+    tries.clear()
+    assert extract_json("[" * 5_000 + "]" * 5_000) is not None and len(tries) <= limit
+
+
+JSON_PIECES = [*' []{}"\\,:01-.eE+utrnlfax\n\x01', "\\u00e9", "\\ud800", "\\uZZ", "null", '"a"', "[1,"]
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=400)
+@given(st.lists(st.sampled_from(JSON_PIECES), max_size=25).map("".join))
+def test_json_spans_read_every_position_as_the_decoder_does(text: str) -> None:
+    end, depth = json_spans(text)
+    for index in range(len(text)):
+        try:
+            value, stop = json.JSONDecoder().raw_decode(text, index)
+        except json.JSONDecodeError:
+            assert end[index] == -1, (text, index)
+        else:
+            assert (end[index], depth[index]) == (stop, nesting(value)), (text, index)
+
+
+def nesting(value: object) -> int:
+    if isinstance(value, dict):
+        value = list(value.values())
+    return 1 + max(map(nesting, value), default=0) if isinstance(value, list) else 0
 
 
 def test_multiple_choice_grade_margin_and_length_norm() -> None:

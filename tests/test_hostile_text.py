@@ -113,6 +113,14 @@ def parse(path: Path) -> tuple[Page, str]:
     return page, html
 
 
+def assert_inert(page: Page) -> None:
+    """The page holds no element, event handler or remote reference that text shown in it could have injected."""
+    assert "script" not in page.tags and "img" not in page.tags and "iframe" not in page.tags
+    assert page.tags.count("style") <= 1 + page.tags.count("svg")  # the page's and each chart's own, none injected
+    assert not [name for name, _ in page.attributes if name.startswith("on")], "event handler attribute"
+    assert not [v for n, v in page.attributes if n in ("src", "href") and (v or "").startswith(("http", "//", "java"))]
+
+
 def hostile_suite() -> dict:
     """Exact-answer items no model can get right in 3 tokens, so every item is listed among the failures."""
     items = [
@@ -154,10 +162,7 @@ def test_hostile_text_is_inert_and_intact_in_report_and_terminal(bundled_model: 
     assert "[/x]" in done.stdout, done.stdout  # the model's name is shown literally, not read as terminal markup
 
     page, html = parse(out / "report.html")
-    assert "script" not in page.tags and "img" not in page.tags and "iframe" not in page.tags
-    assert page.tags.count("style") <= 1 + page.tags.count("svg")  # the page's and each chart's own, none injected
-    assert not [name for name, _ in page.attributes if name.startswith("on")], "event handler attribute"
-    assert not [v for n, v in page.attributes if n in ("src", "href") and (v or "").startswith(("http", "//", "java"))]
+    assert_inert(page)
     text = "".join(page.text)
     for hostile in HOSTILE:  # every field is shown intact, as text
         assert f"input {HOSTILE.index(hostile)}: {hostile}" in text, hostile

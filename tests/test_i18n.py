@@ -8,9 +8,14 @@ import functools
 import html
 import re
 import string
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from poccheck.analysis import reasoning as reasoning_module
 from poccheck.analysis import scaling
@@ -20,7 +25,7 @@ from poccheck.analysis.reasoning import Paired, analyse_reasoning, scaling_group
 from poccheck.analysis.recommend import recommend
 from poccheck.analysis.stats import mcnemar_exact, wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
-from poccheck.i18n import LANGUAGES, CatalogError, Message, Translator, catalog
+from poccheck.i18n import DASH, LANGUAGES, CatalogError, Message, Translator, catalog
 from poccheck.plan import Plan, PlanWorkload, Targets
 from poccheck.records import ITEM_TYPES, MODES, Grade, ModelInfo, TaskItem
 from poccheck.report import render
@@ -113,6 +118,78 @@ def test_numbers_money_and_units_follow_the_locale(
     assert t.percent(0.2534) == percent
     assert t.seconds(1.5) == seconds and t.seconds(0.25) == millis
     assert t.count(270_000_000) == "270M" and t.count(1_600_000_000) == "1.60B" and t.count(1234) == "1,234"
+
+
+# Every formatter, as the report's templates and catalogs call it.
+FORMATTERS: dict[str, Callable[[Translator, Any], str]] = {
+    "number": Translator.number,
+    "scientific": Translator.scientific,
+    "integer": Translator.integer,
+    "dec1": lambda t, v: t.decimal(v, 1),
+    "dec2": lambda t, v: t.decimal(v, 2),
+    "pct": Translator.percent,
+    "pct0": lambda t, v: t.percent(v, digits=0),
+    "money": Translator.money,
+    "seconds": Translator.seconds,
+    "bytes": Translator.bytes,
+    "params": Translator.parameters,
+    "count": Translator.count,
+    "no spec": Translator.format_value,
+}
+ANY_NUMBER = st.one_of(
+    st.floats(),  # NaN, ±inf, ±0.0, subnormals, 1.8e308
+    st.integers(),
+    st.integers(min_value=10**15 - 10, max_value=10**5000),  # past float range and the int-to-str digit limit
+    st.integers(min_value=-(10**5000), max_value=-(10**300)),
+    st.sampled_from([Decimal("1E-999999"), Decimal("-0.0005"), Decimal("999999999999999.9995")]),
+)
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=300)
+@given(ANY_NUMBER, st.sampled_from(LANGUAGES), st.sampled_from(["USD", "JPY", "EUR"]))
+def test_every_number_formatter_gives_short_text_for_any_number(value: Any, language: str, currency: str) -> None:
+    t = Translator(language, currency)
+    for name, show in FORMATTERS.items():
+        text = show(t, value)
+        assert isinstance(text, str) and text.strip(), name
+        assert len(text) <= 32, (name, text)  # never thousands of digits
+        assert not re.fullmatch(r"-\D*0(?:\.0+)?\D*", text), (name, text)  # no negative zero: "-0", "-$0.00"
+    detail = Message.of("grade.expected_got_number", want=value, got=value)
+    assert t.text(detail, html=True).count(t.number(value)) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (1.2e46, "1.2E46"),  # what "1,200,000,000,000,000,000,000,000,000,000,000,000,000,000,000,0" parses to
+        (10**400, "1E400"),
+        (-(10**5000), "-1E5000"),
+        (1e15, "1E15"),
+        (999_999_999_999_999, "999,999,999,999,999"),
+        (1234.5678, "1,234.568"),
+        (1e-300, "1E-300"),
+        (0.0001, "1E-4"),
+        (-0.0, "0"),
+        (float("inf"), "∞"),
+        (float("-inf"), "-∞"),
+        (float("nan"), DASH),
+    ],
+    ids=lambda v: v if isinstance(v, str) else type(v).__name__,  # str(10**5000) would hit the int-to-str limit
+)
+def test_a_number_a_model_wrote_reads_well_in_both_languages(value: float, shown: str) -> None:
+    assert Translator("en").number(value) == Translator("ja").number(value) == shown
+
+
+def test_measurements_beyond_a_sane_magnitude_are_in_scientific_notation() -> None:
+    en, ja = Translator("en"), Translator("ja", "JPY")
+    assert en.integer(1e300) == en.decimal(1e300, 2) == "1E300" and en.decimal(-0.001, 2) == "0.00"
+    assert en.money(1e300) == "$1E300" and ja.money(1e300) == "￥1E300" and en.money(-0.001) == "$0.00"
+    assert en.percent(1e300) == "1E302%" and en.percent(-0.0001) == "0.0%"
+    assert en.seconds(1e300) == "1E300 s" and ja.seconds(1e300) == "1E300 秒"
+    assert en.bytes(2**100) == "1.153E18 TiB" and en.parameters(10**400) == "1E391B" and en.count(10**400) == "1E391B"
+    for show in FORMATTERS.values():  # infinity is no measurement: a dash, as NaN and None are
+        if show not in (Translator.number, Translator.scientific, Translator.format_value):
+            assert show(en, float("inf")) == show(en, float("nan")) == show(en, None) == DASH
 
 
 def test_plurals_follow_each_languages_rules() -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from poccheck.pipeline import write_probe
+from poccheck.probe import logic
 from poccheck.probe.check import check_proof
 from poccheck.probe.generate import RULES, make_problem, probe_suite
+from poccheck.probe.logic import Assume, Atom, parse
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
@@ -92,3 +97,27 @@ def test_suite_is_deterministic_and_loads(tmp_path: Path) -> None:
 def test_a_goal_outside_the_fragment_is_never_reached_by_chatter() -> None:
     checked = check_proof("Let's think. Hmm.", ["Every wumpus is a yumpus."], "Sam dances.", "Sam", "en")
     assert not checked.lenient and not checked.strict
+
+
+def test_a_reply_a_model_repeats_is_read_without_deep_recursion_or_quadratic_search() -> None:
+    problem = make_problem("implication_elimination", 1, "en", random.Random(1))
+    nested = "Assume " * 1_500 + f"{problem.name} is a wumpus."  # once parsed one "assume" at a time, recursively
+    assert parse(nested, problem.name, "en") is None
+    assert not check_proof(nested, problem.premises, problem.goal, problem.name, "en").lenient
+    assert parse(f"Suppose that {problem.name} is a wumpus.", problem.name, "en") == Assume(Atom("wumpus"))
+    for sentence in ("ボブは" + "か" * 10_000, "ボブは" + "であり、" * 2_500, "すべての" + "は" * 10_000):
+        assert parse(sentence, "ボブ", "ja") is None  # each split point tried once, not each pair of them
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=500)
+@given(st.text(alphabet="かはであるり、 x", max_size=14), st.booleans())
+def test_japanese_patterns_split_sentences_as_the_lazy_patterns_did(text: str, rule: bool) -> None:
+    text = "すべての" + text if rule else text
+    lazy = {
+        logic._JA_RULE: r"すべての(\S+?)は(\S+?)である",
+        logic._JA_AND: r"(\S+?)であり、(\S+?)である",
+        logic._JA_OR: r"(\S+?)か(\S+?)である",
+    }
+    for linear, pattern in lazy.items():
+        found, expected = linear.fullmatch(text), re.fullmatch(pattern, text)
+        assert (found and found.groups()) == (expected and expected.groups()), (text, pattern)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,11 @@ def test_items_with_dates_in_metadata_are_stored(tmp_path: Path) -> None:
     store = Store(tmp_path / "poccheck.db")
     store.save_items("s", [("k", "fewshot", None, {"id": "a", "metadata": {"due": datetime.date(2024, 5, 1)}})])
     assert store.items()[0]["item"]["metadata"]["due"] == "2024-05-01"
+
+
+def test_a_reply_with_lone_surrogates_is_stored_not_refused(tmp_path: Path) -> None:
+    """A served model's JSON reply cut inside a UTF-16 pair decodes to a lone surrogate, which UTF-8 cannot hold."""
+    store = Store(tmp_path / "poccheck.db")
+    store.add_result(store.start_run({}), replace(row("a"), output="x\ud800y\ud83d\ude00\x00", prediction="\udfff"))
+    (stored,) = store.results()
+    assert (stored["output"], stored["prediction"]) == ("x\ufffdy😀\x00", "\ufffd")

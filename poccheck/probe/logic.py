@@ -108,7 +108,15 @@ def _ja_core(fact: Fact) -> str:
 _EN_CONNECTIVES = re.compile(
     r"^(?:so|therefore|thus|hence|then|and so|it follows that|we know that|since .*?,)\s*,?\s*", re.IGNORECASE
 )
+_EN_ASSUME = re.compile(r"(?:assume|suppose) (?:that )?(.*)", re.IGNORECASE)
 _JA_CONNECTIVES = re.compile(r"^(?:したがって|よって|ゆえに|つまり|そのため|だから|従って|.*?ので|.*?から)[、,]?\s*")
+
+# "(\S+?)は(\S+?)である" and the like, matched in linear time: the first part ends at the first separator after
+# its first character (what the lazy group chooses) and the second runs to the end (the match is a fullmatch),
+# so a long sentence of separators a model repeats is no quadratic search.
+_JA_RULE = re.compile(r"すべての(\S[^\sは]*)は(\S+)である")
+_JA_AND = re.compile(r"(\S(?:(?!であり、)\S)*)であり、(\S+)である")
+_JA_OR = re.compile(r"(\S[^\sか]*)か(\S+)である")
 
 
 def sentences(text: str) -> list[str]:
@@ -122,16 +130,22 @@ def parse(sentence: str, name: str, lang: Language) -> Statement | None:
     return _parse_ja(sentence, name) if lang == "ja" else _parse_en(sentence, name)
 
 
+def _en_clause(sentence: str) -> str:
+    """A sentence without its full stop and its leading connective ("so", "since ..., ")."""
+    return _EN_CONNECTIVES.sub("", sentence.strip().rstrip(".").strip()).strip()
+
+
 def _parse_en(sentence: str, name: str) -> Statement | None:
-    text = sentence.strip().rstrip(".").strip()
-    text = _EN_CONNECTIVES.sub("", text).strip()
+    text = _en_clause(sentence)
     if re.fullmatch(r"(?:this|that) (?:is a contradiction|contradicts .*)", text, re.IGNORECASE):
         return Contradiction()
     match = re.fullmatch(r"(?:every|each) (\w+) is (?:an? )?(\w+)", text, re.IGNORECASE)
     if match:
         return Rule(match.group(1).lower(), match.group(2).lower())
-    match = re.fullmatch(r"(?:assume|suppose) (?:that )?(.*)", text, re.IGNORECASE)
+    match = _EN_ASSUME.fullmatch(text)
     if match:
+        if _EN_ASSUME.fullmatch(_en_clause(match.group(1))):
+            return None  # an assumption of an assumption: not in the fragment (and no recursion a model can deepen)
         inner = _parse_en(match.group(1), name)
         return Assume(inner) if isinstance(inner, Atom) else None
     match = re.fullmatch(rf"{re.escape(name)} is (.+)", text, re.IGNORECASE)
@@ -156,7 +170,7 @@ def _parse_ja(sentence: str, name: str) -> Statement | None:
     text = _JA_CONNECTIVES.sub("", text).strip()
     if re.fullmatch(r"(?:これ|それ)は矛盾(?:である|だ|する)?|矛盾(?:する|である)", text):
         return Contradiction()
-    match = re.fullmatch(r"すべての(\S+?)は(\S+?)である", text)
+    match = _JA_RULE.fullmatch(text)
     if match:
         return Rule(match.group(1), match.group(2))
     match = re.fullmatch(rf"{re.escape(name)}が(.+)と仮定する", text)
@@ -168,10 +182,10 @@ def _parse_ja(sentence: str, name: str) -> Statement | None:
 
 
 def _ja_body(body: str) -> Fact | None:
-    match = re.fullmatch(r"(\S+?)であり、(\S+?)である", body)
+    match = _JA_AND.fullmatch(body)
     if match:
         return And(Atom(match.group(1)), Atom(match.group(2)))
-    match = re.fullmatch(r"(\S+?)か(\S+?)である", body)
+    match = _JA_OR.fullmatch(body)
     if match:
         return Or(Atom(match.group(1)), Atom(match.group(2)))
     match = re.fullmatch(r"(\S+?)(ではない|でない|である)", body)
