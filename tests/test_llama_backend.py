@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 from poccheck.backends import ChoiceRequest, GenerationRequest
-from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings, cell_alignment
+from poccheck.backends.llama_cpp import (
+    LlamaCppBackend,
+    LlamaSettings,
+    cell_alignment,
+    check_engine_build,
+    system_info,
+)
 from poccheck.backends.llama_reference import NaiveChoiceScorer
 from poccheck.cli import default_tasks
+from poccheck.errors import ModelError
 from poccheck.models import resolve
 from poccheck.runner import work_items
 from poccheck.tasks import load_suites
@@ -19,13 +26,27 @@ pytestmark = pytest.mark.model
 
 # llama.cpp's quantised kernels quantise activations to 8 bits, so a different summation order upstream (another
 # batch size or KV layout) moves a choice's log-probability a little. Measured on the bundled model, weights not
-# repacked in either scorer: naive full sequences vs the packed scorer 0.0095 nats at most; 16-token batches
-# (the oversized-item path) vs 512 up to 0.2. A masking or position bug moves scores by whole nats.
+# repacked in either scorer: naive full sequences vs the packed scorer 0.0095 nats at most. A masking or position
+# bug moves scores by whole nats.
 TOLERANCE = 0.05
-OTHER_BATCH_SIZE_TOLERANCE = 0.25
-# Packed items start at lane-aligned KV cells and weights are not repacked, so an item scores as it does alone: 0.0
-# measured. Without the alignment, items of the example suite moved by up to 0.74 nats with their neighbours.
+# The prefix-copy path decodes in 16-token batches on purpose (items larger than a batch), so its numbers differ
+# from the 512-token path by more. Largest difference over the four REQUESTS, measured on one Xeon with AMX:
+# AVX2-only build 0.384, AVX-512 build 0.251 (both without llamafile, as the set-up builds), 0.274 with llamafile;
+# an earlier AVX2 machine 0.2. A masking or position bug moves scores by whole nats.
+OTHER_BATCH_SIZE_TOLERANCE = 0.6
+# Packed items start at lane-aligned KV cells, weights are not repacked and llama.cpp is built without llamafile's
+# sgemm (check_engine_build), so an item scores as it does alone, packed, reversed or shifted: 0.0 measured on AVX2
+# and on AVX-512 (example suite). Without the alignment, items moved by up to 0.74 nats with their neighbours; with
+# llamafile on AVX-512, by 0.0049 (its kernels give a row other numbers by how many rows need logits).
 NEIGHBOUR_TOLERANCE = 1e-4
+ENGINE = system_info()
+
+
+def test_llama_cpp_is_built_as_the_set_up_builds_it() -> None:
+    check_engine_build(ENGINE)  # raises, naming the build and the fix, when llamafile's sgemm is compiled in
+    with pytest.raises(ModelError, match="GGML_LLAMAFILE=OFF"):
+        check_engine_build("CPU : AVX2 = 1 | AVX512 = 1 | LLAMAFILE = 1 | REPACK = 1 |")
+
 
 REQUESTS = [
     ChoiceRequest("Question: What colour is the sky on a clear day?\nAnswer:", (" blue", " green", " red")),
@@ -68,8 +89,8 @@ def test_one_item_per_decode_and_oversized_items_agree(bundled_model: Path, back
     with LlamaCppBackend(resolve("gemma3-270m-q4"), LlamaSettings(n_ctx=256, n_batch=16, n_ubatch=16)) as small:
         split = small.score_choices(REQUESTS)  # every item exceeds the 16-token batch: prefix-copy path
     for a, b, c in zip(together, alone, split, strict=True):
-        assert a.logprobs == pytest.approx(b.logprobs, abs=NEIGHBOUR_TOLERANCE)
-        assert a.logprobs == pytest.approx(c.logprobs, abs=OTHER_BATCH_SIZE_TOLERANCE)
+        assert a.logprobs == pytest.approx(b.logprobs, abs=NEIGHBOUR_TOLERANCE), ENGINE
+        assert a.logprobs == pytest.approx(c.logprobs, abs=OTHER_BATCH_SIZE_TOLERANCE), ENGINE
 
 
 def test_an_items_scores_do_not_depend_on_what_shares_its_decode(backend: LlamaCppBackend) -> None:
@@ -81,7 +102,7 @@ def test_an_items_scores_do_not_depend_on_what_shares_its_decode(backend: LlamaC
     shifted = [s.logprobs for s in backend.score_choices([requests[-1], *requests])][1:]  # every item moves
     for scores in (together, reversed_, shifted):
         for mine, own in zip(scores, alone, strict=True):
-            assert mine == pytest.approx(own, abs=NEIGHBOUR_TOLERANCE)
+            assert mine == pytest.approx(own, abs=NEIGHBOUR_TOLERANCE), ENGINE
 
 
 @pytest.mark.parametrize(
