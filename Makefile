@@ -43,7 +43,7 @@ $(VENV)/.ladder: $(VENV)/.installed
 	touch $@
 
 demo: setup
-	$(BIN)/poccheck assess --out $(OUT)
+	$(BIN)/poccheck assess --plan examples/plan.yaml --out $(OUT)
 
 lint: setup
 	$(BIN)/ruff check poccheck tests benchmarks
