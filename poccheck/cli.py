@@ -15,7 +15,7 @@ from poccheck.console import ProgressBar, comparison_table, console, findings_ta
 from poccheck.errors import PocCheckError
 from poccheck.models import DEFAULT_MODEL
 from poccheck.plan import load_plan
-from poccheck.records import MODES, Mode
+from poccheck.records import MODES, PROMPT_FORMATS, Mode, PromptFormat
 
 app = typer.Typer(
     help="Which model size, run where, is good enough for our work, at what cost?",
@@ -145,6 +145,15 @@ def assess(
             "cot (chain of thought: exemplars with rationales, else 'think step by step').",
         ),
     ] = None,
+    prompt_format: Annotated[
+        str | None,
+        typer.Option(
+            "--prompt-format",
+            help="auto (a model's chat template where it has one, else plain text), chat (the chat template; a "
+            "model without one fails) or raw (plain text, the published study's protocol). Overrides the plan's "
+            "and the task files' prompt_format (default auto).",
+        ),
+    ] = None,
     device: Annotated[
         str, typer.Option(help="transformers models: auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
     ] = "auto",
@@ -175,6 +184,7 @@ def assess(
     weights in PyTorch, a Hugging Face folder / cached hub id with @transformers, or NAME@openai for a
     model on an OpenAI-compatible server (--endpoint or the plan's endpoints:).
     """
+    chosen_format = parse_prompt_format(prompt_format)
     plan_file = load_plan(plan) if plan else None
     task_files: list[Path] = tasks or (list(plan_file.tasks) if plan_file else default_tasks())
     if not task_files:
@@ -201,6 +211,7 @@ def assess(
                 target=target,
                 plan_file=plan_file,
                 language=lang,
+                prompt_format=chosen_format,
             )
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
@@ -257,6 +268,15 @@ def parse_hops(text: str) -> list[int]:
     if not values or min(values) < 1 or max(values) > 20:
         raise typer.BadParameter(f"{text!r}; hops run from 1 to 20", param_hint="--hops")
     return sorted(set(values))
+
+
+def parse_prompt_format(value: str | None) -> PromptFormat | None:
+    if value is None:
+        return None
+    for known in PROMPT_FORMATS:
+        if value == known:
+            return known
+    raise typer.BadParameter(f"{value!r}; use one of {', '.join(PROMPT_FORMATS)}", param_hint="--prompt-format")
 
 
 def parse_modes(values: list[str] | None) -> list[Mode]:

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from poccheck.analysis.attention import copy_score, view
 from poccheck.errors import BackendError
-from poccheck.records import AttentionCapture, TaskItem
+from poccheck.records import AttentionCapture, TaskItem, Turn
 from poccheck.store import Store
 
 VIEW_FAILURES = 2
@@ -23,7 +23,7 @@ MAX_SCORED_ITEMS = 200
 
 @runtime_checkable
 class AttentionBackend(Protocol):
-    def capture_attention(self, prompt: str, answer: str) -> AttentionCapture: ...
+    def capture_attention(self, prompt: str, answer: str, turns: tuple[Turn, ...] = ()) -> AttentionCapture: ...
 
 
 def gold_text(item: TaskItem) -> str | None:
@@ -66,7 +66,7 @@ def collect(
             continue
         answer = model_answer(w.item, r, w.prompt.continuations)
         try:
-            capture = backend.capture_attention(w.prompt.text, answer)
+            capture = backend.capture_attention(w.prompt.text, answer, w.prompt.turns)
         except BackendError:  # e.g. prompt and answer longer than the model's context: no view for this item
             continue
         payload = {"view": asdict(view(capture)), "answer": answer, "correct": bool(r["correct"])}
@@ -75,8 +75,10 @@ def collect(
         gold = gold_text(w.item)
         if gold is None or (w.key, "copy") in have:
             continue
+        if w.prompt.turns:  # the assistant's reply starts right after the chat template's turn header
+            gold = gold.lstrip()
         try:
-            score = copy_score(backend.capture_attention(w.prompt.text, gold))
+            score = copy_score(backend.capture_attention(w.prompt.text, gold, w.prompt.turns))
         except BackendError:
             continue
         payload = {"score": asdict(score) if score else None, "correct": bool(r["correct"])}

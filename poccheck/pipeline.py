@@ -40,7 +40,7 @@ from poccheck.grading import grade_output
 from poccheck.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from poccheck.plan import Plan, default_plan_text, plan_from_record, plan_record
 from poccheck.probe.logic import Language
-from poccheck.records import Mode, ModelInfo, Suite, TaskItem
+from poccheck.records import Mode, ModelInfo, PromptFormat, Suite, TaskItem
 from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
 from poccheck.tasks import load_suites
@@ -158,10 +158,16 @@ def assess(
     target: float = DEFAULT_TARGET,
     plan_file: Plan | None = None,
     language: str | None = None,
+    prompt_format: PromptFormat | None = None,
 ) -> AssessResult:
-    """Validate tasks, run them through each model (resuming), grade, analyse and write the report."""
+    """Validate tasks, run them through each model (resuming), grade, analyse and write the report.
+
+    ``prompt_format`` (else the plan's) overrides every suite's own ``prompt_format`` (default ``auto``)."""
     languages = report_languages(language or (plan_file.language if plan_file else None))  # before any model runs
     suites = load_suites(task_paths, encoding)
+    chosen_format = prompt_format or (plan_file.prompt_format if plan_file else None)
+    if chosen_format is not None:
+        suites = [replace(suite, prompt_format=chosen_format) for suite in suites]
     if not model_specs:
         raise ModelError("no model given", f"pass --model, e.g. --model {models.DEFAULT_MODEL}")
     for spec in model_specs:
@@ -181,6 +187,7 @@ def assess(
                 "target": target,
                 "assessment_plan": plan_record(plan_file) if plan_file else None,
                 "suites": [s.name for s in suites],
+                "prompt_formats": {s.name: s.prompt_format for s in suites},  # as asked for; see model runs for used
                 "task_files": [str(Path(p)) for p in task_paths],
                 "limit": limit,
                 "host": host_info(),
@@ -276,7 +283,11 @@ def explain(
     options = options or BackendOptions()
     backend = TransformersBackend(info, HFSettings(device=options.device, dtype=options.dtype))
     try:
-        work = next(w for w in runner.work_items(suite) if w.item.id == item_id)
+        planned = next(w for w in runner.work_items(suite) if w.item.id == item_id)
+        formats = runner.suite_formats(backend, [suite], info.name)
+        work = runner.for_format(planned, formats[suite.name], backend)
+        if work.error:
+            raise ModelError(work.error)
         if item.is_multiple_choice:
             scores = backend.score_choices([work.choice_request])[0]
             output = Output(choice_logprobs=scores.logprobs)
@@ -287,13 +298,17 @@ def explain(
         answer = evidence.model_answer(
             item, {"output": output.text, "choice_logprobs": output.choice_logprobs}, work.prompt.continuations
         )
-        capture = backend.capture_attention(work.prompt.text, answer)
+        capture = backend.capture_attention(work.prompt.text, answer, work.prompt.turns)
         try:
             shown = attention.view(capture, layer, head)
         except ValueError as exc:
             raise ModelError(str(exc)) from exc
         gold = evidence.gold_text(item)
-        copy = attention.copy_score(backend.capture_attention(work.prompt.text, gold)) if gold else None
+        if gold and work.prompt.turns:  # the assistant's reply starts right after the template's turn header
+            gold = gold.lstrip()
+        copy = None
+        if gold:
+            copy = attention.copy_score(backend.capture_attention(work.prompt.text, gold, work.prompt.turns))
     finally:
         backend.close()
     if item.is_multiple_choice:
@@ -565,7 +580,10 @@ def finetune(
     if evaluate is None:
         return result
     tasks = [heldout] + ([Path(control)] if control else [])
-    assessed = assess(tasks, [base_spec, tuned_spec], evaluate, modes=[mode], options=options, encoding=encoding)
+    assessed = assess(
+        tasks, [base_spec, tuned_spec], evaluate, modes=[mode], options=options, encoding=encoding,
+        prompt_format="raw",  # the adapter learned raw prompts: base and tuned are compared on those
+    )  # fmt: skip
     analysis = next((f for f in finetune_analysis(assessed.findings) if f.adapter == name), None)
     return replace(result, assessed=assessed, analysis=analysis)
 

@@ -19,7 +19,7 @@ import yaml
 from poccheck import endpoints as served
 from poccheck.analysis.cost import CostProfiles, Workload, load_profiles, override_problems
 from poccheck.errors import PlanError, PocCheckError, Problem
-from poccheck.records import MODES, Mode
+from poccheck.records import MODES, PROMPT_FORMATS, Mode, PromptFormat
 from poccheck.tasks.mapping import did_you_mean
 from poccheck.tasks.read import LineDict, decode_text, load_yaml
 
@@ -46,6 +46,7 @@ SCHEMA: dict[str, Any] = {
             "uniqueItems": True,
             "items": {"enum": list(MODES)},
         },
+        "prompt_format": {"enum": list(PROMPT_FORMATS)},
         "targets": {
             "type": "object",
             "required": ["accuracy"],
@@ -142,6 +143,7 @@ class Plan:
     cost_profiles: dict[str, Any] = field(default_factory=dict)
     out: Path = Path("poc")
     endpoints: tuple[served.Endpoint, ...] = ()  # served models, candidates NAME@openai
+    prompt_format: PromptFormat | None = None  # overrides every suite's prompt_format (--prompt-format overrides it)
 
     def profiles(self) -> CostProfiles:
         """The shipped cost profiles with this plan's overrides and exchange rate applied."""
@@ -255,6 +257,7 @@ def parse_plan(text: str, path: Path) -> tuple[Plan | None, list[Problem]]:
         cost_profiles=_plain(overrides),
         out=(base / str(doc.get("out", "poc"))).resolve(),
         endpoints=tuple(served.from_plan(str(k), v) for k, v in (doc.get("endpoints") or {}).items()),
+        prompt_format=cast(PromptFormat, doc["prompt_format"]) if "prompt_format" in doc else None,
     )
     return plan, []
 
@@ -460,6 +463,12 @@ candidates:
 # cot (asks for step-by-step reasoning).
 # プロンプト方式
 modes: [fewshot]
+
+# Prompt format: auto (a model's own chat template where it has one, else plain text), chat (always the
+# template; a model without one fails), raw (plain text, the published study's protocol). Leave it out to use
+# each task file's prompt_format (default auto).
+# プロンプト形式（auto：チャットテンプレートがあれば使用、chat：常に使用、raw：素のテキスト）
+# prompt_format: auto
 
 # What "good enough" means.
 # 合格基準

@@ -15,6 +15,18 @@ ITEM_TYPES: tuple[ItemType, ...] = ("multiple_choice", "exact", "contains", "reg
 GENERATION_TYPES: tuple[ItemType, ...] = ("exact", "contains", "regex", "numeric", "json", "proof")
 Mode = Literal["direct", "fewshot", "cot"]
 MODES: tuple[Mode, ...] = ("direct", "fewshot", "cot")
+# How prompts are laid out: ``chat`` in the model's own chat template (exemplars as user/assistant turns), ``raw``
+# as plain text (the published study's protocol), ``auto`` chat where the model has a template, else raw.
+PromptFormat = Literal["auto", "chat", "raw"]
+PROMPT_FORMATS: tuple[PromptFormat, ...] = ("auto", "chat", "raw")
+EffectiveFormat = Literal["chat", "raw"]
+# Why a generation ended: a stop string or end-of-sequence token, the token budget, or the model's context size.
+FinishReason = Literal["stop", "length", "context"]
+FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "context")
+# Instruct models explain in paragraphs: measured, Qwen2.5-Coder 0.5B's chains on the example suite run past 256.
+DEFAULT_COT_MAX_TOKENS = 512
+# Chains of thought run in paragraphs: their default stop strings end only at the next question, never at a blank line.
+COT_TURN_MARKERS: tuple[str, ...] = ("\nQ:",)
 
 
 @dataclass(frozen=True)
@@ -54,8 +66,19 @@ class Exemplar:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One message of a chat: task text, never template code (it is tokenized as plain text)."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
 class Suite:
-    """A set of items plus how to prompt for them."""
+    """A set of items plus how to prompt for them.
+
+    ``max_tokens`` and ``stop`` bound direct answers; a chain of thought (mode ``cot``) has its own
+    ``cot_max_tokens`` and ``cot_stop``."""
 
     name: str
     path: str
@@ -67,6 +90,17 @@ class Suite:
     stop: tuple[str, ...] = ("\n\n",)
     max_tokens: int = 64
     answer_pattern: str | None = None
+    prompt_format: PromptFormat = "auto"
+    cot_max_tokens: int = DEFAULT_COT_MAX_TOKENS
+    cot_stop: tuple[str, ...] = COT_TURN_MARKERS
+
+    def stop_for(self, mode: Mode) -> tuple[str, ...]:
+        """The stop strings of a generation in ``mode``."""
+        return self.cot_stop if mode == "cot" else self.stop
+
+    def max_tokens_for(self, mode: Mode) -> int:
+        """The token budget of a generation in ``mode``."""
+        return self.cot_max_tokens if mode == "cot" else self.max_tokens
 
 
 @dataclass(frozen=True)
@@ -118,7 +152,7 @@ class Completion:
     completion_tokens: int
     seconds: float
     ttft: float
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     mean_logprob: float | None = None
 
     @property

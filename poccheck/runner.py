@@ -3,6 +3,11 @@
 Results are keyed by (model fingerprint, item key, settings key); the item key hashes only what the model
 sees (the rendered prompt, choices, stop strings and token cap), so a rerun skips finished items and a
 changed answer key is re-graded without re-running.
+
+Each item is rendered as raw text and, unless its suite asks for raw, as chat turns; which of the two a model gets
+(its effective prompt format) is known once it is loaded. A chat prompt has its own item key (it hashes the turns),
+and a model's settings key records the effective format, so a rerun in another format never reuses rows. Raw
+prompts keep the keys they always had.
 """
 
 from __future__ import annotations
@@ -11,17 +16,17 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from poccheck import evidence, models
 from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_backend
-from poccheck.backends.base import ConcurrentBackend
+from poccheck.backends.base import ChatBackend, ConcurrentBackend, effective_format
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
 from poccheck.grading import grade_output
 from poccheck.memory import PeakRSS
-from poccheck.records import ChoiceScores, Completion, Mode, ModelInfo, ResultRow, Suite, TaskItem
+from poccheck.records import ChoiceScores, Completion, EffectiveFormat, Mode, ModelInfo, ResultRow, Suite, TaskItem
 from poccheck.store import Store
 from poccheck.tasks.prompts import Prompt, render_prompt
 
@@ -35,11 +40,17 @@ def stable_hash(value: Any) -> str:
 
 @dataclass(frozen=True)
 class WorkItem:
+    """One item in one mode, as prompted: before a model is chosen ``prompt`` is the raw text and ``chat`` the chat
+    form (None when the suite asks for raw); :func:`for_format` picks one for a model."""
+
     suite: Suite
     item: TaskItem
     prompt: Prompt
     key: str
     mode: Mode = "fewshot"
+    chat: Prompt | None = None
+    chat_key: str | None = None
+    error: str | None = None  # the prompt could not be built for this model (its chat template failed)
 
     @property
     def scored(self) -> bool:
@@ -48,11 +59,13 @@ class WorkItem:
 
     @property
     def choice_request(self) -> ChoiceRequest:
-        return ChoiceRequest(self.prompt.text, self.prompt.continuations)
+        return ChoiceRequest(self.prompt.text, self.prompt.continuations, self.prompt.turns)
 
     @property
     def generation_request(self) -> GenerationRequest:
-        return GenerationRequest(self.prompt.text, self.suite.stop, self.suite.max_tokens)
+        return GenerationRequest(
+            self.prompt.text, self.suite.stop_for(self.mode), self.suite.max_tokens_for(self.mode), self.prompt.turns
+        )
 
     @property
     def request(self) -> ChoiceRequest | GenerationRequest:
@@ -60,23 +73,67 @@ class WorkItem:
         return self.choice_request if self.scored else self.generation_request
 
 
+def item_key(suite: Suite, item: TaskItem, mode: Mode, prompt: Prompt) -> str:
+    """The hash of what the model is given for an item: its prompt (text, or chat turns), and its choices or its
+    stop strings and token budget."""
+    identity: dict[str, Any] = {
+        "suite": suite.name,
+        "id": item.id,
+        "mode": mode,
+        "type": "mc" if prompt.continuations else "gen",
+    }
+    if prompt.turns:
+        identity.update(format="chat", turns=[[turn.role, turn.content] for turn in prompt.turns])
+    else:
+        identity["prompt"] = prompt.text
+    if prompt.continuations:
+        identity["continuations"] = list(prompt.continuations)
+    else:
+        identity.update(stop=list(suite.stop_for(mode)), max_tokens=suite.max_tokens_for(mode))
+    return stable_hash(identity)
+
+
 def work_items(suite: Suite, mode: Mode = "fewshot") -> list[WorkItem]:
     work = []
     for item in suite.items:
         prompt = render_prompt(suite, item, mode)
-        identity: dict[str, Any] = {
-            "suite": suite.name,
-            "id": item.id,
-            "mode": mode,
-            "type": "mc" if prompt.continuations else "gen",
-            "prompt": prompt.text,
-        }
-        if prompt.continuations:
-            identity["continuations"] = list(prompt.continuations)
-        else:
-            identity.update(stop=list(suite.stop), max_tokens=suite.max_tokens)
-        work.append(WorkItem(suite, item, prompt, stable_hash(identity), mode))
+        chat = render_prompt(suite, item, mode, "chat") if suite.prompt_format != "raw" else None
+        work.append(
+            WorkItem(
+                suite, item, prompt, item_key(suite, item, mode, prompt), mode,
+                chat, item_key(suite, item, mode, chat) if chat else None,
+            )  # fmt: skip
+        )
     return work
+
+
+def suite_formats(backend: object, suites: Sequence[Suite], model: str) -> dict[str, EffectiveFormat]:
+    """The effective prompt format of each suite on this model. Raises ModelError (the model fails) when a suite
+    asks for ``chat`` and the model cannot give it."""
+    return {suite.name: effective_format(backend, suite.prompt_format, model) for suite in suites}
+
+
+def for_format(work: WorkItem, prompt_format: EffectiveFormat, backend: object) -> WorkItem:
+    """The work item as a model with this effective format is prompted: chat turns rendered by the backend (with
+    their own key), or the raw text. A server that applies its chat template to a raw prompt (a suite that asks
+    for raw, sent to ``/chat/completions``) gets the raw text as its one message."""
+    if prompt_format != "chat" or work.chat is None or not isinstance(backend, ChatBackend):
+        return work
+    assert work.chat_key is not None
+    try:
+        text = backend.chat_text(work.chat.turns)
+    except BackendError as exc:
+        return replace(work, prompt=work.chat, key=work.chat_key, error=exc.message)
+    return replace(work, prompt=replace(work.chat, text=text), key=work.chat_key)
+
+
+def keyed_settings(settings: dict[str, object], formats: dict[str, EffectiveFormat]) -> dict[str, object]:
+    """The settings a model's results are keyed by: its backend's, and its prompt format where any suite is chat
+    (raw is what every result was before prompt formats existed, so raw results keep their keys)."""
+    used = set(formats.values())
+    if "chat" not in used:
+        return settings
+    return {**settings, "prompt_format": "chat" if used == {"chat"} else dict(sorted(formats.items()))}
 
 
 def item_record(item: TaskItem) -> dict[str, Any]:
@@ -128,10 +185,16 @@ def run(
     """Run every suite through every model in every prompting mode; one failing model does not stop the others."""
     progress = progress or Progress()
     work = [w for suite in suites for mode in modes for w in work_items(suite, mode)[: limit or None]]
-    for suite in suites:
+    for suite in suites:  # both forms of each item: a model's results match the one it was prompted with
         store.save_items(
             suite.name,
-            [(w.key, w.mode, suite.answer_pattern, item_record(w.item)) for w in work if w.suite is suite],
+            [
+                (key, w.mode, suite.answer_pattern, item_record(w.item))
+                for w in work
+                if w.suite is suite
+                for key in (w.key, w.chat_key)
+                if key is not None
+            ],
         )
     run_id = store.start_run(plan or {"models": list(model_specs), "suites": [s.name for s in suites]})
     outcome = RunOutcome(run_id)
@@ -139,7 +202,7 @@ def run(
     try:
         for spec in model_specs:
             try:
-                result = _run_model(spec, work, store, run_id, progress, options or BackendOptions())
+                result = _run_model(spec, suites, work, store, run_id, progress, options or BackendOptions())
             except Exception as exc:  # e.g. GPU out of memory: this model fails, the others still run
                 result = ModelOutcome(spec, error=f"unexpected error: {type(exc).__name__}: {exc}")
                 store.record_model_run(run_id, spec, error=result.error)
@@ -156,7 +219,13 @@ def run(
 
 
 def _run_model(
-    spec: str, work: list[WorkItem], store: Store, run_id: int, progress: Progress, options: BackendOptions
+    spec: str,
+    suites: Sequence[Suite],
+    work: list[WorkItem],
+    store: Store,
+    run_id: int,
+    progress: Progress,
+    options: BackendOptions,
 ) -> ModelOutcome:
     outcome = ModelOutcome(spec)
     store.record_model_run(run_id, spec)
@@ -181,8 +250,17 @@ def _run_model(
             progress.message(f"{spec}: {exc.message}", "red")
             return outcome
         load_seconds = time.perf_counter() - started
+        try:
+            formats = suite_formats(backend, suites, info.name)
+        except ModelError as exc:  # e.g. prompt format chat for a model without a chat template
+            backend.close()
+            outcome.error = str(exc)
+            store.record_model_run(run_id, spec, fingerprint=info.fingerprint, error=outcome.error)
+            progress.message(f"{spec}: {exc.message}", "red")
+            return outcome
+        work = [for_format(w, formats[w.suite.name], backend) for w in work]
         settings = backend.settings()
-        settings_key = stable_hash(settings)
+        settings_key = stable_hash(keyed_settings(settings, formats))
         done = store.done_keys(info.fingerprint, settings_key)
         todo = [w for w in work if w.key not in done]
         outcome.skipped = len(work) - len(todo)
@@ -192,7 +270,7 @@ def _run_model(
             spec,
             fingerprint=info.fingerprint,
             settings_key=settings_key,
-            settings=json.dumps(settings),
+            settings=json.dumps({**settings, "prompt_format": formats}),
             load_seconds=load_seconds,
             baseline_rss=memory.baseline,
         )
@@ -269,6 +347,10 @@ def _run_items(
             outcome.done += 1
         progress.advance()
 
+    for w in todo:
+        if w.error:
+            save(w, Output(error=w.error))
+    todo = [w for w in todo if not w.error]
     if isinstance(backend, ConcurrentBackend):  # a server: many items in flight, each saved as it arrives
         for index, result in backend.run_many([w.request for w in todo]):
             save(todo[index], _output(result))

@@ -58,7 +58,11 @@ class ModelFindings:
     tokens_in: int = 0
     tokens_out: int = 0
     errors: int = 0
-    capped: int = 0
+    capped: int = 0  # generations cut by their token budget (finish reason "length")
+    context_cut: int = 0  # generations cut by the model's context size (finish reason "context")
+    generated: int = 0  # items answered by generating text (not by scoring choices)
+    unparsed: int = 0  # chains of thought that ended without an answer that could be read
+    prompt_formats: dict[str, str] = field(default_factory=dict)  # suite -> "chat" or "raw", as prompted
     expected_items: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     peak_vram: int | None = None
@@ -75,6 +79,13 @@ class ModelFindings:
     @property
     def failures(self) -> list[GradedRow]:
         return [r for r in self.rows if not r.correct]
+
+    @property
+    def prompt_format(self) -> str | None:
+        """The prompt format of every suite when they were prompted alike ("chat" or "raw"), else "mixed"; None
+        when no run recorded one."""
+        used = set(self.prompt_formats.values())
+        return None if not used else used.pop() if len(used) == 1 else "mixed"
 
 
 @dataclass(frozen=True)
@@ -186,7 +197,8 @@ def analyse(store: Store) -> Findings:
         info = infos.get(name) if fingerprint else None
         settings = run.get("settings_key")
         for mode in modes:
-            expected = sum(1 for s in items.values() if s.mode == mode)
+            # an item is stored under its raw and its chat key: count each once
+            expected = len({(s.suite, s.item.id) for s in items.values() if s.mode == mode})
             model = ModelFindings(
                 name=name, info=info, error=run.get("error"), expected_items=expected, mode=mode,
                 multimode=len(modes) > 1,
@@ -197,7 +209,7 @@ def analyse(store: Store) -> Findings:
                     continue
                 grade = grade_row(found, result)
                 model.rows.append(GradedRow(name, found.suite, found.item, result, grade, mode))
-            _summarise(model, [r for r in runs if r["model"] == name])
+            _summarise(model, [r for r in runs if r["model"] == name], wanted_suites)
             if fingerprint and settings and mode == modes[-1]:
                 _attach_attention(model, store.attention(fingerprint, settings), items)
             findings.append(model)
@@ -262,7 +274,7 @@ def agreements(models: list[ModelFindings]) -> list[Agreement]:
     return found
 
 
-def _summarise(model: ModelFindings, runs: list[dict[str, Any]]) -> None:
+def _summarise(model: ModelFindings, runs: list[dict[str, Any]], suites: list[str] | None = None) -> None:
     rows = model.rows
     graded = [r for r in rows if r.grade is not None]
     model.errors = len(rows) - len(graded)
@@ -290,6 +302,9 @@ def _summarise(model: ModelFindings, runs: list[dict[str, Any]]) -> None:
     model.tokens_in = sum(r["prompt_tokens"] for r in ok)
     model.tokens_out = sum(r["completion_tokens"] for r in ok)
     model.capped = sum(1 for r in ok if r["finish_reason"] == "length")
+    model.context_cut = sum(1 for r in ok if r["finish_reason"] == "context")
+    model.generated = sum(1 for r in ok if r["finish_reason"] is not None)
+    model.unparsed = sum(1 for r in graded if r.mode == "cot" and r.grade is not None and not r.grade.answered)
     peaks = [r["peak_rss"] for r in runs if r.get("peak_rss")]
     model.peak_rss = max(peaks) if peaks else None
     loads = [r["load_seconds"] for r in runs if r.get("load_seconds")]
@@ -298,3 +313,16 @@ def _summarise(model: ModelFindings, runs: list[dict[str, Any]]) -> None:
     model.peak_vram = max(vram) if vram else None
     settings = [r["settings"] for r in runs if r.get("settings")]
     model.settings = json.loads(settings[-1]) if settings else {}
+    model.prompt_formats = prompt_formats(model.settings, suites or sorted({r.suite for r in rows}))
+
+
+def prompt_formats(settings: dict[str, Any], suites: list[str]) -> dict[str, str]:
+    """How each suite was prompted, from a model run's recorded settings. Runs recorded before prompt formats
+    existed were raw, except through a chat API, where the server applied its template."""
+    recorded = settings.get("prompt_format")
+    if isinstance(recorded, dict):
+        return {suite: str(recorded[suite]) for suite in suites if suite in recorded}
+    if not settings:
+        return {}
+    fallback = str(recorded) if isinstance(recorded, str) else "chat" if settings.get("api") == "chat" else "raw"
+    return {suite: fallback for suite in suites}

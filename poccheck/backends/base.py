@@ -6,25 +6,31 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from poccheck.errors import BackendError
-from poccheck.records import ChoiceScores, Completion, ModelInfo
+from poccheck.errors import BackendError, ModelError
+from poccheck.records import ChoiceScores, Completion, EffectiveFormat, ModelInfo, PromptFormat, Turn
 
 
 @dataclass(frozen=True)
 class ChoiceRequest:
-    """Score each continuation as a follow-on of ``prompt``."""
+    """Score each continuation as a follow-on of ``prompt``.
+
+    With ``turns`` the prompt is those chat turns in the model's chat template (``prompt`` is then only their
+    rendered text, for the record), and each continuation starts the assistant's reply."""
 
     prompt: str
     continuations: tuple[str, ...]
+    turns: tuple[Turn, ...] = ()
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """Greedy generation until a stop string, an end-of-sequence token or ``max_tokens``."""
+    """Greedy generation until a stop string, an end-of-sequence token or ``max_tokens``; with ``turns``, the
+    assistant's reply to those chat turns (see :class:`ChoiceRequest`)."""
 
     prompt: str
     stop: tuple[str, ...]
     max_tokens: int
+    turns: tuple[Turn, ...] = ()
 
 
 class Backend(Protocol):
@@ -51,6 +57,30 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the model."""
         ...
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """A backend that can prompt a model in its chat format."""
+
+    def prompt_format(self, requested: PromptFormat) -> EffectiveFormat:
+        """The format prompts take on this model when ``requested`` is asked for: ``chat`` (its chat template
+        is applied to requests with turns) or ``raw``. Raises ModelError when ``chat`` is impossible."""
+        ...
+
+    def chat_text(self, turns: tuple[Turn, ...]) -> str:
+        """The text the model reads for these turns (its chat template applied). Raises BackendError."""
+        ...
+
+
+def effective_format(backend: object, requested: PromptFormat, model: str) -> EffectiveFormat:
+    """The prompt format ``backend`` gives a suite that asks for ``requested``; a backend without chat support
+    prompts with raw text (and refuses ``chat``)."""
+    if isinstance(backend, ChatBackend):
+        return backend.prompt_format(requested)
+    if requested == "chat":
+        raise ModelError(f"{model} cannot be prompted in a chat format", "use --prompt-format auto or raw")
+    return "raw"
 
 
 @runtime_checkable

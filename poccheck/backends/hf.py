@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from poccheck.backends.base import ChoiceRequest, GenerationRequest
+from poccheck.backends.chat import ChatTemplate, chat_tokens, resolve_format
 from poccheck.errors import BackendError, ModelError
-from poccheck.records import AttentionCapture, ChoiceScores, Completion, ModelInfo
+from poccheck.records import (
+    AttentionCapture,
+    ChoiceScores,
+    Completion,
+    EffectiveFormat,
+    FinishReason,
+    ModelInfo,
+    PromptFormat,
+    Turn,
+)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -141,6 +151,7 @@ class TransformersBackend:
         self._eos = eos_ids
         self._max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
         self._bos = self._uses_bos(info)
+        self._chat = self._chat_template()
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
@@ -160,9 +171,43 @@ class TransformersBackend:
         return bool(ids) and ids[0] == self.tokenizer.bos_token_id
 
     def tokenize(self, text: str, add_bos: bool) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Tokens of ``text`` as plain text: a special token's string in it stays characters (as in llama.cpp)."""
+        ids = self._encode(text, special=False)
         bos = self.tokenizer.bos_token_id
-        return ([bos] if add_bos and self._bos and bos is not None else []) + list(ids)
+        return ([bos] if add_bos and self._bos and bos is not None else []) + ids
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        encoded = self.tokenizer(text, add_special_tokens=False, split_special_tokens=not special)
+        return list(encoded["input_ids"])
+
+    def _chat_template(self) -> ChatTemplate | None:
+        """The tokenizer's chat template (a Hugging Face folder's tokenizer config, or a GGUF file's metadata)."""
+        source = getattr(self.tokenizer, "chat_template", None)
+        if isinstance(source, dict):  # named templates: the default one
+            source = source.get("default")
+        if not isinstance(source, str) or not source.strip():
+            return None
+        return ChatTemplate(
+            source, self.info.name, str(self.tokenizer.bos_token or ""), str(self.tokenizer.eos_token or "")
+        )
+
+    def prompt_format(self, requested: PromptFormat) -> EffectiveFormat:
+        return resolve_format(requested, self._chat, self.info.name, self.info.adapter)
+
+    def chat_text(self, turns: tuple[Turn, ...]) -> str:
+        if self._chat is None:
+            raise BackendError(f"{self.info.name} has no chat template")
+        return self._chat.text(turns)
+
+    def prompt_tokens(self, prompt: str, turns: tuple[Turn, ...] = ()) -> list[int]:
+        """The prompt's tokens, beginning-of-sequence token included once where the model uses one; chat turns
+        through the model's template, their contents (task text) tokenized as plain text."""
+        if not turns:
+            return self.tokenize(prompt, add_bos=True)
+        if self._chat is None:
+            raise BackendError(f"{self.info.name} has no chat template")
+        bos = self.tokenizer.bos_token_id if self._bos else None
+        return chat_tokens(self._chat.render(turns), self._encode, bos)
 
     def settings(self) -> dict[str, object]:
         return {
@@ -207,7 +252,7 @@ class TransformersBackend:
     def _score_batch(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
         torch = self._torch
         start = time.perf_counter()
-        prompts = [self.tokenize(r.prompt, add_bos=True) for r in requests]
+        prompts = [self.prompt_tokens(r.prompt, r.turns) for r in requests]
         choices = [[self.tokenize(c, add_bos=False) for c in r.continuations] for r in requests]
         for prompt, conts in zip(prompts, choices, strict=True):
             if any(not c for c in conts):
@@ -272,13 +317,13 @@ class TransformersBackend:
     def generate(self, request: GenerationRequest) -> Completion:
         torch = self._torch
         start = time.perf_counter()
-        prompt = self.tokenize(request.prompt, add_bos=True)
+        prompt = self.prompt_tokens(request.prompt, request.turns)
         self._check_length(len(prompt) + 1)
         max_tokens = min(request.max_tokens, self._max_positions - len(prompt))
         generated: list[int] = []
         text = ""
         ttft = 0.0
-        finish = "length"
+        finish: FinishReason = "length"
         logprob_sum = 0.0
         logprob_count = 0
         longest_stop = max((len(s) for s in request.stop), default=0)
@@ -315,18 +360,20 @@ class TransformersBackend:
             completion_tokens=len(generated),
             seconds=time.perf_counter() - start,
             ttft=ttft,
-            finish_reason="stop" if finish == "stop" else "length",
+            # the context, not the token budget, ended it: the budget was cut to what the context had left
+            finish_reason="context" if finish == "length" and max_tokens < request.max_tokens else finish,
             mean_logprob=logprob_sum / logprob_count if logprob_count else None,
         )
 
     # ------------------------------------------------------------------ attention
 
-    def capture_attention(self, prompt: str, answer: str) -> AttentionCapture:
-        """Run prompt + answer (teacher-forced) with eager attention; keep the answer tokens' attention rows."""
+    def capture_attention(self, prompt: str, answer: str, turns: tuple[Turn, ...] = ()) -> AttentionCapture:
+        """Run prompt + answer (teacher-forced) with eager attention; keep the answer tokens' attention rows.
+        With ``turns`` the prompt is those chat turns in the model's template, the answer the assistant's reply."""
         import numpy as np
 
         torch = self._torch
-        prompt_ids = self.tokenize(prompt, add_bos=True)
+        prompt_ids = self.prompt_tokens(prompt, turns)
         answer_ids = self.tokenize(answer, add_bos=False) or [self.tokenizer.eos_token_id or 0]
         ids = prompt_ids + answer_ids
         self._check_length(len(ids))

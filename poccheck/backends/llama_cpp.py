@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from poccheck.backends.base import ChoiceRequest, GenerationRequest
+from poccheck.backends.chat import ChatTemplate, chat_tokens, resolve_format
 from poccheck.errors import BackendError, ModelError
 from poccheck.finetune.export import GGUF_ADAPTER
-from poccheck.records import ChoiceScores, Completion, ModelInfo
+from poccheck.records import ChoiceScores, Completion, EffectiveFormat, FinishReason, ModelInfo, PromptFormat, Turn
 
 
 @dataclass(frozen=True)
@@ -235,12 +236,52 @@ class LlamaCppBackend:
         self._score_n_ctx = int(llama_cpp.llama_n_ctx(self._score_ctx))
         self._batch = llama_cpp.llama_batch_init(self._score_n_batch, 0, self._score_seq_max)
         self._gen_batch = llama_cpp.llama_batch_init(self._llm.n_batch, 0, 1)
+        self._chat = self._chat_template()
         self._closed = False
 
     # ------------------------------------------------------------------ helpers
 
     def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        """Tokens of ``text`` as plain text: a special token's string in it stays characters."""
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False))
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return bytes(self._lib.llama_vocab_get_text(self._vocab, token) or b"").decode("utf-8", "replace")
+
+    def _chat_template(self) -> ChatTemplate | None:
+        """The model's chat template from its GGUF metadata (``tokenizer.chat_template``), if it has one."""
+        source = self._llm.metadata.get("tokenizer.chat_template")
+        if not source:
+            return None
+        bos = self._token_text(self._lib.llama_vocab_bos(self._vocab))
+        eos = self._token_text(self._lib.llama_vocab_eos(self._vocab))
+        return ChatTemplate(source, self.info.name, bos, eos)
+
+    def prompt_format(self, requested: PromptFormat) -> EffectiveFormat:
+        return resolve_format(requested, self._chat, self.info.name, self.info.adapter)
+
+    def chat_text(self, turns: tuple[Turn, ...]) -> str:
+        if self._chat is None:
+            raise BackendError(f"{self.info.name} has no chat template")
+        return self._chat.text(turns)
+
+    def prompt_tokens(self, prompt: str, turns: tuple[Turn, ...] = ()) -> list[int]:
+        """The prompt's tokens, beginning-of-sequence token included once where the model uses one.
+
+        Chat turns go through the model's template: its own text is tokenized with special tokens parsed, the
+        turns' contents (task text) as plain text."""
+        if not turns:
+            return self.tokenize(prompt, add_bos=True)
+        if self._chat is None:
+            raise BackendError(f"{self.info.name} has no chat template")
+        bos = self._lib.llama_vocab_bos(self._vocab)
+        uses_bos = bool(self._lib.llama_vocab_get_add_bos(self._vocab)) and bos >= 0
+        return chat_tokens(self._chat.render(turns), self._tokenize_piece, bos if uses_bos else None)
+
+    def _tokenize_piece(self, text: str, special: bool) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
 
     def settings(self) -> dict[str, object]:
         return {
@@ -286,7 +327,7 @@ class LlamaCppBackend:
         """Score every request, packing as many items into each decode as fit."""
         packed: list[_Packed] = []
         for index, request in enumerate(requests):
-            prompt = self.tokenize(request.prompt, add_bos=True)
+            prompt = self.prompt_tokens(request.prompt, request.turns)
             continuations = [self.tokenize(c, add_bos=False) for c in request.continuations]
             if any(not c for c in continuations):
                 raise BackendError("a choice tokenizes to nothing; choices must contain text")
@@ -421,7 +462,7 @@ class LlamaCppBackend:
         lib = self._lib
         ctx = self._llm.ctx
         start = time.perf_counter()
-        prompt = self.tokenize(request.prompt, add_bos=True)
+        prompt = self.prompt_tokens(request.prompt, request.turns)
         budget = self._n_ctx - len(prompt)
         if budget <= 0:
             raise BackendError(f"prompt needs {len(prompt)} tokens but the context holds {self._n_ctx}")
@@ -446,7 +487,7 @@ class LlamaCppBackend:
         logprob_sum = 0.0
         logprob_count = 0
         ttft = 0.0
-        finish: str = "length"
+        finish: FinishReason = "length"
         longest_stop = max((len(s) for s in request.stop), default=0)
         while len(generated) < max_tokens:
             logits = self._logits_row(ctx, row)
@@ -485,7 +526,8 @@ class LlamaCppBackend:
             completion_tokens=len(generated),
             seconds=seconds,
             ttft=ttft,
-            finish_reason="stop" if finish == "stop" else "length",
+            # the context, not the token budget, ended it: the budget was cut to what the context had left
+            finish_reason="context" if finish == "length" and max_tokens < request.max_tokens else finish,
             mean_logprob=logprob_sum / logprob_count if logprob_count else None,
         )
 

@@ -11,6 +11,10 @@ Multiple choice is scored by log-likelihood where the server returns prompt log-
 choices are listed with letters, the model is asked for one, and its letter is read. ``settings()`` records
 which method was used; the report shows it.
 
+Prompt formats: ``/chat/completions`` applies the server's chat template to every request, so prompts there are
+``chat`` whatever was asked for (requests with turns are sent as those messages; a raw prompt as one user message).
+``/completions`` applies none, so prompts there are ``raw`` text, and ``chat`` is refused.
+
 The API key is read from the environment, sent only in the ``Authorization`` header, and removed from any
 error text.
 """
@@ -33,8 +37,8 @@ import httpx
 from poccheck.backends.base import ChoiceRequest, GenerationRequest
 from poccheck.endpoints import Endpoint
 from poccheck.errors import BackendError, ModelError
-from poccheck.records import ChoiceScores, Completion, ModelInfo
-from poccheck.tasks.prompts import LETTERS
+from poccheck.records import ChoiceScores, Completion, EffectiveFormat, FinishReason, ModelInfo, PromptFormat, Turn
+from poccheck.tasks.prompts import LETTERS, transcript
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 BACKOFF_BASE = 0.5  # seconds before the first retry (full jitter: a random wait up to the exponential bound)
@@ -178,12 +182,15 @@ class OpenAIBackend:
     def _path(self) -> str:
         return f"{self._url}/{'chat/completions' if self.endpoint.api == 'chat' else 'completions'}"
 
-    def _body(self, prompt: str, max_tokens: int, stop: Sequence[str]) -> dict[str, Any]:
+    def _body(
+        self, prompt: str, max_tokens: int, stop: Sequence[str], turns: tuple[Turn, ...] = ()
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.endpoint.model, "max_tokens": max_tokens, "temperature": 0}
         if stop:
             body["stop"] = list(stop)[:4]  # OpenAI's limit; the rest are applied here
         if self.endpoint.api == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
+            chat = turns or (Turn("user", prompt),)
+            body["messages"] = [{"role": turn.role, "content": turn.content} for turn in chat]
         else:
             body["prompt"] = prompt
         return {**body, **self.endpoint.extra_body}
@@ -193,6 +200,22 @@ class OpenAIBackend:
         return {**body, "max_tokens": 1, "temperature": 0, **self.endpoint.extra_body}
 
     # ------------------------------------------------------------------ Backend protocol
+
+    def prompt_format(self, requested: PromptFormat) -> EffectiveFormat:
+        """``chat`` through ``/chat/completions`` (the server applies its template), ``raw`` through
+        ``/completions``, where ``chat`` is refused: the server applies no template there."""
+        if self.endpoint.api == "chat":
+            return "chat"
+        if requested == "chat":
+            raise ModelError(
+                f"{self.info.name} is served through /completions, where the server applies no chat template",
+                "set api: chat for this endpoint (the server applies its template), or use --prompt-format auto",
+            )
+        return "raw"
+
+    def chat_text(self, turns: tuple[Turn, ...]) -> str:
+        """The server's template is not known here: a plain transcript of the messages sent."""
+        return transcript(turns)
 
     def settings(self) -> dict[str, object]:
         """What changes outputs: the API, multiple-choice method and extra request fields (not retries, timeouts,
@@ -378,7 +401,7 @@ class OpenAIBackend:
     # ------------------------------------------------------------------ generation
 
     async def _generate(self, client: httpx.AsyncClient, request: GenerationRequest) -> Completion:
-        body = self._body(request.prompt, request.max_tokens, request.stop)
+        body = self._body(request.prompt, request.max_tokens, request.stop, request.turns)
         body["stream"] = True
         if self._stream_usage:
             body["stream_options"] = {"include_usage": True}
@@ -404,7 +427,7 @@ class OpenAIBackend:
     ) -> Completion:
         text = ""
         ttft: float | None = None
-        finish = "length"
+        finish = "length"  # the server's word for it
         usage: dict[str, Any] = {}
         logprobs: list[float] = []
         chunks = 0
@@ -439,15 +462,24 @@ class OpenAIBackend:
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
         if not usage:  # the server reports none (or the stream was cut at a stop): count with the model's tokenizer
-            prompt_tokens = await self._count(client, request.prompt, bos=True)
+            sent = "\n".join(turn.content for turn in request.turns) if request.turns else request.prompt
+            prompt_tokens = await self._count(client, sent, bos=True)
             completion_tokens = await self._count(client, text, bos=False) if text else chunks
+        reason: FinishReason = "stop"
+        if finish == "length":
+            # servers say "length" for the context too; stopping short of the budget asked for means the context
+            # (what remained of it after the prompt) ended the reply
+            context = self.info.context_length
+            short = 0 < completion_tokens < request.max_tokens
+            full = bool(context) and prompt_tokens + completion_tokens >= (context or 0)
+            reason = "context" if short or full else "length"
         return Completion(
             text=text,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             seconds=seconds,
             ttft=ttft if ttft is not None else seconds,
-            finish_reason="stop" if finish != "length" else "length",
+            finish_reason=reason,
             mean_logprob=sum(logprobs) / len(logprobs) if logprobs else None,
         )
 
@@ -564,8 +596,13 @@ def letter_request(request: ChoiceRequest, api: str) -> GenerationRequest:
     letters = LETTERS[: len(request.continuations)]
     pairs = zip(letters, request.continuations, strict=False)
     options = "\n".join(f"{letter}. {choice.strip()}" for letter, choice in pairs)
+    ask = f"\n\nOptions:\n{options}\n\nReply with the letter of the best option only."
+    if request.turns:  # chat turns: the options and the instruction join the last user turn
+        *before, final = request.turns
+        turns = (*before, Turn(final.role, final.content + ask))
+        return GenerationRequest(transcript(turns), ("\n",), MC_REPLY_TOKENS, turns)
     if api == "chat":
-        prompt = f"{request.prompt.rstrip()}\n\nOptions:\n{options}\n\nReply with the letter of the best option only."
+        prompt = f"{request.prompt.rstrip()}{ask}"
     else:
         head, _, last = request.prompt.rstrip().rpartition("\n")
         prompt = f"{head}\n{options}\n{last}" if head else f"{last}\n{options}\nAnswer:"

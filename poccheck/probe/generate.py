@@ -205,6 +205,9 @@ def probe_suite(
         "language": lang,
         "max_tokens": 64 + 32 * max(hops),  # longest gold proofs: ~80 tokens + ~17 a hop
         "stop": ["\n\n", "\nQ:"],
+        # a proof is written as one paragraph in every mode (the study's protocol): it ends at the first blank line
+        "cot_max_tokens": 64 + 32 * max(hops),
+        "cot_stop": ["\n\n", "\nQ:"],
         "fewshot": fewshot,
         "items": items,
     }

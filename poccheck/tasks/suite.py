@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 
 from poccheck.errors import Problem, TaskFileError
-from poccheck.records import MODES, Exemplar, Suite, TaskItem
+from poccheck.records import COT_TURN_MARKERS, DEFAULT_COT_MAX_TOKENS, MODES, PROMPT_FORMATS, Exemplar, Suite, TaskItem
 from poccheck.tasks.mapping import did_you_mean, record_to_item
 from poccheck.tasks.prompts import compile_template, render_prompt
 from poccheck.tasks.read import LineDict, RawFile, read_file
@@ -26,6 +26,9 @@ SUITE_SETTINGS = (
     "defaults",
     "include",
     "answer_pattern",
+    "prompt_format",
+    "cot_max_tokens",
+    "cot_stop",
 )
 MAX_TOKENS_LIMIT = 8192
 
@@ -119,11 +122,21 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
         problems.append(Problem(name_in, raw.line, "items", "no items"))
 
     fewshot = _fewshot(settings.get("fewshot"), name_in, raw.setting_lines.get("fewshot"), problems)
-    stop = _stop(settings.get("stop", ["\n\n"]), problem)
-    max_tokens = settings.get("max_tokens", 64)
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-        problem("max_tokens", f"must be a whole number from 1 to {MAX_TOKENS_LIMIT}, got {max_tokens!r}")
-        max_tokens = 64
+    stop = _stop(settings.get("stop", ["\n\n"]), problem, "stop", ("\n\n",))
+    cot_stop = (
+        _stop(settings["cot_stop"], problem, "cot_stop", default_cot_stop(stop), allow_empty=True)
+        if "cot_stop" in settings
+        else default_cot_stop(stop)
+    )
+    max_tokens = _token_budget(settings.get("max_tokens", 64), problem, "max_tokens", 64)
+    cot_max_tokens = _token_budget(
+        settings.get("cot_max_tokens", DEFAULT_COT_MAX_TOKENS), problem, "cot_max_tokens", DEFAULT_COT_MAX_TOKENS
+    )
+    prompt_format = settings.get("prompt_format", "auto")
+    if prompt_format not in PROMPT_FORMATS:
+        hint = did_you_mean(prompt_format, PROMPT_FORMATS) if isinstance(prompt_format, str) else ""
+        problem("prompt_format", f"must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}{hint}")
+        prompt_format = "auto"
     template = settings.get("prompt_template")
     if template is not None:
         if not isinstance(template, str) or not template.strip():
@@ -173,6 +186,9 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
         stop=stop,
         max_tokens=max_tokens,
         answer_pattern=pattern,
+        prompt_format=prompt_format,
+        cot_max_tokens=cot_max_tokens,
+        cot_stop=cot_stop,
     )
     if template is not None:
         problems += _check_template(suite, raw.setting_lines.get("prompt_template"))
@@ -218,10 +234,28 @@ def _fewshot(value: Any, file: str, line: int | None, problems: list[Problem]) -
     return tuple(exemplars)
 
 
-def _stop(value: Any, problem: Any) -> tuple[str, ...]:
+def default_cot_stop(stop: tuple[str, ...]) -> tuple[str, ...]:
+    """Stop strings for a chain of thought when the suite gives none: the next question's marker, and the suite's
+    own stop strings except those that are only line breaks or spaces (they would end a chain at its first
+    paragraph break, before its answer)."""
+    return tuple(dict.fromkeys((*COT_TURN_MARKERS, *(s for s in stop if s.strip()))))
+
+
+def _token_budget(value: Any, problem: Any, key: str, default: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS_LIMIT:
+        problem(key, f"must be a whole number from 1 to {MAX_TOKENS_LIMIT}, got {value!r}")
+        return default
+    return value
+
+
+def _stop(
+    value: Any, problem: Any, key: str, default: tuple[str, ...], allow_empty: bool = False
+) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
+    if value is None and allow_empty:
+        value = []
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        problem("stop", "must be a list of non-empty strings")
-        return ("\n\n",)
+        problem(key, "must be a list of non-empty strings" + (" (or an empty list)" if allow_empty else ""))
+        return default
     return tuple(value)
