@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import platform
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
@@ -220,6 +221,12 @@ def render_report(out: Path, redact: bool = False, language: str | None = None) 
         stored = plan_from_record(plan["assessment_plan"]) if plan.get("assessment_plan") else None
         languages = report_languages(language or (stored.language if stored else None))
         return _write_report(store, out, plan, stored, plan.get("target") or DEFAULT_TARGET, redact, languages)
+    except (TypeError, KeyError, ValueError, UnicodeDecodeError, sqlite3.DatabaseError) as exc:
+        # stored records that no longer fit their types: damaged pages or flipped bytes in the database file
+        raise StoreError(
+            f"{out / DB_NAME} holds damaged results ({type(exc).__name__}: {exc})",
+            "restore the folder from a copy, or run the assessment again into a new --out directory",
+        ) from exc
     finally:
         store.close()
 

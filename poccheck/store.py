@@ -137,7 +137,7 @@ class Store:
                     f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES "
                     f"('app', '{APP_ID}'), ('schema', '{SCHEMA_VERSION}'); COMMIT;"
                 )
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # sqlite3 decodes a damaged schema's message too
             raise StoreError(
                 f"{path} is not a usable poccheck database ({exc})",
                 "choose another --out directory, or move the file away to start fresh",
@@ -148,7 +148,7 @@ class Store:
         try:
             row = self.db.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
             schema = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(
                 f"{self.path} is not a poccheck results database ({exc})",
                 "choose another --out directory, or move the file away to start fresh",

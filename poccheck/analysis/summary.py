@@ -9,6 +9,7 @@ from typing import Any
 
 from poccheck.analysis.attention import AttentionView, CopyScore, mean_scores
 from poccheck.analysis.stats import Proportion, median, percentile, wilson
+from poccheck.errors import StoreError
 from poccheck.grading import grade_output
 from poccheck.records import Grade, Mode, ModelInfo, TaskItem
 from poccheck.store import Store
@@ -132,9 +133,16 @@ class Findings:
 
 
 def item_from_record(record: dict[str, Any]) -> TaskItem:
-    record = dict(record)
-    record["choices"] = tuple(record.get("choices") or ())
-    return TaskItem(**record)
+    """The task item stored with a result; a record that is no longer one (a damaged database) is a StoreError."""
+    try:
+        record = dict(record)
+        record["choices"] = tuple(record.get("choices") or ())
+        return TaskItem(**record)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"a stored task item is damaged ({exc})",
+            "the results database is damaged: restore it from a copy, or run the assessment again into a new --out",
+        ) from exc
 
 
 def grade_row(stored: StoredItem, result: dict[str, Any]) -> Grade | None:
