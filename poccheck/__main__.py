@@ -6,6 +6,7 @@ cleanly as Ctrl-C later: status 130 and how to resume, no traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 INTERRUPTED = "\nInterrupted. Finished items are saved; run the same command again to resume.\n"
@@ -16,7 +17,10 @@ def entry() -> None:
         from poccheck.cli import main
     except KeyboardInterrupt:
         sys.stderr.write(INTERRUPTED)
-        sys.exit(130)
+        sys.stderr.flush()
+        # Nothing is open yet. A normal exit would run the finalisers of the half-imported libraries (torch,
+        # llama.cpp's bindings), and a clean-clone run once died there by SIGINT (status -2) after this message.
+        os._exit(130)
     main()
 
 
