@@ -7,8 +7,8 @@ The template is the model's Jinja source (GGUF ``tokenizer.chat_template``, or a
 
 Task text is untrusted: an item may contain ``<|im_end|>`` or ``<start_of_turn>``, and those must reach the model as
 the characters they are, not as the special tokens that end or start a turn. So the template is rendered with a
-random placeholder in place of each turn's content. What lies between the placeholders is the template's own text,
-tokenized with special tokens parsed; each placeholder becomes that turn's content, tokenized as plain text.
+random marker in place of each turn's content. What lies between the markers is the template's own text,
+tokenized with special tokens parsed; each marker becomes that turn's content, tokenized as plain text.
 The template never sees the content itself, so it cannot act on it either.
 """
 
