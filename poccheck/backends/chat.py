@@ -25,7 +25,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from poccheck.errors import BackendError, ModelError
-from poccheck.records import EffectiveFormat, PromptFormat, Turn
+from poccheck.records import EffectiveFormat, ModelInfo, PromptFormat, Turn
 
 # What a template is tried on when a model's format is chosen: one question, and exemplars before it.
 PROBES: tuple[tuple[Turn, ...], ...] = (
@@ -172,3 +172,19 @@ def resolve_format(
         return "raw"
     template.check()
     return "chat"
+
+
+class ChatPrompting:
+    """What a local backend that holds a model's chat template (``_chat``, or None) answers about its prompts;
+    the llama.cpp and transformers backends share it."""
+
+    info: ModelInfo
+    _chat: ChatTemplate | None
+
+    def prompt_format(self, requested: PromptFormat) -> EffectiveFormat:
+        return resolve_format(requested, self._chat, self.info.name, self.info.adapter)
+
+    def chat_text(self, turns: tuple[Turn, ...]) -> str:
+        if self._chat is None:
+            raise BackendError(f"{self.info.name} has no chat template")
+        return self._chat.text(turns)

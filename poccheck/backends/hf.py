@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from poccheck.backends.base import ChoiceRequest, GenerationRequest
-from poccheck.backends.chat import ChatTemplate, chat_tokens, resolve_format
+from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
 from poccheck.records import (
     AttentionCapture,
     ChoiceScores,
     Completion,
-    EffectiveFormat,
     FinishReason,
     ModelInfo,
-    PromptFormat,
     Turn,
 )
 
@@ -128,7 +126,7 @@ def apply_adapter(model: Any, folder: Path) -> Any:
         raise ModelError(f"cannot apply the adapter in {folder}: {exc}") from exc
 
 
-class TransformersBackend:
+class TransformersBackend(ChatPrompting):
     """A causal language model run by PyTorch through transformers."""
 
     def __init__(self, info: ModelInfo, settings: HFSettings | None = None) -> None:
@@ -190,14 +188,6 @@ class TransformersBackend:
         return ChatTemplate(
             source, self.info.name, str(self.tokenizer.bos_token or ""), str(self.tokenizer.eos_token or "")
         )
-
-    def prompt_format(self, requested: PromptFormat) -> EffectiveFormat:
-        return resolve_format(requested, self._chat, self.info.name, self.info.adapter)
-
-    def chat_text(self, turns: tuple[Turn, ...]) -> str:
-        if self._chat is None:
-            raise BackendError(f"{self.info.name} has no chat template")
-        return self._chat.text(turns)
 
     def prompt_tokens(self, prompt: str, turns: tuple[Turn, ...] = ()) -> list[int]:
         """The prompt's tokens, beginning-of-sequence token included once where the model uses one; chat turns
