@@ -147,6 +147,9 @@ def test_generation_grader_rejects_mc_items() -> None:
         ("First the answer is 2. Wait. The answer is (B).", "(B)"),
         ("計算すると12個になる。答えは12個です。", "12個"),
         ("答えは「合格」。", "合格"),
+        ("So the correct answer is REWORK.", "REWORK"),
+        ("Therefore, the final answer is: 42", "42"),
+        ("正解は「再加工」です。", "再加工"),
         ("I am not sure.", None),
     ],
 )

@@ -62,6 +62,13 @@ def test_csv_answer_by_choice_text_and_extra_columns_become_metadata(write) -> N
     assert item.metadata == {"line": "L2", "shift": "night"}
 
 
+@pytest.mark.parametrize(("answer", "index"), [("(B)", 1), ("(A)", 0), ("B", 1), ("A", 0)])
+def test_a_letter_in_parentheses_names_a_choice_whose_texts_are_letters(write, answer: str, index: int) -> None:
+    choices = "A|B" if answer in {"A", "B"} else "B|A"  # A|B: text and letter agree, so no ambiguity
+    path = write("t.csv", CSV_HEADER + f"q1,Pick,multiple_choice,{choices},{answer},x\n")
+    assert load_suite(path).items[0].answer == index
+
+
 def test_jsonl_and_question_alias(write) -> None:
     path = write(
         "t.jsonl",
@@ -152,6 +159,8 @@ def test_wrong_encoding(write) -> None:
         ("q1,Pick,multiple_choice,a|b,,c", "answer", "missing answer"),
         ("q1,Pick,multiple_choice,a|b,E,c", "answer", "not among the choices"),
         ("q1,Pick,multiple_choice,a|b,c,c", "answer", "not among the choices"),
+        ("q1,Pick,multiple_choice,B|A,A,c", "answer", "the text of choice B and the letter of choice A"),
+        ("q1,Pick,multiple_choice,b|a,a,c", "answer", "write the letter in parentheses, e.g. (B)"),
         ("q1,Pick,multipel_choice,a|b,A,c", "type", "did you mean 'multiple_choice'"),
         ("q1,Pick,regex,,([a-z,c", "answer", "bad regex"),
         ("q1,Pick,numeric,,twelve,c", "answer", "not a number"),

@@ -93,8 +93,8 @@ def _gold(item: TaskItem) -> Message:
 
 
 DEFAULT_ANSWER_PATTERNS = (
-    r"(?i)the answer is[:\s]*(.+?)(?:\.\s|\.$|\n|$)",
-    r"答えは[:：\s]*「?(.+?)」?(?:です|である|だ)?(?:。|\n|$)",
+    r"(?i)\bthe (?:final |correct |right )?answer is[:\s]*(.+?)(?:\.\s|\.$|\n|$)",
+    r"(?:答え|正解)は[:：\s]*「?(.+?)」?(?:です|である|だ)?(?:。|\n|$)",
 )
 
 

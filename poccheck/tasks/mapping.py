@@ -103,7 +103,10 @@ def record_to_item(record: RawRecord, defaults: dict[str, Any] | None = None) ->
             problem("answer", "missing answer")
         elif choices:
             answer = _choice_index(_text(raw_answer), choices)
-            if answer is None:
+            if isinstance(answer, str):
+                problem("answer", answer)
+                answer = None
+            elif answer is None:
                 letters = f"A-{LETTERS[min(len(choices), 26) - 1]}"
                 problem(
                     "answer",
@@ -223,13 +226,19 @@ def _choices(value: Any) -> tuple[tuple[str, ...], str | None]:
     return tuple(parts), None
 
 
-def _choice_index(answer: str, choices: tuple[str, ...]) -> int | None:
-    if answer in choices:
-        return choices.index(answer)
+def _choice_index(answer: str, choices: tuple[str, ...]) -> int | None | str:
+    """The index of the choice ``answer`` names, by its exact text or its letter (``B`` or ``(B)``); None when it
+    names none, or a message when it names two (choices ``B``, ``A`` with answer ``A``: text of the second, letter
+    of the first)."""
+    by_text = choices.index(answer) if answer in choices else None
     letter = answer.strip().strip("()").upper()
-    if len(letter) == 1 and letter in LETTERS[: len(choices)]:
-        return LETTERS.index(letter)
-    return None
+    by_letter = LETTERS.index(letter) if len(letter) == 1 and letter in LETTERS[: len(choices)] else None
+    if by_text is not None and by_letter is not None and by_text != by_letter and answer.strip().upper() == letter:
+        return (
+            f"answer {answer!r} is ambiguous: it is the text of choice {LETTERS[by_text]} and the letter of choice "
+            f"{letter}; write the letter in parentheses, e.g. ({LETTERS[by_text]}) for the choice whose text it is"
+        )
+    return by_text if by_text is not None else by_letter
 
 
 def _parse_number(text: str) -> float | None:
