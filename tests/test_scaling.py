@@ -85,3 +85,21 @@ def test_family_names() -> None:
     assert family_of_name("SmolLM2-1.7B-Instruct") == "smollm2"
     assert family_of_name("OpenELM-3B") == "openelm" and family_of_name("OpenELM-1_1B") == "openelm"
     assert family_of_name("gpt2-xl") == "gpt2" and family_of_name("stablelm-2-zephyr-1_6b") == "stablelm"
+
+
+def test_the_same_weights_through_two_backends_are_one_point_on_the_size_curve() -> None:
+    from dataclasses import replace
+
+    from poccheck.analysis.reasoning import scaling_groups
+
+    from .test_recommend import candidate, findings
+
+    small, large = candidate("small", 135_000_000, 3, 10), candidate("large", 1_500_000_000, 8, 10)
+    again = candidate("small@transformers", 135_000_000, 5, 10)
+    assert small.info is not None and again.info is not None
+    again.info = replace(again.info, backend="transformers", path=small.info.path, fingerprint=small.info.fingerprint)
+    (group,) = scaling_groups(findings(small, large, again), with_published=False)
+    assert [(p.model, p.correct) for p in group.fit.points] == [("small", 3), ("large", 8)]
+    other = candidate("other", 135_000_000, 5, 10)  # other weights of the same size still count
+    (group,) = scaling_groups(findings(small, large, other), with_published=False)
+    assert len(group.fit.points) == 3

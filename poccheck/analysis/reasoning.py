@@ -214,9 +214,11 @@ PUBLISHED_TASKS = {
 def scaling_groups(findings: Findings, with_published: bool = True) -> list[ScalingGroup]:
     """One threshold fit per task group (category, and rule x hops for proofs) and prompting mode."""
     rows_by: dict[tuple[str, int | None, str], dict[str, tuple[ModelFindings, list[GradedRow]]]] = defaultdict(dict)
+    weights: set[tuple[str, str]] = set()  # the same file run by two backends is one point: the first candidate's
     for m in findings.models:
-        if m.info is None or not m.info.parameters:
+        if m.info is None or not m.info.parameters or (m.info.fingerprint, m.mode) in weights:
             continue
+        weights.add((m.info.fingerprint, m.mode))
         groups: dict[tuple[str, int | None], list[GradedRow]] = defaultdict(list)
         for row in m.rows:
             groups[(row.item.category, None)].append(row)
