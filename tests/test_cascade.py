@@ -77,3 +77,23 @@ def test_a_cloud_tier_is_paid_for_its_escalated_share_an_own_server_in_full(larg
     assert option.per_month == pytest.approx(300.0 + 3000.0 * large_paid)
     assert option.per_1000_tasks == pytest.approx(10.0 + 100.0 * large_paid)
     assert option.qualifies
+
+
+def test_each_tier_of_a_cascade_runs_on_its_candidates_cheapest_deployment() -> None:
+    small = model("small", [(True, 5.0 + i) for i in range(70)] + [(False, 0.01 * i) for i in range(30)])
+    large = model("large", [(True, 1.0)] * 100)
+    cascade = simulate(small, large, small_cost=1.0, large_cost=10.0, target=0.99, steps=20, use_lower_bound=False)
+    workload = Workload(tasks_per_day=1000, peak_concurrency=1, input_tokens=100, output_tokens=10)
+    two_each = [_cost("small", "onprem_gpu", 900.0), _cost("small", "onprem_cpu", 300.0),
+                _cost("large", "onprem_cpu", 2000.0), _cost("large", "onprem_gpu", 5000.0)]  # fmt: skip
+    costs = CostFindings(
+        "USD", workload, costs=two_each,
+        checks=[TargetCheck(m.name, "general", 0.99, wilson(70, 100), 0.7, False) for m in (small, large)],
+        use_lower_bound=False, cascades=[cascade] if cascade else [],
+    )  # fmt: skip
+    assert {name: c.deployment.mode for name, c in costs.cheapest().items()} == {
+        "small": "onprem_cpu", "large": "onprem_cpu"
+    }  # fmt: skip
+    findings = Findings([small, large], ["general"], ["s"], 100, [])
+    (option,) = [o for o in options(findings, costs) if o.deployment == "cascade"]
+    assert option.per_month == pytest.approx(300.0 + 2000.0)  # not the dearest servers, 900 + 5000

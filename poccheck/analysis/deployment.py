@@ -55,6 +55,17 @@ class CostFindings:
     provenance: list[tuple[str, str, str]] = field(default_factory=list)
     cascades: list[Cascade] = field(default_factory=list)
 
+    def cheapest(self) -> dict[str, CandidateCost]:
+        """Each candidate's cheapest deployment that fits in memory: the one home of that choice, read by the
+        cascades, the Decision page and the cost tables alike (ties: the first listed)."""
+        found: dict[str, CandidateCost] = {}
+        for entry in self.costs:
+            if entry.deployment.fits_in_memory and (
+                entry.candidate not in found or entry.per_month < found[entry.candidate].per_month
+            ):
+                found[entry.candidate] = entry
+        return found
+
     def meets_all(self, candidate: str) -> bool:
         mine = [c for c in self.checks if c.candidate == candidate]
         return bool(mine) and all(c.met for c in mine)
@@ -133,11 +144,7 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
 
 def _cascades(findings: Findings, plan: Plan, costs: CostFindings) -> list[Cascade]:
     """Every pair of a smaller and a larger candidate (same prompting mode), each at its cheapest own server."""
-    cheapest: dict[str, float] = {}
-    for entry in costs.costs:
-        if entry.deployment.fits_in_memory:
-            per_task = entry.per_1000_tasks / 1000
-            cheapest[entry.candidate] = min(cheapest.get(entry.candidate, per_task), per_task)
+    cheapest = {name: entry.per_1000_tasks / 1000 for name, entry in costs.cheapest().items()}
     targets = list(plan.targets.accuracy.values())
     target = plan.targets.accuracy.get("default", min(targets) if targets else None)
     found = []

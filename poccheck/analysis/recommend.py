@@ -88,7 +88,13 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
                     margin >= 0, latency, entry.deployment.fits_in_memory,
                 )
             )  # fmt: skip
-    cheapest = {o.candidate: o for o in sorted(found, key=lambda o: o.per_month) if o.fits}
+    chosen = costs.cheapest()  # the deployment each tier of a cascade runs on: the one the cascade was priced at
+    cheapest = {
+        o.candidate: o
+        for o in found
+        if o.candidate in chosen and (o.deployment, o.per_month) == (chosen[o.candidate].deployment.mode,
+                                                                     chosen[o.candidate].per_month)
+    }  # fmt: skip
     for cascade in costs.cascades:
         small, large = cheapest.get(cascade.small), cheapest.get(cascade.large)
         if cascade.chosen is None or small is None or large is None:
