@@ -177,6 +177,15 @@ def assess(
     concurrency: Annotated[
         int, typer.Option(min=1, max=512, help="--endpoint servers: requests in flight at once.")
     ] = 4,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="llama.cpp models: generations decoded together (continuous batching; outputs are each item's "
+            "own). Default: twice the CPU cores, at most 4.",
+        ),
+    ] = None,
 ) -> None:
     """Run task files through candidate models and write an HTML report. Rerunning resumes.
 
@@ -206,7 +215,7 @@ def assess(
                 encoding=encoding,
                 progress=progress,
                 redact=redact,
-                options=BackendOptions(device=device, dtype=dtype, endpoints=served),
+                options=BackendOptions(device=device, dtype=dtype, endpoints=served, parallel=parallel),
                 modes=modes,
                 target=target,
                 plan_file=plan_file,

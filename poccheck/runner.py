@@ -21,7 +21,7 @@ from typing import Any
 
 from poccheck import evidence, models
 from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_backend
-from poccheck.backends.base import ChatBackend, ConcurrentBackend, effective_format
+from poccheck.backends.base import BatchedGenerationBackend, ChatBackend, ConcurrentBackend, effective_format
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
 from poccheck.grading import grade_output
@@ -100,8 +100,13 @@ def work_items(suite: Suite, mode: Mode = "fewshot") -> list[WorkItem]:
         chat = render_prompt(suite, item, mode, "chat") if suite.prompt_format != "raw" else None
         work.append(
             WorkItem(
-                suite, item, prompt, item_key(suite, item, mode, prompt), mode,
-                chat, item_key(suite, item, mode, chat) if chat else None,
+                suite,
+                item,
+                prompt,
+                item_key(suite, item, mode, prompt),
+                mode,
+                chat,
+                item_key(suite, item, mode, chat) if chat else None,
             )  # fmt: skip
         )
     return work
@@ -261,6 +266,9 @@ def _run_model(
         work = [for_format(w, formats[w.suite.name], backend) for w in work]
         settings = backend.settings()
         settings_key = stable_hash(keyed_settings(settings, formats))
+        # generations decoded together: recorded with the run (latencies are with this many in flight), not part
+        # of the results' key, since each output is what the item gives alone
+        slots = options.generation_slots() if isinstance(backend, BatchedGenerationBackend) else 1
         done = store.done_keys(info.fingerprint, settings_key)
         todo = [w for w in work if w.key not in done]
         outcome.skipped = len(work) - len(todo)
@@ -270,14 +278,14 @@ def _run_model(
             spec,
             fingerprint=info.fingerprint,
             settings_key=settings_key,
-            settings=json.dumps({**settings, "prompt_format": formats}),
+            settings=json.dumps({**settings, "prompt_format": formats, "generation_parallel": slots}),
             load_seconds=load_seconds,
             baseline_rss=memory.baseline,
         )
         work_started = time.perf_counter()
         try:
             try:
-                _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome)
+                _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome, slots)
             except BackendError as exc:  # e.g. a server that stopped answering: what is saved stays saved
                 outcome.error = str(exc)
                 store.record_model_run(run_id, spec, error=outcome.error)
@@ -309,6 +317,7 @@ def _run_items(
     run_id: int,
     progress: Progress,
     outcome: ModelOutcome,
+    slots: int = 1,
 ) -> None:
     def save(work: WorkItem, output: Output) -> None:
         grade = (
@@ -365,9 +374,12 @@ def _run_items(
             scores = [_score_one(backend, w) for w in chunk]  # find the culprit
         for w, score in zip(chunk, scores, strict=True):
             save(w, _output(score))
-    for w in todo:
-        if w.scored:
-            continue
+    generation = [w for w in todo if not w.scored]
+    if slots > 1 and isinstance(backend, BatchedGenerationBackend):  # several decoded together, saved as each ends
+        for index, result in backend.generate_many([w.generation_request for w in generation], slots):
+            save(generation[index], _output(result))
+        return
+    for w in generation:
         try:
             completion = backend.generate(w.generation_request)
         except BackendError as exc:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from poccheck.errors import BackendError, ModelError
 from poccheck.records import ChoiceScores, Completion, EffectiveFormat, ModelInfo, PromptFormat, Turn
+
+
+def default_threads() -> int:
+    """The CPU cores this process may run on: a local engine's threads."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,18 @@ def effective_format(backend: object, requested: PromptFormat, model: str) -> Ef
     if requested == "chat":
         raise ModelError(f"{model} cannot be prompted in a chat format", "use --prompt-format auto or raw")
     return "raw"
+
+
+@runtime_checkable
+class BatchedGenerationBackend(Protocol):
+    """A local engine that decodes several generations together."""
+
+    def generate_many(
+        self, requests: Sequence[GenerationRequest], parallel: int
+    ) -> Iterator[tuple[int, Completion | BackendError]]:
+        """Yield ``(index into requests, result)`` as each generation finishes, at most ``parallel`` in flight; a
+        request that cannot run yields its BackendError. Outputs are those each request gives alone."""
+        ...
 
 
 @runtime_checkable

@@ -17,17 +17,17 @@ import threading
 import time
 import types
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from poccheck.backends.base import ChoiceRequest, GenerationRequest
-from poccheck.backends.chat import ChatTemplate, chat_tokens, resolve_format
+from poccheck.backends.base import ChoiceRequest, GenerationRequest, default_threads
+from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
 from poccheck.finetune.export import GGUF_ADAPTER
-from poccheck.records import ChoiceScores, Completion, EffectiveFormat, FinishReason, ModelInfo, PromptFormat, Turn
+from poccheck.records import ChoiceScores, Completion, FinishReason, ModelInfo, Turn
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,6 @@ class LlamaSettings:
     # score_choices), an item's numbers are its own. Measured on the bundled model: scoring 0.96x and generation
     # 1.03x the repacked time, within noise (benchmarks/batch_invariance.py).
     repack_weights: bool = False
-
-
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -166,7 +159,47 @@ def _defer_interrupts_in(code: Any) -> None:
     signal.signal(signal.SIGINT, on_sigint)
 
 
-class LlamaCppBackend:
+@dataclass
+class _Sequence:
+    """One request being decoded by :meth:`LlamaCppBackend.generate_many`."""
+
+    index: int
+    request: GenerationRequest
+    prompt: list[int]
+    max_tokens: int
+    start: float
+    held: list[int]  # the tokens in this sequence's KV cells
+    reused: int = 0  # prompt tokens whose cells were kept from the previous prompt
+    generated: list[int] = field(default_factory=list)
+    pieces: bytearray = field(default_factory=bytearray)
+    text: str = ""
+    logprob_sum: float = 0.0
+    logprob_count: int = 0
+    ttft: float = 0.0
+    finish: FinishReason = "length"
+    finished: bool = False
+    next_token: int = -1
+
+    @property
+    def longest_stop(self) -> int:
+        return max((len(s) for s in self.request.stop), default=0)
+
+    def completion(self) -> Completion:
+        return Completion(
+            text=self.text,
+            prompt_tokens=len(self.prompt),
+            completion_tokens=len(self.generated),
+            seconds=time.perf_counter() - self.start,
+            ttft=self.ttft,
+            # the context, not the token budget, ended it: the budget was cut to what the context had left
+            finish_reason="context"
+            if self.finish == "length" and self.max_tokens < self.request.max_tokens
+            else self.finish,
+            mean_logprob=self.logprob_sum / self.logprob_count if self.logprob_count else None,
+        )
+
+
+class LlamaCppBackend(ChatPrompting):
     """A GGUF model loaded in-process through llama-cpp-python."""
 
     def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
@@ -237,6 +270,9 @@ class LlamaCppBackend:
         self._batch = llama_cpp.llama_batch_init(self._score_n_batch, 0, self._score_seq_max)
         self._gen_batch = llama_cpp.llama_batch_init(self._llm.n_batch, 0, 1)
         self._chat = self._chat_template()
+        self._parallel: tuple[Any, Any, int] | None = None  # generate_many's context, batch and slots
+        self._held: list[int] = []  # the tokens in the generation context's KV cells (sequence 0)
+        self._held_parallel: dict[int, list[int]] = {}  # the same for each of generate_many's sequences
         self._closed = False
 
     # ------------------------------------------------------------------ helpers
@@ -258,14 +294,6 @@ class LlamaCppBackend:
         bos = self._token_text(self._lib.llama_vocab_bos(self._vocab))
         eos = self._token_text(self._lib.llama_vocab_eos(self._vocab))
         return ChatTemplate(source, self.info.name, bos, eos)
-
-    def prompt_format(self, requested: PromptFormat) -> EffectiveFormat:
-        return resolve_format(requested, self._chat, self.info.name, self.info.adapter)
-
-    def chat_text(self, turns: tuple[Turn, ...]) -> str:
-        if self._chat is None:
-            raise BackendError(f"{self.info.name} has no chat template")
-        return self._chat.text(turns)
 
     def prompt_tokens(self, prompt: str, turns: tuple[Turn, ...] = ()) -> list[int]:
         """The prompt's tokens, beginning-of-sequence token included once where the model uses one.
@@ -299,6 +327,7 @@ class LlamaCppBackend:
         if self._closed:
             return
         self._closed = True
+        self._free_parallel()
         self._lib.llama_batch_free(self._batch)
         self._lib.llama_batch_free(self._gen_batch)
         self._lib.llama_free(self._score_ctx)
@@ -459,77 +488,201 @@ class LlamaCppBackend:
 
     def generate(self, request: GenerationRequest) -> Completion:
         """Greedy decoding with stop strings and a token cap; times the first token."""
-        lib = self._lib
         ctx = self._llm.ctx
+        batch = self._gen_batch
+        try:
+            state = self._start_sequence(ctx, batch, 0, 0, request, self._held)
+            while not state.finished:
+                self._feed(batch, [(0, state)])
+                self._decode(ctx, batch)
+                self._step(state, self._logits_row(ctx, 0))
+        except BackendError:
+            self._forget(ctx, [self._held])
+            raise
+        return state.completion()
+
+    def generate_many(
+        self, requests: Sequence[GenerationRequest], parallel: int
+    ) -> Iterator[tuple[int, Completion | BackendError]]:
+        """Greedy decoding of up to ``parallel`` requests at once (continuous batching): one sequence per request,
+        one ``llama_decode`` per step for every live sequence, and a finished sequence's slot refilled with the
+        next request. Yields ``(index, result)`` as each request finishes; a request that cannot run (its prompt
+        does not fit) yields its BackendError.
+
+        Each sequence keeps its own KV stream (``kv_unified`` off), so it attends over its own cells exactly as it
+        would alone, and llama.cpp's CPU kernels (llamafile's off, weights not repacked) give each batch row its
+        own numbers: the outputs are those of :meth:`generate` (tests/test_generation_batching.py). A request's
+        latency is its wall time from its prompt's first token to its last token, with ``parallel`` requests in
+        flight."""
+        if parallel <= 1:
+            for index, request in enumerate(requests):
+                try:
+                    yield index, self.generate(request)
+                except BackendError as exc:
+                    yield index, exc
+            return
+        ctx, batch, slots = self._parallel_context(parallel)
+        try:
+            yield from self._continuous_batching(ctx, batch, slots, requests)
+        except BackendError:
+            self._forget(ctx, list(self._held_parallel.values()))
+            raise
+
+    def _forget(self, ctx: Any, held: list[list[int]]) -> None:
+        """After a failed decode, what the KV cells hold is unknown: clear them."""
+        self._clear(ctx)
+        for tokens in held:
+            tokens.clear()
+
+    def _continuous_batching(
+        self, ctx: Any, batch: Any, slots: int, requests: Sequence[GenerationRequest]
+    ) -> Iterator[tuple[int, Completion | BackendError]]:
+        pending = list(enumerate(requests))[::-1]
+        live: dict[int, _Sequence] = {}
+        while pending or live:
+            for seq in range(slots):
+                while seq not in live and pending:
+                    index, request = pending.pop()
+                    try:
+                        live[seq] = self._start_sequence(
+                            ctx, batch, seq, index, request, self._held_parallel.setdefault(seq, [])
+                        )
+                    except BackendError as exc:
+                        yield index, exc
+                        continue
+                    if live[seq].finished:
+                        yield index, live.pop(seq).completion()
+            if not live:
+                continue
+            order = sorted(live)
+            self._feed(batch, [(seq, live[seq]) for seq in order])
+            self._decode(ctx, batch)
+            for row, seq in enumerate(order):
+                state = live[seq]
+                self._step(state, self._logits_row(ctx, row))
+                if state.finished:
+                    yield state.index, live.pop(seq).completion()
+
+    @staticmethod
+    def _feed(batch: Any, sequences: Sequence[tuple[int, _Sequence]]) -> None:
+        """One batch of each sequence's last token (logits wanted), row k for the k-th sequence."""
+        for row, (seq, state) in enumerate(sequences):
+            state.held.append(state.next_token)
+            batch.token[row] = state.next_token
+            batch.pos[row] = len(state.prompt) + len(state.generated) - 1
+            batch.n_seq_id[row] = 1
+            batch.seq_id[row][0] = seq
+            batch.logits[row] = 1
+        batch.n_tokens = len(sequences)
+
+    def _parallel_context(self, parallel: int) -> tuple[Any, Any, int]:
+        """The context for :meth:`generate_many`: ``parallel`` sequences, each with its own KV stream of the
+        generation context's size; made on first use and kept for the model's lifetime."""
+        lib = self._lib
+        slots = max(2, min(parallel, int(lib.llama_max_parallel_sequences())))
+        if self._parallel is not None and self._parallel[2] == slots:
+            return self._parallel
+        self._free_parallel()
+        params = lib.llama_context_default_params()
+        params.n_ctx = self._n_ctx * slots  # split evenly over the streams: each holds what generate's context does
+        params.n_batch = self._llm.n_batch
+        params.n_ubatch = self._settings.n_ubatch
+        params.n_seq_max = slots
+        params.kv_unified = False
+        params.flash_attn_type = (
+            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if self._settings.flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        threads = self._settings.n_threads or default_threads()
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        with weight_repacking(lib, self._settings.repack_weights):
+            ctx = lib.llama_init_from_model(self._llm.model, params)
+        if not ctx:
+            raise BackendError(f"llama.cpp could not create a context for {slots} sequences of {self._n_ctx} tokens")
+        adapter = getattr(self._llm, "_lora_adapter", None)
+        if adapter is not None:
+            adapters = (lib.llama_adapter_lora_p_ctypes * 1)(adapter)
+            if lib.llama_set_adapters_lora(ctx, adapters, 1, (ctypes.c_float * 1)(1.0)):
+                lib.llama_free(ctx)
+                raise BackendError(f"llama.cpp could not apply the adapter in {self.info.adapter}")
+        batch = lib.llama_batch_init(max(self._llm.n_batch, slots), 0, 1)
+        self._parallel = (ctx, batch, slots)
+        self._held_parallel = {}
+        return self._parallel
+
+    def _free_parallel(self) -> None:
+        if self._parallel is not None:
+            ctx, batch, _ = self._parallel
+            self._lib.llama_batch_free(batch)
+            self._lib.llama_free(ctx)
+            self._parallel = None
+            self._held_parallel = {}
+
+    def _start_sequence(
+        self, ctx: Any, batch: Any, seq: int, index: int, request: GenerationRequest, held: list[int]
+    ) -> _Sequence:
+        """Evaluate a request's prompt in sequence ``seq`` alone and take its first token.
+
+        ``held`` lists the tokens the sequence's KV cells hold (the previous prompt and what it generated): the
+        longest common prefix is kept and only the rest evaluated, so consecutive items pay once for the few-shot
+        exemplars they share. The kept cells are the numbers a fresh evaluation would give (each row is its own
+        and attention is causal), so outputs do not change."""
         start = time.perf_counter()
         prompt = self.prompt_tokens(request.prompt, request.turns)
         budget = self._n_ctx - len(prompt)
         if budget <= 0:
             raise BackendError(f"prompt needs {len(prompt)} tokens but the context holds {self._n_ctx}")
-        max_tokens = min(request.max_tokens, budget)
-        self._clear(ctx)
-        batch = self._gen_batch
+        memory = self._lib.llama_get_memory(ctx)
+        common = 0
+        for mine, theirs in zip(held, prompt[:-1], strict=False):  # the last prompt token is evaluated for logits
+            if mine != theirs:
+                break
+            common += 1
+        if not self._lib.llama_memory_seq_rm(memory, seq, common, -1):  # a memory that cannot drop a tail
+            self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
+            common = 0
+        del held[common:]
         n_batch = self._llm.n_batch
-        for begin in range(0, len(prompt), n_batch):
+        for begin in range(common, len(prompt), n_batch):
             chunk = prompt[begin : begin + n_batch]
             for k, token in enumerate(chunk):
                 batch.token[k] = token
                 batch.pos[k] = begin + k
                 batch.n_seq_id[k] = 1
-                batch.seq_id[k][0] = 0
+                batch.seq_id[k][0] = seq
                 batch.logits[k] = 1 if begin + k == len(prompt) - 1 else 0
             batch.n_tokens = len(chunk)
             self._decode(ctx, batch)
-        row = len(prompt) - 1 - (len(prompt) - 1) // n_batch * n_batch
-        generated: list[int] = []
-        pieces = bytearray()
-        text = ""
-        logprob_sum = 0.0
-        logprob_count = 0
-        ttft = 0.0
-        finish: FinishReason = "length"
-        longest_stop = max((len(s) for s in request.stop), default=0)
-        while len(generated) < max_tokens:
-            logits = self._logits_row(ctx, row)
-            token = int(logits.argmax())
-            top = float(logits[token])
-            logprob_sum -= float(np.log(np.exp(logits - top).sum()))
-            logprob_count += 1
-            if not generated:
-                ttft = time.perf_counter() - start
-            if lib.llama_vocab_is_eog(self._vocab, token):
-                finish = "stop"
-                break
-            generated.append(token)
-            pieces += self._piece(token)
-            previous = len(text)
-            text = pieces.decode("utf-8", errors="ignore")
-            cut = _find_stop(text, request.stop, max(0, previous - longest_stop))
-            if cut is not None:
-                text = text[:cut]
-                finish = "stop"
-                break
-            if len(generated) >= max_tokens:
-                break
-            batch.token[0] = token
-            batch.pos[0] = len(prompt) + len(generated) - 1
-            batch.n_seq_id[0] = 1
-            batch.seq_id[0][0] = 0
-            batch.logits[0] = 1
-            batch.n_tokens = 1
-            self._decode(ctx, batch)
-            row = 0
-        seconds = time.perf_counter() - start
-        return Completion(
-            text=text,
-            prompt_tokens=len(prompt),
-            completion_tokens=len(generated),
-            seconds=seconds,
-            ttft=ttft,
-            # the context, not the token budget, ended it: the budget was cut to what the context had left
-            finish_reason="context" if finish == "length" and max_tokens < request.max_tokens else finish,
-            mean_logprob=logprob_sum / logprob_count if logprob_count else None,
-        )
+            held.extend(chunk)
+        state = _Sequence(index, request, prompt, min(request.max_tokens, budget), start, held, reused=common)
+        last = len(prompt) - 1 - common
+        self._step(state, self._logits_row(ctx, last - last // n_batch * n_batch))
+        return state
+
+    def _step(self, state: _Sequence, logits: np.ndarray[Any, np.dtype[np.float32]]) -> None:
+        """Take the greedy next token of one sequence from its logits row, and see whether it has finished."""
+        token = int(logits.argmax())
+        state.logprob_sum -= float(np.log(np.exp(logits - float(logits[token])).sum()))
+        state.logprob_count += 1
+        if not state.generated:
+            state.ttft = time.perf_counter() - state.start
+        if self._lib.llama_vocab_is_eog(self._vocab, token):
+            state.finish = "stop"
+            state.finished = True
+            return
+        state.generated.append(token)
+        state.pieces += self._piece(token)
+        previous = len(state.text)
+        state.text = state.pieces.decode("utf-8", errors="ignore")
+        cut = _find_stop(state.text, state.request.stop, max(0, previous - state.longest_stop))
+        if cut is not None:
+            state.text = state.text[:cut]
+            state.finish = "stop"
+            state.finished = True
+        elif len(state.generated) >= state.max_tokens:
+            state.finished = True
+        state.next_token = token
 
     def _piece(self, token: int) -> bytes:
         buffer = ctypes.create_string_buffer(64)

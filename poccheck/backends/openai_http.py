@@ -182,9 +182,7 @@ class OpenAIBackend:
     def _path(self) -> str:
         return f"{self._url}/{'chat/completions' if self.endpoint.api == 'chat' else 'completions'}"
 
-    def _body(
-        self, prompt: str, max_tokens: int, stop: Sequence[str], turns: tuple[Turn, ...] = ()
-    ) -> dict[str, Any]:
+    def _body(self, prompt: str, max_tokens: int, stop: Sequence[str], turns: tuple[Turn, ...] = ()) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.endpoint.model, "max_tokens": max_tokens, "temperature": 0}
         if stop:
             body["stop"] = list(stop)[:4]  # OpenAI's limit; the rest are applied here

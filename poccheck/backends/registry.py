@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from poccheck.backends.base import Backend
+from poccheck.backends.base import Backend, default_threads
 from poccheck.endpoints import Endpoint, find
 from poccheck.errors import ModelError
 from poccheck.records import ModelInfo
@@ -17,6 +17,14 @@ class BackendOptions:
     device: str = "auto"
     dtype: str = "auto"
     endpoints: tuple[Endpoint, ...] = ()  # served models, used as NAME@openai
+    parallel: int | None = None  # generations decoded together by a local engine (--parallel); None: for the CPU
+
+    def generation_slots(self) -> int:
+        """How many generations a local engine decodes at once: ``parallel``, or twice the CPU cores up to 4
+        (decoding one sequence leaves the cores waiting on memory; measured in benchmarks/generation_throughput.py)."""
+        if self.parallel is not None:
+            return self.parallel
+        return max(1, min(4, 2 * default_threads()))
 
 
 def load_backend(info: ModelInfo, options: BackendOptions | None = None) -> Backend:

@@ -172,4 +172,3 @@ def _question(text: str, choices: tuple[str, ...]) -> str:
         return text.strip()
     listed = "".join(f" ({LETTERS[index]}) {choice}" for index, choice in enumerate(choices))
     return f"{text.strip()}\n{ANSWER_CHOICES}{listed}"
-

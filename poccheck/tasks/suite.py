@@ -248,9 +248,7 @@ def _token_budget(value: Any, problem: Any, key: str, default: int) -> int:
     return value
 
 
-def _stop(
-    value: Any, problem: Any, key: str, default: tuple[str, ...], allow_empty: bool = False
-) -> tuple[str, ...]:
+def _stop(value: Any, problem: Any, key: str, default: tuple[str, ...], allow_empty: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if value is None and allow_empty:

@@ -1,0 +1,133 @@
+"""Generation throughput: raw llama-cpp-python against poccheck's llama.cpp backend, same run, same items.
+
+The items are the example suite's generation items in suite order (the first ``--items``), in the given mode and
+the model's own prompt format (chat template for instruct models), greedy, with the suite's token budget (capped
+by ``--max-tokens``). Each configuration runs them all, once:
+
+- raw: llama-cpp-python's ``Llama.create_completion(temperature=0, top_k=1, repeat_penalty=1.0)`` on the same
+  prompt tokens (it keeps the previous prompt's KV cache and evaluates only what differs);
+- poccheck sequential, each item from an empty context;
+- poccheck sequential, keeping the KV cells of the prefix an item shares with the one before (few-shot exemplars);
+- poccheck with N = 2 and 4 items decoded together (continuous batching).
+
+Printed: items/s, generated tokens/s, each against raw, how many outputs differ from poccheck's sequential ones,
+the engine's CPU features and the memory bandwidth numpy measures on this machine (a bound for one sequence:
+each generated token reads every weight once).
+
+    python benchmarks/generation_throughput.py [--model gemma3-270m-q4] [--mode cot] [--items 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from poccheck import models, runner
+from poccheck.backends import GenerationRequest
+from poccheck.backends.llama_cpp import LlamaCppBackend, default_threads, system_info, weight_repacking
+from poccheck.records import Completion, Mode
+from poccheck.tasks import load_suite
+from tests.conftest import EXAMPLES
+
+
+def bandwidth() -> float:
+    """Memory read+write bandwidth in GB/s: the best of five copies of a 512 MiB array."""
+    source = np.ones(64 * 1024 * 1024, dtype=np.float64)
+    target = np.empty_like(source)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.nbytes / best / 1e9
+
+
+def items(backend: LlamaCppBackend, name: str, mode: Mode, count: int, cap: int) -> list[GenerationRequest]:
+    suite = load_suite(EXAMPLES / "factory_suite.yaml")
+    formats = runner.suite_formats(backend, [suite], name)
+    work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_items(suite, mode)]
+    chosen = [w.generation_request for w in work if not w.scored][:count]
+    return [dataclasses.replace(r, max_tokens=min(r.max_tokens, cap)) for r in chosen]
+
+
+def raw_run(backend: LlamaCppBackend, requests: list[GenerationRequest]) -> tuple[float, list[str], int]:
+    import llama_cpp
+
+    with weight_repacking(llama_cpp, False):
+        llm = llama_cpp.Llama(model_path=backend.info.path, n_ctx=4096, n_batch=2048, n_threads=default_threads(),
+                              n_threads_batch=default_threads(), verbose=False)  # fmt: skip
+    prompts = [backend.prompt_tokens(r.prompt, r.turns) for r in requests]
+    llm.create_completion(prompts[0], max_tokens=1, temperature=0, top_k=1, repeat_penalty=1.0)  # warm-up
+    llm.reset()
+    start = time.perf_counter()
+    texts, tokens = [], 0
+    for prompt, request in zip(prompts, requests, strict=True):
+        reply = llm.create_completion(prompt, max_tokens=request.max_tokens, stop=list(request.stop) or None,
+                                      temperature=0, top_k=1, repeat_penalty=1.0)  # fmt: skip
+        texts.append(reply["choices"][0]["text"])  # type: ignore[index]
+        tokens += reply["usage"]["completion_tokens"]  # type: ignore[index]
+    seconds = time.perf_counter() - start
+    llm.close()
+    return seconds, texts, tokens
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gemma3-270m-q4")
+    parser.add_argument("--mode", default="cot", choices=["direct", "fewshot", "cot"])
+    parser.add_argument("--items", type=int, default=12)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    args = parser.parse_args()
+    info = models.resolve(args.model)
+    print(f"engine: {system_info()}")
+    print(f"memory bandwidth (numpy copy): {bandwidth():.1f} GB/s; {default_threads()} threads")
+    backend = LlamaCppBackend(info)
+    requests = items(backend, info.name, args.mode, args.items, args.max_tokens)
+    print(f"model {info.name} ({info.parameters:,} parameters, {info.quantization}), {len(requests)} {args.mode} "
+          f"items, token budget {requests[0].max_tokens}")  # fmt: skip
+    backend.generate(requests[0])  # warm-up
+
+    def fresh() -> list[Completion]:
+        out = []
+        for r in requests:
+            backend._forget(backend._llm.ctx, [backend._held])
+            out.append(backend.generate(r))
+        return out
+
+    rows: list[tuple[str, float, list[str], int]] = []
+    raw_seconds, raw_texts, raw_tokens = raw_run(backend, requests)
+    rows.append(("raw llama-cpp-python, sequential", raw_seconds, raw_texts, raw_tokens))
+    runs: list[tuple[str, Callable[[], list[Completion]]]] = [("poccheck sequential, empty context per item", fresh)]
+    runs.append(("poccheck sequential, shared prefix kept", lambda: [backend.generate(r) for r in requests]))
+
+    def together(n: int) -> list[Completion]:
+        done = dict(backend.generate_many(requests, n))
+        return [c for _, c in sorted(done.items()) if isinstance(c, Completion)]
+
+    runs.append(("poccheck N = 2 together", lambda: together(2)))
+    runs.append(("poccheck N = 4 together", lambda: together(4)))
+    reference: list[str] | None = None
+    for label, run in runs:
+        start = time.perf_counter()
+        done = run()
+        seconds = time.perf_counter() - start
+        completions = [c for c in done if isinstance(c, Completion)]
+        texts = [c.text for c in completions]
+        reference = reference or texts
+        rows.append((label, seconds, texts, sum(c.completion_tokens for c in completions)))
+    backend.close()
+    assert reference is not None
+    print(f"{'configuration':46} {'seconds':>8} {'items/s':>8} {'tokens/s':>9} {'vs raw':>7} {'differ':>7}")
+    for label, seconds, texts, tokens in rows:
+        differ = sum(a != b for a, b in zip(texts, reference, strict=True))
+        print(f"{label:46} {seconds:8.2f} {len(texts) / seconds:8.3f} {tokens / seconds:9.1f} "
+              f"{raw_seconds / seconds:6.2f}x {differ:4d}/{len(texts)}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

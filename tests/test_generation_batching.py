@@ -1,0 +1,106 @@
+"""Generation in the llama.cpp backend: the KV cells of a shared prompt prefix are kept between items, and several
+items are decoded together (continuous batching), and neither changes an output. Checked on the bundled Gemma 3
+(raw prompts) and on SmolLM2 in its chat template, over the example suite's generation items, against each item
+decoded alone from an empty context. The engine's CPU features are printed: the claim is made per machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from poccheck import models, pipeline, runner
+from poccheck.backends import GenerationRequest
+from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings, system_info
+from poccheck.backends.registry import BackendOptions
+from poccheck.records import Completion, Mode
+from poccheck.store import DB_NAME
+from poccheck.tasks import load_suite
+
+from .conftest import EXAMPLES
+
+pytestmark = pytest.mark.model
+
+
+def requests(backend: LlamaCppBackend, name: str, mode: Mode, cap: int, count: int) -> list[GenerationRequest]:
+    suite = load_suite(EXAMPLES / "factory_suite.yaml")
+    formats = runner.suite_formats(backend, [suite], name)
+    work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_items(suite, mode)]
+    return [dataclasses.replace(w.generation_request, max_tokens=cap) for w in work if not w.scored][:count]
+
+
+def alone(backend: LlamaCppBackend, request: GenerationRequest) -> Completion:
+    """The item decoded from an empty context: nothing kept from the item before."""
+    backend._forget(backend._llm.ctx, [backend._held])
+    return backend.generate(request)
+
+
+def same(a: Completion, b: Completion) -> bool:
+    return (a.text, a.completion_tokens, a.finish_reason, a.prompt_tokens) == (
+        b.text, b.completion_tokens, b.finish_reason, b.prompt_tokens
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["gemma3-270m-q4", "smollm2-135m-q4"])
+def model(request: pytest.FixtureRequest) -> Iterator[tuple[str, LlamaCppBackend]]:
+    name = request.param
+    if not models.installed(name):
+        pytest.skip(f"{name} is not installed (poccheck models install {name})")
+    backend = LlamaCppBackend(models.resolve(name))
+    print("engine:", system_info())
+    yield name, backend
+    backend.close()
+
+
+@pytest.mark.parametrize(("mode", "cap", "count"), [("fewshot", 48, 24), ("cot", 96, 5)])
+def test_kept_prefixes_and_batched_decoding_give_each_item_its_own_output(
+    model: tuple[str, LlamaCppBackend], mode: Mode, cap: int, count: int
+) -> None:
+    name, backend = model
+    asked = requests(backend, name, mode, cap, count)
+    fresh = [alone(backend, r) for r in asked]
+    kept = []
+    for r in asked:
+        kept.append(backend.generate(r))
+    assert [same(a, b) for a, b in zip(fresh, kept, strict=True)] == [True] * len(asked)
+    for parallel in (2, 4):
+        together = dict(backend.generate_many(asked, parallel))
+        assert sorted(together) == list(range(len(asked)))
+        assert all(isinstance(c, Completion) for c in together.values())
+        differ = [i for i, c in enumerate(fresh) if not same(c, together[i])]  # type: ignore[arg-type]
+        assert differ == [], (parallel, [(fresh[i].text, together[i]) for i in differ])
+    assert sum(c.completion_tokens for c in fresh) > len(asked)  # real generations, not empty replies
+
+
+def test_an_item_that_cannot_run_fails_alone_and_the_others_finish(bundled_model: Path) -> None:
+    backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"), LlamaSettings(n_ctx=128))
+    try:
+        short = GenerationRequest("Q: Line L1 made 400 and scrapped 12. How many are good?\nA:", ("\n",), 8)
+        long = GenerationRequest("word " * 400, ("\n",), 8)
+        results = dict(backend.generate_many([short, long, short, short], 2))
+        assert "but the context holds" in str(results.pop(1))
+        texts = {r.text for r in results.values() if isinstance(r, Completion)}
+        assert len(results) == 3 and len(texts) == 1  # the same prompt gives the same answer in every slot
+        assert texts == {backend.generate(short).text}
+    finally:
+        backend.close()
+
+
+def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_depend_on_it(
+    tmp_path: Path, bundled_model: Path
+) -> None:
+    stored = {}
+    for parallel in (1, 3):
+        out = tmp_path / f"p{parallel}"
+        pipeline.assess([EXAMPLES / "factory_tasks.csv"], ["gemma3-270m-q4"], out, limit=8,
+                        options=BackendOptions(parallel=parallel))  # fmt: skip
+        with closing(sqlite3.connect(out / DB_NAME)) as db:
+            (settings,) = db.execute("SELECT settings FROM model_runs WHERE settings IS NOT NULL").fetchone()
+            stored[parallel] = sorted(db.execute("SELECT item_key, settings_key, output FROM results").fetchall())
+        assert json.loads(settings)["generation_parallel"] == parallel
+    assert stored[1] == stored[3] and len(stored[1]) == 8
