@@ -102,3 +102,19 @@ def test_the_decision_page_renders(tmp_path: Path) -> None:
     advice = recommend(both, plan(0.7), costs)
     page = render(both, tmp_path, costs=costs, advice=advice).read_text(encoding="utf-8")
     assert "Not yet: no candidate meets every target" in page and "assess a model above 1.6B" in page
+
+
+def test_length_normalised_accuracy_counts_only_choices_scored_by_log_likelihood() -> None:
+    from poccheck.analysis.summary import _summarise
+
+    item = TaskItem(id="mc", input="?", type="multiple_choice", answer=0, choices=("a", "b"))
+    result = {"latency": 0.1, "ttft": None, "prompt_tokens": 9, "completion_tokens": 0, "finish_reason": None,
+              "mean_logprob": None, "error": None}  # fmt: skip
+    scored = GradedRow("m", "s", item, result, Grade(True, "A. a", correct_norm=False))
+    generated = GradedRow("m", "s", item, result, Grade(True, "A. a"))  # a chain of thought's letter: no log-probs
+    model = ModelFindings(name="m", info=None, error=None, rows=[generated, generated])
+    _summarise(model, [])
+    assert model.accuracy.value == 1.0 and model.accuracy_norm is None  # shown as "–", not 0%
+    model = ModelFindings(name="m", info=None, error=None, rows=[scored, generated])
+    _summarise(model, [])
+    assert model.accuracy_norm is not None and (model.accuracy_norm.n, model.accuracy_norm.value) == (1, 0.0)

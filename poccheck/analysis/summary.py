@@ -287,7 +287,8 @@ def _summarise(model: ModelFindings, runs: list[dict[str, Any]], suites: list[st
     graded = [r for r in rows if r.grade is not None]
     model.errors = len(rows) - len(graded)
     model.accuracy = wilson(sum(r.correct for r in rows), len(rows))
-    choice_rows = [r for r in graded if r.item.is_multiple_choice]
+    # length normalisation needs each choice's log-likelihood: not for a generated letter (chain of thought, chat API)
+    choice_rows = [r for r in graded if r.item.is_multiple_choice and r.grade and r.grade.correct_norm is not None]
     if choice_rows:
         model.accuracy_norm = wilson(sum(bool(r.grade and r.grade.correct_norm) for r in choice_rows), len(choice_rows))
     for key, attribute in (("by_category", "category"), ("by_type", "type")):
