@@ -5,22 +5,19 @@ both report languages. A few items of each task group keep it to minutes on two 
 
 from __future__ import annotations
 
-import contextlib
 import re
-import sqlite3
 from html import unescape
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from poccheck import models, pipeline
 from poccheck.analysis.reasoning import analyse_reasoning
-from poccheck.store import DB_NAME
 
 from .conftest import EXAMPLES, ROOT
 from .test_e2e import cli
+from .test_prompt_formats import stored as results
 
 pytestmark = pytest.mark.model
 
@@ -47,12 +44,6 @@ def ladder_plan(tmp_path: Path) -> Path:
     return path
 
 
-def rows(out: Path) -> list[dict[str, Any]]:
-    with contextlib.closing(sqlite3.connect(out / DB_NAME)) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM results")]
-
-
 def page_text(path: Path) -> str:
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8"))))
 
@@ -72,7 +63,7 @@ def test_the_ladder_in_chat_and_raw_format_gives_four_sizes_and_a_decision(
     done = cli("assess", "--plan", str(plan), "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
 
-    stored = rows(out)
+    stored = results(out)
     assert all(r["error"] is None for r in stored), [r["error"] for r in stored if r["error"]]
     per_model = {name: [r for r in stored if r["model"] == name] for name in {r["model"] for r in stored}}
     assert sorted(per_model) == sorted([*LADDER, "smollm2-135m-q4@transformers"])
@@ -104,7 +95,7 @@ def test_the_ladder_in_chat_and_raw_format_gives_four_sizes_and_a_decision(
     four = [arg for name in LADDER for arg in ("--model", name)]
     raw = cli("assess", "--plan", str(plan), *four, "--prompt-format", "raw", "--limit", "2", "--out", str(raw_out))
     assert raw.returncode == 0, raw.stderr[-3000:]
-    raw_rows = rows(raw_out)
+    raw_rows = results(raw_out)
     assert raw_rows and all(r["error"] is None and "<|im_start|>" not in r["prompt"] for r in raw_rows)
     assert {r["mode"] for r in raw_rows} == {"fewshot", "cot"} and {r["model"] for r in raw_rows} == set(LADDER)
     raw_page = page_text(raw_out / "report.html")
