@@ -203,6 +203,8 @@ def assess(
     models = list(model or (list(plan_file.candidates) if plan_file else [] if ad_hoc else [DEFAULT_MODEL]))
     models += [e.spec for e in ad_hoc if e.spec not in models]
     modes = parse_modes(mode) if mode or not plan_file else list(plan_file.modes)
+    # --mode runs every model in the modes given; else a plan's candidate may have modes of its own
+    model_modes = {spec: plan_file.modes_of(spec) for spec in models} if plan_file and not mode else None
     out_dir = out_dir or (plan_file.out if plan_file else Path("poc"))
     try:
         with ProgressBar() as progress:
@@ -221,6 +223,7 @@ def assess(
                 plan_file=plan_file,
                 language=lang,
                 prompt_format=chosen_format,
+                model_modes=model_modes,
             )
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")

@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -160,8 +160,12 @@ def assess(
     plan_file: Plan | None = None,
     language: str | None = None,
     prompt_format: PromptFormat | None = None,
+    model_modes: Mapping[str, Sequence[Mode]] | None = None,
 ) -> AssessResult:
     """Validate tasks, run them through each model (resuming), grade, analyse and write the report.
+
+    ``model_modes`` gives a model its own prompting modes (the plan's ``candidates: - {model:, modes:}``); every
+    other model runs in ``modes``.
 
     ``prompt_format`` (else the plan's) overrides every suite's own ``prompt_format`` (default ``auto``)."""
     languages = report_languages(language or (plan_file.language if plan_file else None))  # before any model runs
@@ -181,10 +185,12 @@ def assess(
             if fresh:
                 store.clear_results()
             unique_models = list(dict.fromkeys(model_specs))
-            unique_modes = list(dict.fromkeys(modes))
+            own = {spec: list(dict.fromkeys(m)) for spec, m in (model_modes or {}).items() if spec in unique_models}
+            unique_modes = list(dict.fromkeys([*modes, *(m for listed in own.values() for m in listed)]))
             plan = {
                 "models": unique_models,
                 "modes": unique_modes,
+                "model_modes": own,
                 "target": target,
                 "assessment_plan": plan_record(plan_file) if plan_file else None,
                 "suites": [s.name for s in suites],
@@ -195,8 +201,9 @@ def assess(
                 "engine": engine_info(),
             }
             outcome = runner.run(
-                suites, unique_models, store, progress, limit=limit, plan=plan, options=options, modes=unique_modes
-            )
+                suites, unique_models, store, progress, limit=limit, plan=plan, options=options, modes=unique_modes,
+                model_modes=own,
+            )  # fmt: skip
             path, findings = _write_report(store, out, plan, plan_file, target, redact, languages)
         finally:
             store.close()

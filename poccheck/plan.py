@@ -31,6 +31,15 @@ _FRACTION = {"type": "number", "minimum": 0, "maximum": 1}
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 _NAMES = {"type": ["array", "string"], "minItems": 1, "minLength": 1, "items": {"type": "string", "minLength": 1}}
 
+_MODES = {"type": ["array", "string"], "minItems": 1, "uniqueItems": True, "items": {"enum": list(MODES)}}
+# a candidate with its own prompting modes, e.g. a second backend of the same weights run only for its evidence
+_CANDIDATE = {
+    "type": "object",
+    "required": ["model"],
+    "additionalProperties": False,
+    "properties": {"model": {"type": "string", "minLength": 1}, "modes": _MODES},
+}
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "poccheck assessment plan",
@@ -39,13 +48,14 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "tasks": _NAMES,
-        "candidates": {**_NAMES, "uniqueItems": True},
-        "modes": {
+        "candidates": {
             "type": ["array", "string"],
             "minItems": 1,
+            "minLength": 1,
             "uniqueItems": True,
-            "items": {"enum": list(MODES)},
+            "items": {"anyOf": [{"type": "string", "minLength": 1}, _CANDIDATE]},
         },
+        "modes": _MODES,
         "prompt_format": {"enum": list(PROMPT_FORMATS)},
         "targets": {
             "type": "object",
@@ -144,6 +154,11 @@ class Plan:
     out: Path = Path("poc")
     endpoints: tuple[served.Endpoint, ...] = ()  # served models, candidates NAME@openai
     prompt_format: PromptFormat | None = None  # overrides every suite's prompt_format (--prompt-format overrides it)
+    candidate_modes: Mapping[str, tuple[Mode, ...]] = field(default_factory=dict)  # candidates with their own modes
+
+    def modes_of(self, spec: str) -> tuple[Mode, ...]:
+        """The prompting modes a candidate runs in: its own, else the plan's."""
+        return self.candidate_modes.get(spec, self.modes)
 
     def profiles(self) -> CostProfiles:
         """The shipped cost profiles with this plan's overrides and exchange rate applied."""
@@ -210,6 +225,10 @@ def parse_plan(text: str, path: Path) -> tuple[Plan | None, list[Problem]]:
         problems.append(
             _problem(name, doc, ("modes",), f"unknown mode {doc['modes']!r}{_choices(doc['modes'], MODES)}")
         )
+    candidates: dict[str, tuple[Mode, ...] | None] = {}
+    if ("candidates",) not in bad and "candidates" in doc:
+        candidates, found = _candidates(name, doc)
+        problems += found
     tasks: list[Path] = []
     if ("tasks",) not in bad and "tasks" in doc:
         for index, entry in enumerate(_as_list(doc["tasks"])):
@@ -235,7 +254,8 @@ def parse_plan(text: str, path: Path) -> tuple[Plan | None, list[Problem]]:
     plan = Plan(
         path=path.resolve(),
         tasks=tuple(tasks),
-        candidates=tuple(_as_list(doc["candidates"])),
+        candidates=tuple(candidates),
+        candidate_modes={spec: modes for spec, modes in candidates.items() if modes is not None},
         modes=tuple(cast(Mode, m) for m in _as_list(doc.get("modes", ["fewshot"]))),
         targets=Targets(
             accuracy={"default": float(accuracy)}
@@ -294,6 +314,24 @@ def _endpoint_problems(name: str, doc: LineDict, bad: set[tuple[Any, ...]]) -> l
             message = f"unknown price profile {price!r}{did_you_mean(price, cloud)}; cloud_apis profiles: {options}"
             problems.append(_problem(name, doc, ("endpoints", key, "price"), message))
     return problems
+
+
+def _candidates(name: str, doc: LineDict) -> tuple[dict[str, tuple[Mode, ...] | None], list[Problem]]:
+    """Each candidate model with its own prompting modes (None: the plan's), and the problems found."""
+    entries = doc["candidates"]
+    listed = entries if isinstance(entries, list) else [entries]
+    found: dict[str, tuple[Mode, ...] | None] = {}
+    problems = []
+    for index, entry in enumerate(listed):
+        where: tuple[str | int, ...] = ("candidates", index) if isinstance(entries, list) else ("candidates",)
+        spec = str(entry["model"]) if isinstance(entry, Mapping) else str(entry)
+        modes = entry.get("modes") if isinstance(entry, Mapping) else None
+        if isinstance(modes, str) and modes not in MODES:
+            problems.append(_problem(name, doc, (*where, "modes"), f"unknown mode {modes!r}{_choices(modes, MODES)}"))
+        if spec in found:
+            problems.append(_problem(name, doc, where, f"lists the candidate {spec!r} more than once"))
+        found[spec] = None if modes is None else tuple(cast(Mode, m) for m in _as_list(modes))
+    return found, problems
 
 
 def _as_list(value: Any) -> list[str]:
@@ -369,6 +407,11 @@ def _schema_problems(name: str, doc: LineDict, error: jsonschema.ValidationError
     schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     expected: Any = error.validator_value
     last = str(path[-1]) if path else ""
+    if kind == "anyOf" and path[:1] == ("candidates",):
+        if isinstance(value, Mapping):  # a candidate with its own settings: say what is wrong inside it
+            inner = [e for e in error.context or () if e.relative_schema_path[0] == 1]
+            return [p for e in inner for p in _schema_problems(name, doc, e)]
+        return [_problem(name, doc, path, "must be a model name, or a mapping with model: and modes:")]
     if kind == "additionalProperties" and isinstance(value, Mapping):
         known = tuple(schema.get("properties", {}))
         return [
@@ -454,7 +497,7 @@ tasks:
   - examples/factory_tasks.csv
 
 # Candidate models to compare: a bundled name, a .gguf path, or name@backend
-# (e.g. gemma3-270m-q4@transformers).
+# (e.g. gemma3-270m-q4@transformers); {model: NAME, modes: [fewshot]} runs one only in the modes given.
 # 候補モデル
 candidates:
   - gemma3-270m-q4

@@ -20,9 +20,11 @@ MODES: tuple[Mode, ...] = ("direct", "fewshot", "cot")
 PromptFormat = Literal["auto", "chat", "raw"]
 PROMPT_FORMATS: tuple[PromptFormat, ...] = ("auto", "chat", "raw")
 EffectiveFormat = Literal["chat", "raw"]
-# Why a generation ended: a stop string or end-of-sequence token, the token budget, or the model's context size.
-FinishReason = Literal["stop", "length", "context"]
-FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "context")
+# Why a generation ended.
+# stop: a stop string or the end of the model's turn; length: the token budget; context: the model's context size;
+# loop: the decoder repeated itself (poccheck.backends.base.looping)
+FinishReason = Literal["stop", "length", "context", "loop"]
+FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "context", "loop")
 # Instruct models explain in paragraphs: measured, Qwen2.5-Coder 0.5B's chains on the example suite run past 256.
 DEFAULT_COT_MAX_TOKENS = 512
 # Chains of thought run in paragraphs: their default stop strings end only at the next question, never at a blank line.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -186,9 +186,12 @@ def run(
     plan: dict[str, Any] | None = None,
     options: BackendOptions | None = None,
     modes: Sequence[Mode] = ("fewshot",),
+    model_modes: Mapping[str, Sequence[Mode]] | None = None,
 ) -> RunOutcome:
-    """Run every suite through every model in every prompting mode; one failing model does not stop the others."""
+    """Run every suite through every model in every prompting mode (a model in ``model_modes`` in its own modes,
+    which ``modes`` must include); one failing model does not stop the others."""
     progress = progress or Progress()
+    model_modes = model_modes or {}
     work = [w for suite in suites for mode in modes for w in work_items(suite, mode)[: limit or None]]
     for suite in suites:  # both forms of each item: a model's results match the one it was prompted with
         store.save_items(
@@ -207,7 +210,9 @@ def run(
     try:
         for spec in model_specs:
             try:
-                result = _run_model(spec, suites, work, store, run_id, progress, options or BackendOptions())
+                own = model_modes.get(spec, modes)
+                mine = [w for w in work if w.mode in own]
+                result = _run_model(spec, suites, mine, store, run_id, progress, options or BackendOptions())
             except Exception as exc:  # e.g. GPU out of memory: this model fails, the others still run
                 result = ModelOutcome(spec, error=f"unexpected error: {type(exc).__name__}: {exc}")
                 store.record_model_run(run_id, spec, error=result.error)

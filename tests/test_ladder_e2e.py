@@ -24,6 +24,7 @@ pytestmark = pytest.mark.model
 LADDER = ("smollm2-135m-q4", "gemma3-270m-q4", "qwen2.5-coder-0.5b-q4", "qwen2.5-coder-1.5b-q4")
 ITEMS = ("insp-002", "mt-001", "math-001", "spec-001")  # one of each task group: exact, multiple choice, number, JSON
 COT_TOKENS = 160
+TRANSFORMERS = "smollm2-135m-q4@transformers"  # for attention evidence: few-shot only
 
 
 def small_suite(path: Path) -> Path:
@@ -37,7 +38,8 @@ def small_suite(path: Path) -> Path:
 
 def ladder_plan(tmp_path: Path) -> Path:
     plan = yaml.safe_load((ROOT / "examples" / "ladder.yaml").read_text(encoding="utf-8"))
-    assert plan["candidates"] == [*LADDER, "smollm2-135m-q4@transformers"] and plan["modes"] == ["fewshot", "cot"]
+    assert plan["candidates"] == [*LADDER, {"model": TRANSFORMERS, "modes": ["fewshot"]}]
+    assert plan["modes"] == ["fewshot", "cot"]
     plan["tasks"] = [str(small_suite(tmp_path / "suite.yaml"))]
     path = tmp_path / "ladder.yaml"
     path.write_text(yaml.safe_dump(plan, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -66,8 +68,9 @@ def test_the_ladder_in_chat_and_raw_format_gives_four_sizes_and_a_decision(
     stored = results(out)
     assert all(r["error"] is None for r in stored), [r["error"] for r in stored if r["error"]]
     per_model = {name: [r for r in stored if r["model"] == name] for name in {r["model"] for r in stored}}
-    assert sorted(per_model) == sorted([*LADDER, "smollm2-135m-q4@transformers"])
-    assert all(len(found) == len(ITEMS) * 2 for found in per_model.values())
+    assert sorted(per_model) == sorted([*LADDER, TRANSFORMERS])
+    assert all(len(per_model[name]) == len(ITEMS) * 2 for name in LADDER)
+    assert {r["mode"] for r in per_model[TRANSFORMERS]} == {"fewshot"} and len(per_model[TRANSFORMERS]) == len(ITEMS)
     # instruct models in their chat template, the base Gemma in plain text
     for name, found in per_model.items():
         chat = [r for r in found if "<|im_start|>" in r["prompt"]]

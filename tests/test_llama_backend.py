@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from poccheck.backends import ChoiceRequest, GenerationRequest
+from poccheck.backends.base import LOOP_RULE, LOOP_WINDOW
 from poccheck.backends.llama_cpp import (
     LlamaCppBackend,
     LlamaSettings,
@@ -171,3 +172,18 @@ def test_a_llama_cpp_python_that_cannot_turn_repacking_off_is_a_clear_error() ->
     old = types.SimpleNamespace(llama_cpp=types.SimpleNamespace(llama_model_params=OldParams))
     with pytest.raises(ModelError, match="use_extra_bufts"), weight_repacking(old, enabled=False):
         pass
+
+
+def test_a_generation_that_repeats_itself_is_stopped_where_the_loop_is_plain(backend: LlamaCppBackend) -> None:
+    prompt = "Serial: " + "1." * 40
+    stopped = backend.generate(GenerationRequest(prompt, (), 512))
+    assert stopped.finish_reason == "loop" and LOOP_WINDOW <= stopped.completion_tokens < 512
+    assert backend.settings()["stop_loops"] == LOOP_RULE  # part of the results' key
+    # without the loop stop the same greedy tokens go on: the stopped text is where that output was cut
+    unstopped = LlamaCppBackend(backend.info, LlamaSettings(stop_loops=False))
+    try:
+        longer = unstopped.generate(GenerationRequest(prompt, (), stopped.completion_tokens + 16))
+    finally:
+        unstopped.close()
+    assert longer.finish_reason == "length" and longer.text.startswith(stopped.text)
+    assert unstopped.settings()["stop_loops"] is None

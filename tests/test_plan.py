@@ -175,3 +175,37 @@ def test_missing_required_keys_and_bad_files(tmp_path: Path) -> None:
     assert (line, field, message) == (17, "currency", "key given twice")
     with pytest.raises(PlanError, match="plan file not found"):
         load_plan(tmp_path / "absent.yaml")
+
+
+CANDIDATES = "candidates: [gemma3-270m-q4, gemma3-270m-q4@transformers]"
+OWN_MODES = "candidates:\n  - gemma3-270m-q4\n  - {model: gemma3-270m-q4@transformers, modes: [fewshot]}"
+
+
+def test_a_candidate_may_have_modes_of_its_own(tmp_path: Path) -> None:
+    plan = load_plan(write_plan(tmp_path, GOOD.replace(CANDIDATES, OWN_MODES)))
+    assert plan.candidates == ("gemma3-270m-q4", "gemma3-270m-q4@transformers")
+    assert plan.modes_of("gemma3-270m-q4") == ("fewshot", "cot")
+    assert plan.modes_of("gemma3-270m-q4@transformers") == ("fewshot",)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected", "line_no"),
+    [
+        ("{model: gemma3-270m-q4@transformers, modes: [fewshot, cott]}", ("candidates[1].modes[1]", "'cott'"), 4),
+        ("{model: gemma3-270m-q4@transformers, modes: cott}", ("candidates[1].modes", "did you mean 'cot'"), 4),
+        ("{model: gemma3-270m-q4@transformers, mode: [cot]}", ("candidates[1].mode", "unknown key 'mode'"), 4),
+        ("{modes: [cot]}", ("candidates[1].model", "missing (required)"), 4),
+        ("{model: gemma3-270m-q4, modes: [cot]}", ("candidates[1]", "'gemma3-270m-q4' more than once"), 4),
+        # a scalar list item has no line of its own: the list's line
+        ("12", ("candidates[1]", "a model name, or a mapping with model: and modes:"), 2),
+    ],
+)
+def test_a_candidates_own_settings_are_checked(
+    tmp_path: Path, entry: str, expected: tuple[str, str], line_no: int
+) -> None:
+    text = GOOD.replace(CANDIDATES, f"candidates:\n  - gemma3-270m-q4\n  - {entry}")
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1, problems
+    line, field, message = problems[0]
+    assert (line, field) == (line_no, expected[0])
+    assert expected[1] in message

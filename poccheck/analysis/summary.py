@@ -61,6 +61,7 @@ class ModelFindings:
     errors: int = 0
     capped: int = 0  # generations cut by their token budget (finish reason "length")
     context_cut: int = 0  # generations cut by the model's context size (finish reason "context")
+    looped: int = 0  # generations stopped because the model repeated itself (finish reason "loop")
     generated: int = 0  # items answered by generating text (not by scoring choices)
     unparsed: int = 0  # chains of thought that ended without an answer that could be read
     prompt_formats: dict[str, str] = field(default_factory=dict)  # suite -> "chat" or "raw", as prompted
@@ -182,6 +183,7 @@ def analyse(store: Store) -> Findings:
     wanted_models: list[str] = plan.get("models", [])
     wanted_suites: list[str] = plan.get("suites", [])
     modes: list[str] = plan.get("modes") or ["fewshot"]
+    model_modes: dict[str, list[str]] = plan.get("model_modes") or {}  # candidates run in modes of their own
     items: dict[tuple[str, str], StoredItem] = {}
     for row in store.items():
         if wanted_suites and row["suite"] not in wanted_suites:
@@ -204,7 +206,8 @@ def analyse(store: Store) -> Findings:
         fingerprint = run.get("fingerprint")
         info = infos.get(name) if fingerprint else None
         settings = run.get("settings_key")
-        for mode in modes:
+        own = model_modes.get(name, modes)
+        for mode in own:
             # an item is stored under its raw and its chat key: count each once
             expected = len({(s.suite, s.item.id) for s in items.values() if s.mode == mode})
             model = ModelFindings(
@@ -218,7 +221,7 @@ def analyse(store: Store) -> Findings:
                 grade = grade_row(found, result)
                 model.rows.append(GradedRow(name, found.suite, found.item, result, grade, mode))
             _summarise(model, [r for r in runs if r["model"] == name], wanted_suites)
-            if fingerprint and settings and mode == modes[-1]:
+            if fingerprint and settings and mode == own[-1]:
                 _attach_attention(model, store.attention(fingerprint, settings), items)
             findings.append(model)
     categories = sorted({s.item.category for s in items.values()})
@@ -312,6 +315,7 @@ def _summarise(model: ModelFindings, runs: list[dict[str, Any]], suites: list[st
     model.tokens_out = sum(r["completion_tokens"] for r in ok)
     model.capped = sum(1 for r in ok if r["finish_reason"] == "length")
     model.context_cut = sum(1 for r in ok if r["finish_reason"] == "context")
+    model.looped = sum(1 for r in ok if r["finish_reason"] == "loop")
     model.generated = sum(1 for r in ok if r["finish_reason"] is not None)
     model.unparsed = sum(1 for r in graded if r.mode == "cot" and r.grade is not None and not r.grade.answered)
     peaks = [r["peak_rss"] for r in runs if r.get("peak_rss")]

@@ -7,8 +7,33 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from poccheck.errors import BackendError, ModelError
 from poccheck.records import ChoiceScores, Completion, EffectiveFormat, ModelInfo, PromptFormat, Turn
+
+# A greedy decoder that falls into a loop ("1.1.1.1...", or the same sentence again under a new step number) stays
+# in it until its token budget runs out: SmolLM2 and Gemma 3 spent 40% of their chain-of-thought tokens there on
+# the example suite. A generation is stopped as looping when its last LOOP_WINDOW tokens repeat with some period of
+# at most a third of that, at most LOOP_MISMATCH of them differing from the token one period earlier (a step number
+# that counts up). Replayed over 64 chains of the four ladder models generated without it (benchmarks/loop_stop.py,
+# 16 items each): it fired on 19 of the 22 that ran to their 512-token budget and on none of the 42 that ended by
+# themselves; a 96-token window fired on two of those.
+LOOP_WINDOW = 192
+LOOP_MAX_PERIOD = LOOP_WINDOW // 3
+LOOP_MISMATCH = 0.08
+LOOP_RULE = f"last {LOOP_WINDOW} tokens repeat with a period <= {LOOP_MAX_PERIOD}, <= {LOOP_MISMATCH:.0%} differing"
+
+
+def looping(tokens: Sequence[int], window: int = LOOP_WINDOW) -> bool:
+    """Whether a generation's last ``window`` tokens are a loop (see LOOP_RULE: periods up to a third of it)."""
+    if len(tokens) < window:
+        return False
+    tail = np.asarray(tokens[-window:])
+    return any(
+        np.count_nonzero(tail[period:] != tail[:-period]) <= LOOP_MISMATCH * (window - period)
+        for period in range(1, window // 3 + 1)
+    )
 
 
 def default_threads() -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poccheck.backends.base import ChoiceRequest, GenerationRequest
+from poccheck.backends.base import LOOP_RULE, ChoiceRequest, GenerationRequest, looping
 from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
 from poccheck.records import (
@@ -37,6 +37,7 @@ class HFSettings:
     dtype: str = "auto"
     batch_items: int = 8
     attention: str = "sdpa"
+    stop_loops: bool = True  # end a generation that repeats itself (base.LOOP_RULE)
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -205,6 +206,7 @@ class TransformersBackend(ChatPrompting):
             "device": self.device,
             "dtype": str(self.dtype).replace("torch.", ""),
             "decoding": "greedy",
+            "stop_loops": LOOP_RULE if self._settings.stop_loops else None,
         }
 
     def parameters(self) -> int:
@@ -340,6 +342,9 @@ class TransformersBackend(ChatPrompting):
                     finish = "stop"
                     break
                 if len(generated) >= max_tokens:
+                    break
+                if self._settings.stop_loops and looping(generated):
+                    finish = "loop"
                     break
                 out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=cache, use_cache=True)
                 cache = out.cache

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from poccheck.backends.base import ChoiceRequest, GenerationRequest, default_threads
+from poccheck.backends.base import LOOP_RULE, ChoiceRequest, GenerationRequest, default_threads, looping
 from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
 from poccheck.finetune.export import GGUF_ADAPTER
@@ -47,6 +47,7 @@ class LlamaSettings:
     # score_choices), an item's numbers are its own. Measured on the bundled model: scoring 0.96x and generation
     # 1.03x the repacked time, within noise (benchmarks/batch_invariance.py).
     repack_weights: bool = False
+    stop_loops: bool = True  # end a generation that repeats itself (base.LOOP_RULE)
 
 
 @dataclass
@@ -318,6 +319,7 @@ class LlamaCppBackend(ChatPrompting):
             "flash_attn": self._settings.flash_attn,
             "repack_weights": self._settings.repack_weights,
             "decoding": "greedy",
+            "stop_loops": LOOP_RULE if self._settings.stop_loops else None,
         }
 
     def peak_vram(self) -> int | None:
@@ -681,6 +683,9 @@ class LlamaCppBackend(ChatPrompting):
             state.finish = "stop"
             state.finished = True
         elif len(state.generated) >= state.max_tokens:
+            state.finished = True
+        elif self._settings.stop_loops and looping(state.generated):
+            state.finish = "loop"
             state.finished = True
         state.next_token = token
 
