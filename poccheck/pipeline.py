@@ -19,7 +19,7 @@ from poccheck.analysis.attention import CopyScore
 from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.finetune import FinetuneFindings, analyse_finetunes
 from poccheck.analysis.reasoning import DEFAULT_TARGET, Paired, analyse_reasoning, paired
-from poccheck.analysis.recommend import recommend
+from poccheck.analysis.recommend import Recommendation, recommend
 from poccheck.analysis.summary import regraded
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError
@@ -251,11 +251,10 @@ def _write_report(
     findings = analyse(store)
     store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
     reasoning = analyse_reasoning(findings, target)
-    costs = _costs(findings, plan_file)
-    advice = recommend(findings, plan_file, costs) if plan_file and costs else None
+    costs, advice, problem = _decision(findings, plan_file)
     path = report.render(
         findings, out, redact=redact, context=context, reasoning=reasoning, costs=costs, advice=advice,
-        languages=languages, finetune=finetune_analysis(findings),
+        languages=languages, finetune=finetune_analysis(findings), decision_problem=problem,
     )  # fmt: skip
     return path, findings
 
@@ -422,14 +421,17 @@ def _stored_findings(out: Path) -> Findings:
         store.close()
 
 
-def _costs(findings: Findings, plan: Plan | None) -> CostFindings | None:
-    """Costs for the plan, or None without a plan or when no token counts are known (every model failed)."""
+def _decision(findings: Findings, plan: Plan | None) -> tuple[CostFindings | None, Recommendation | None, str | None]:
+    """Costs and the recommendation for the plan (none without one), or why they could not be worked out (e.g.
+    no token counts: every model failed and the plan's workload gives none): the report shows that reason where
+    its Decision page would be, instead of leaving the page out without a word."""
     if plan is None:
-        return None
+        return None, None, None
     try:
-        return cost_findings(findings, plan)
-    except ValueError:
-        return None
+        costs = cost_findings(findings, plan)
+        return costs, recommend(findings, plan, costs), None
+    except ValueError as exc:
+        return None, None, str(exc)
 
 
 def _refuse_trained_items(spec: str, suites: Sequence[Suite]) -> None:

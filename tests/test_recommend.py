@@ -118,3 +118,18 @@ def test_length_normalised_accuracy_counts_only_choices_scored_by_log_likelihood
     model = ModelFindings(name="m", info=None, error=None, rows=[scored, generated])
     _summarise(model, [])
     assert model.accuracy_norm is not None and (model.accuracy_norm.n, model.accuracy_norm.value) == (1, 0.0)
+
+
+def test_a_decision_that_cannot_be_worked_out_says_why_in_both_languages(tmp_path: Path) -> None:
+    from poccheck import pipeline
+    from poccheck.report import render
+
+    failed = ModelFindings(name="gone", info=None, error="model did not load", accuracy=wilson(0, 0))
+    found = Findings([failed], ["rules"], ["s"], 0, [])
+    costs, advice, problem = pipeline._decision(found, plan())  # no token counts measured, none in the plan
+    assert costs is None and advice is None and problem and "token counts" in problem
+    path = render(found, tmp_path, decision_problem=problem, languages=("en", "ja"))
+    english = path.read_text(encoding="utf-8")
+    japanese = (tmp_path / "report.ja.html").read_text(encoding="utf-8")
+    assert 'id="decision"' in english and "No decision: the cost and decision analysis could not" in english
+    assert "token counts per task are neither measured" in english and "結論を出せません" in japanese

@@ -47,6 +47,16 @@ def test_too_few_sizes_or_too_wide_an_interval_is_insufficient() -> None:
     assert not noisy.sufficient and "insufficient evidence" in str(noisy.verdict)
 
 
+def test_a_curve_still_rising_at_the_largest_size_places_the_threshold_above_the_sizes_tested() -> None:
+    # the ladder's shape: chance up to 0.5B, a jump at the largest size, where the curve may still be rising
+    points = [Point(f"m{i}", "one", size, correct, 50) for i, (size, correct) in
+              enumerate([(0.135e9, 12), (0.27e9, 13), (0.494e9, 12), (1.54e9, 40)])]  # fmt: skip
+    fit = threshold(points, chance=0.25, boot=100)
+    assert not fit.sufficient and fit.threshold_parameters is None
+    assert fit.verdict.key == "verdict.above_tested"
+    assert "only the largest size tested (1.54B)" in str(fit.verdict) and "above 494M" in str(fit.verdict)
+
+
 def test_a_large_model_of_another_family_below_a_small_one_is_a_confound() -> None:
     points = synthetic(1.0, [0.2, 0.5, 1.0, 2.0, 4.0], 300, 4)
     points.append(Point("big-other", "other", 6e9, 60, 300))

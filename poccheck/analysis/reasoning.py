@@ -12,6 +12,7 @@ from importlib import resources
 from poccheck.analysis.scaling import Point, ThresholdFit, family_of_name, threshold
 from poccheck.analysis.stats import McNemar, Proportion, mcnemar_exact, wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.i18n import Message
 from poccheck.records import TaskItem
 
 DEFAULT_TARGET = 0.8
@@ -79,6 +80,16 @@ class Reasoning:
     @property
     def unfitted(self) -> list[ScalingGroup]:
         return [g for g in self.scaling if not g.fit.sufficient]
+
+    @property
+    def unfitted_by_verdict(self) -> list[tuple[Message, list[ScalingGroup]]]:
+        """The unfitted groups gathered by why no threshold could be placed, in order of first appearance."""
+        gathered: dict[tuple[str, str], tuple[Message, list[ScalingGroup]]] = {}
+        for group in self.unfitted:
+            verdict = group.fit.verdict
+            key = (verdict.key, repr(sorted(verdict.values.items())))
+            gathered.setdefault(key, (verdict, []))[1].append(group)
+        return list(gathered.values())
 
     @property
     def sizes(self) -> int:

@@ -4,7 +4,9 @@ Accuracy is fitted against log10(parameters) with a four-parameter logistic (flo
 the floor is fixed at chance for multiple choice) by binomial maximum likelihood, and checked with a
 one-breakpoint piecewise-linear fit. A 95% interval for the threshold (the logistic midpoint) comes from a
 bootstrap that resamples models and, within each, its items (binomially). With fewer than three model sizes,
-or an interval wider than a decade, the answer is "insufficient evidence", not a number. When a larger model
+or an interval wider than a decade, the answer is "insufficient evidence", not a number; a rise with only the
+largest (smallest) size beyond it is reported as a threshold above (below) the next size, possibly beyond the sizes
+tested, not as a number. When a larger model
 of one family scores significantly below a smaller model of another, the size effect is confounded by family.
 """
 
@@ -170,6 +172,17 @@ def threshold(points: Sequence[Point], chance: float | None = None, boot: int = 
     result.breakpoint = fit_breakpoint(x, k / n)
     rng = np.random.default_rng(seed)
     assert result.logistic is not None
+    # A step between the two largest sizes is not located: its ceiling is the largest model's accuracy, and a
+    # curve still rising past the sizes tested fits the same points as well (the ladder: only the 1.5B model above
+    # the others on a task group). Likewise a step between the two smallest.
+    tested = sorted({round(float(v), 3) for v in x})
+    rise = 2 * math.log(9) / abs(result.logistic.slope)  # decades from 10% to 90% of the fitted rise
+    if result.logistic.midpoint >= tested[-2] and rise <= tested[-1] - tested[-2]:
+        result.verdict = Message.of("verdict.above_tested", below=10 ** tested[-2], largest=10 ** tested[-1])
+        return result
+    if result.logistic.midpoint <= tested[1] and rise <= tested[1] - tested[0]:
+        result.verdict = Message.of("verdict.below_tested", above=10 ** tested[1], smallest=10 ** tested[0])
+        return result
     starts = (result.logistic.midpoint, float(np.median(x)))  # resamples start from the full fit
     mids = []
     for _ in range(boot):

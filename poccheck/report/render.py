@@ -110,13 +110,14 @@ def render(
     advice: Recommendation | None = None,
     languages: Sequence[str] = (DEFAULT_LANGUAGE,),
     finetune: Sequence[FinetuneFindings] = (),
+    decision_problem: str | None = None,
 ) -> Path:
     """Write the report into ``out_dir`` in each of ``languages`` and return the first one's path
     (``report.html``; the others are ``report.<lang>.html``)."""
     paths = []
     for index, language in enumerate(dict.fromkeys(languages)):
         t = Translator(language, costs.currency if costs else "USD")
-        page = _page(t, findings, title, redact, context or {}, reasoning, costs, advice, finetune)
+        page = _page(t, findings, title, redact, context or {}, reasoning, costs, advice, finetune, decision_problem)
         path = out_dir / report_file(language, primary=index == 0)
         _write_private(path, page)
         paths.append(path)
@@ -133,6 +134,7 @@ def _page(
     costs: CostFindings | None,
     advice: Recommendation | None,
     finetune: Sequence[FinetuneFindings],
+    decision_problem: str | None = None,
 ) -> str:
     return (
         environment(t)
@@ -151,6 +153,7 @@ def _page(
             costs=costs,
             advice=advice,
             finetune=list(finetune),
+            decision_problem=decision_problem,
             deployment=lambda option: deployment_label(t, option.deployment, option.escalated_share),
             deployment_mode=lambda mode: deployment_label(t, mode),
             provenance_label=lambda what: provenance_label(t, what),
