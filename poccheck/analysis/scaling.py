@@ -175,13 +175,14 @@ def threshold(points: Sequence[Point], chance: float | None = None, boot: int = 
     # A step between the two largest sizes is not located: its ceiling is the largest model's accuracy, and a
     # curve still rising past the sizes tested fits the same points as well (the ladder: only the 1.5B model above
     # the others on a task group). Likewise a step between the two smallest.
-    tested = sorted({round(float(v), 3) for v in x})
+    tested = sorted({round(p.log_size, 3): p.parameters for p in pts}.values())
+    edges = [math.log10(v) for v in tested]
     rise = 2 * math.log(9) / abs(result.logistic.slope)  # decades from 10% to 90% of the fitted rise
-    if result.logistic.midpoint >= tested[-2] and rise <= tested[-1] - tested[-2]:
-        result.verdict = Message.of("verdict.above_tested", below=10 ** tested[-2], largest=10 ** tested[-1])
+    if result.logistic.midpoint >= edges[-2] and rise <= edges[-1] - edges[-2]:
+        result.verdict = Message.of("verdict.above_tested", below=tested[-2], largest=tested[-1])
         return result
-    if result.logistic.midpoint <= tested[1] and rise <= tested[1] - tested[0]:
-        result.verdict = Message.of("verdict.below_tested", above=10 ** tested[1], smallest=10 ** tested[0])
+    if result.logistic.midpoint <= edges[1] and rise <= edges[1] - edges[0]:
+        result.verdict = Message.of("verdict.below_tested", above=tested[1], smallest=tested[0])
         return result
     starts = (result.logistic.midpoint, float(np.median(x)))  # resamples start from the full fit
     mids = []
