@@ -1,49 +1,114 @@
-"""Hybrid cascade: answer with a small local model, escalate its least confident items to a larger one.
+"""Hybrid cascade: answer with a small model, escalate its least confident items to a larger one.
 
 Confidence is the small model's log-prob margin between its best and second choice (multiple choice) or the
-mean log-prob of its generated tokens (generation). The two are not on one scale, so the sweep escalates the
-same share of each kind: the least confident fraction ``q`` of the small model's multiple-choice items and of
-its generation items go to the large model. Every task costs the small model's run; escalated ones also cost
-the large model's. The chosen share is the cheapest whose accuracy meets the target.
+mean log-prob of its generated tokens (generation). The two are not on one scale, so a rule escalates the same
+share ``q`` of each kind: it is a confidence threshold per kind, the ``q``-quantile of the small model's
+confidence on the items the rule was chosen on. Items without a confidence (failed) escalate first.
+
+The rule chosen is the cheapest share (per month, each tier on its own deployment) whose answers meet every task
+group's target and the p95 latency target. Choosing it on gold answers and judging it on the same items flatters
+it, so the figures a decision uses are cross-validated: the items are split into ``folds`` folds; for each, the
+share is chosen on the other folds, its thresholds (quantiles of the other folds' confidences) are applied to the
+held-out fold, and the held-out outcomes of all folds are pooled into one accuracy per group (Wilson interval on
+the pooled items), one escalated share, one latency distribution and one monthly cost. A fold whose training
+items admit no rule escalates everything (the larger model alone). The in-sample sweep is kept for the chart.
+
+Money: every task costs the small tier; the large tier serves the escalated share. An own-server tier is sized
+for the share it serves (at least one server when it serves any); a cloud tier is paid per token, so for its
+share. An escalated request waits for both tiers: its latency is the sum of the two, per item.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from poccheck.analysis.stats import Proportion, wilson
+from poccheck.analysis.stats import Proportion, nearest_rank, wilson
 from poccheck.analysis.summary import GradedRow, ModelFindings
+
+FOLDS = 5
+STEPS = 20
+DAYS_PER_MONTH = 30.4
+FOLD_SEED = 20250601  # fixed, so a report is reproducible from its stored results
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One model of a cascade on the deployment it runs on there. Money in the plan's currency."""
+
+    model: ModelFindings
+    deployment: str  # ``onprem_cpu``, ``onprem_gpu`` or ``cloud:<price>``
+    per_month: float  # serving the whole workload
+    latency: Mapping[str, float]  # seconds per item key on that deployment (``math.inf``: the item failed)
+    latency_projected: bool
+    per_server_month: float | None = None  # own servers: one server's monthly cost; None for a cloud API
+    capacity_per_hour: float | None = None  # own servers: tasks an hour one server serves, after utilisation
+
+    def per_month_at(self, share: float, demand_per_hour: float) -> float:
+        """Monthly cost of serving ``share`` of the workload: own servers sized for it, a cloud API pro rata."""
+        if share <= 0:
+            return 0.0
+        if self.per_server_month is None or not self.capacity_per_hour:
+            return self.per_month * share
+        return max(1, math.ceil(demand_per_hour * share / self.capacity_per_hour)) * self.per_server_month
 
 
 @dataclass(frozen=True)
 class CascadePoint:
+    """The cascade's answers at one escalation share: accuracy overall and per group, money, latency."""
+
     escalated_share: float
     accuracy: Proportion
-    cost_per_task: float
-    groups: dict[str, Proportion] = field(default_factory=dict)  # accuracy per task group at this share
+    groups: dict[str, Proportion]
+    per_month: float
+    per_1000_tasks: float
+    latency_p95: float | None  # nearest-rank p95 of the per-item latencies (small + large when escalated)
 
-    def group_margins(self, costs: Any) -> list[tuple[float, str]]:
-        """(judged accuracy - target, group) for every group with a target, judged as the plan says."""
-        margins = []
-        for group, accuracy in self.groups.items():
-            target = next((c.target for c in costs.checks if c.group == group), None)
-            if target is None:
+    def margins(self, targets: Mapping[str, float], use_lower_bound: bool) -> list[tuple[float, str]]:
+        """(judged accuracy - target, group) for every group with a target; a group never answered is -1."""
+        found = []
+        for group, target in sorted(targets.items()):
+            accuracy = self.groups.get(group)
+            if accuracy is None or not accuracy.n:
+                found.append((-1.0, group))
                 continue
-            judged = accuracy.low if costs.use_lower_bound else accuracy.value
-            margins.append((judged - target, group))
-        return margins or [(0.0, "all")]
+            found.append(((accuracy.low if use_lower_bound else accuracy.value) - target, group))
+        return found
+
+    def meets(self, targets: Mapping[str, float], latency_slo: float | None, use_lower_bound: bool) -> bool:
+        if any(margin < 0 for margin, _ in self.margins(targets, use_lower_bound)):
+            return False
+        return latency_slo is None or (self.latency_p95 is not None and self.latency_p95 <= latency_slo)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The deployable rule: escalate an item when the small model's confidence is below its kind's threshold."""
+
+    share: float  # the share of the items the rule was chosen on that it escalates
+    choice_margin: float  # multiple choice: escalate when the best-vs-second log-prob margin is below this
+    mean_logprob: float  # generation: escalate when the mean token log-prob is below this
 
 
 @dataclass(frozen=True)
 class Cascade:
     small: str
     large: str
-    points: list[CascadePoint]
-    chosen: CascadePoint | None  # cheapest point meeting the target; None when none does
-    target: float | None
+    small_deployment: str
+    large_deployment: str
+    points: list[CascadePoint]  # in-sample sweep over every item both answered, share 0 to 1
+    rule: Rule | None  # chosen on every item; None when no share meets every target
+    chosen: CascadePoint | None  # the rule's in-sample point
+    validated: CascadePoint | None  # the cross-validated result of choosing the rule (what a decision uses)
+    folds: int
+    folds_without_rule: int  # folds whose training items admitted no rule (held-out fold escalated entirely)
+    targets: dict[str, float] = field(default_factory=dict)
+    latency_slo: float | None = None
+    use_lower_bound: bool = True
+    latency_projected: bool = True
 
 
 def confidence(row: GradedRow) -> float | None:
@@ -55,44 +120,106 @@ def confidence(row: GradedRow) -> float | None:
     return float(value) if value is not None else None
 
 
+def _confidence(row: GradedRow) -> float:
+    value = confidence(row)
+    return -math.inf if value is None or math.isnan(value) else value
+
+
+def thresholds(rows: Sequence[GradedRow], share: float) -> tuple[float, float]:
+    """(multiple-choice, generation) thresholds that escalate ``share`` of each kind of ``rows``: the confidence
+    of the first item kept, so that exactly round(share x count) items of a kind (ties aside) lie below it."""
+    found = []
+    for kind in (True, False):
+        values = sorted(_confidence(r) for r in rows if r.item.is_multiple_choice == kind)
+        count = round(share * len(values))
+        found.append(-math.inf if count <= 0 else math.inf if count >= len(values) else values[count])
+    return found[0], found[1]
+
+
+def escalates(row: GradedRow, rule: tuple[float, float]) -> bool:
+    return _confidence(row) < (rule[0] if row.item.is_multiple_choice else rule[1])
+
+
+@dataclass(frozen=True)
+class _Sim:
+    small: Tier
+    large: Tier
+    big: dict[str, GradedRow]
+    demand_per_hour: float
+    tasks_per_day: float
+
+    def point(self, rows: Sequence[GradedRow], escalated: set[str]) -> CascadePoint:
+        by_group: dict[str, list[bool]] = {}
+        latencies = []
+        for row in rows:
+            key = row.key
+            up = key in escalated
+            by_group.setdefault(row.item.category, []).append(self.big[key].correct if up else row.correct)
+            seconds = self.small.latency.get(key, math.inf)
+            if up:
+                seconds += self.large.latency.get(key, math.inf)
+            latencies.append(seconds)
+        share = sum(1 for r in rows if r.key in escalated) / len(rows)
+        monthly = self.small.per_month + self.large.per_month_at(share, self.demand_per_hour)
+        correct = sum(sum(v) for v in by_group.values())
+        return CascadePoint(
+            share, wilson(correct, len(rows)), {g: wilson(sum(v), len(v)) for g, v in sorted(by_group.items())},
+            monthly, monthly / (self.tasks_per_day * DAYS_PER_MONTH / 1000), nearest_rank(latencies, 95),
+        )  # fmt: skip
+
+
 def simulate(
-    small: ModelFindings,
-    large: ModelFindings,
-    small_cost: float,
-    large_cost: float,
-    target: float | None = None,
-    steps: int = 20,
-    use_lower_bound: bool = True,
+    small: Tier,
+    large: Tier,
+    *,
+    targets: Mapping[str, float],
+    latency_slo: float | None,
+    use_lower_bound: bool,
+    tasks_per_day: float,
+    hours_per_day: float,
+    steps: int = STEPS,
+    folds: int = FOLDS,
 ) -> Cascade | None:
-    """Sweep the escalated share from 0 to 1 over the items both models answered."""
-    big = {r.key: r for r in large.rows}
-    rows = [r for r in small.rows if r.key in big]
+    """The cascade of ``small`` then ``large`` over the items both answered; None when they share none."""
+    big = {r.key: r for r in large.model.rows}
+    rows = sorted((r for r in small.model.rows if r.key in big), key=lambda r: r.key)
     if not rows:
         return None
-    # rank within each kind: 0 = least confident; items without a confidence escalate first
-    rank: dict[str, float] = {}
-    for kind in (True, False):
-        group = [r for r in rows if r.item.is_multiple_choice == kind]
-        ordered = sorted(group, key=lambda r: c if (c := confidence(r)) is not None else -np.inf)
-        for position, row in enumerate(ordered):
-            rank[row.key] = (position + 0.5) / len(ordered)
-    points = []
-    for share in np.linspace(0.0, 1.0, steps + 1):
-        escalated = 0
-        by_group: dict[str, list[bool]] = {}
-        for row in rows:
-            if rank[row.key] < share:
-                escalated += 1
-                outcome = big[row.key].correct
+    sim = _Sim(small, large, big, tasks_per_day / hours_per_day, tasks_per_day)
+    shares = [float(s) for s in np.linspace(0.0, 1.0, steps + 1)]
+
+    def choose(chosen_on: Sequence[GradedRow]) -> tuple[float, tuple[float, float], CascadePoint] | None:
+        meeting = []
+        for share in shares[1:]:  # a cascade escalates something; share 0 is the small model alone
+            rule = thresholds(chosen_on, share)
+            point = sim.point(chosen_on, {r.key for r in chosen_on if escalates(r, rule)})
+            if point.meets(targets, latency_slo, use_lower_bound):
+                meeting.append((point.per_month, -point.accuracy.value, share, rule, point))
+        if not meeting:
+            return None
+        _, _, share, rule, point = min(meeting, key=lambda m: m[:3])
+        return share, rule, point
+
+    points = [sim.point(rows, {r.key for r in rows if escalates(r, thresholds(rows, s))}) for s in shares]
+    selected = choose(rows)
+    k = min(folds, len(rows))
+    validated, without = None, 0
+    if selected is not None and k >= 2:
+        order = np.random.default_rng(FOLD_SEED).permutation(len(rows))
+        fold_of = {rows[i].key: position % k for position, i in enumerate(order)}
+        escalated: set[str] = set()
+        for fold in range(k):
+            held = [r for r in rows if fold_of[r.key] == fold]
+            inner = choose([r for r in rows if fold_of[r.key] != fold])
+            if inner is None:
+                without += 1
+                escalated.update(r.key for r in held)
             else:
-                outcome = row.correct
-            by_group.setdefault(row.item.category, []).append(outcome)
-        correct = sum(sum(v) for v in by_group.values())
-        cost = small_cost + large_cost * escalated / len(rows)
-        groups = {g: wilson(sum(v), len(v)) for g, v in sorted(by_group.items())}
-        points.append(CascadePoint(escalated / len(rows), wilson(correct, len(rows)), cost, groups))
-    meeting = [
-        p for p in points if target is not None and (p.accuracy.low if use_lower_bound else p.accuracy.value) >= target
-    ]
-    chosen = min(meeting, key=lambda p: (p.cost_per_task, -p.accuracy.value)) if meeting else None
-    return Cascade(small.label, large.label, points, chosen, target)
+                escalated.update(r.key for r in held if escalates(r, inner[1]))
+        validated = sim.point(rows, escalated)
+    rule = Rule(selected[0], *selected[1]) if selected else None
+    return Cascade(
+        small.model.label, large.model.label, small.deployment, large.deployment, points, rule,
+        selected[2] if selected else None, validated, k, without, dict(targets), latency_slo, use_lower_bound,
+        small.latency_projected or large.latency_projected,
+    )  # fmt: skip

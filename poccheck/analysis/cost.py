@@ -184,6 +184,7 @@ class DeploymentCost:
     memory_needed_gib: float
     throughput_tasks_per_hour: Estimate
     notes: tuple[Message, ...] = field(default_factory=tuple)
+    capacity_tasks_per_hour: float | None = None  # own servers: what one server serves, after utilisation
 
 
 # ---------------------------------------------------------------- loading
@@ -583,6 +584,7 @@ def onprem_deployment(
         memory_needed_gib=needed,
         throughput_tasks_per_hour=throughput,
         notes=tuple(notes),
+        capacity_tasks_per_hour=throughput.value * profile.utilisation,
     )
 
 

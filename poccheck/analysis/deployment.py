@@ -10,19 +10,34 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from poccheck.analysis.cascade import Cascade, simulate
+from poccheck.analysis.cascade import Cascade, Tier, simulate
 from poccheck.analysis.cost import (
     CostProfiles,
     DeploymentCost,
+    ServerProfile,
     Workload,
     cloud_deployment,
     convert,
     kv_cache_bytes,
     onprem_deployment,
+    projected_seconds_per_task,
 )
-from poccheck.analysis.stats import Proportion, wilson
+from poccheck.analysis.stats import Proportion, nearest_rank, wilson
 from poccheck.analysis.summary import Findings, ModelFindings
 from poccheck.plan import Plan
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A candidate's latency on one deployment: per item, and the nearest-rank p95 compared with the SLO.
+
+    Measured where the requests ran on the priced deployment itself (a served model); otherwise projected per
+    item from its measured prompt and output tokens with the deployment's throughput model (the same one that
+    sizes its servers), one request at a time. A failed item counts as never answered (infinite)."""
+
+    p95: float | None
+    projected: bool
+    per_item: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,13 @@ class CandidateCost:
     deployment: DeploymentCost
     per_1000_tasks: float  # in the plan's currency
     per_month: float
+    latency: Latency | None = None
+
+    def meets_latency(self, slo: float | None) -> bool | None:
+        """Whether this deployment's p95 meets the SLO; None without an SLO or a latency."""
+        if slo is None or self.latency is None or self.latency.p95 is None:
+            return None
+        return self.latency.p95 <= slo
 
 
 @dataclass(frozen=True)
@@ -56,13 +78,16 @@ class CostFindings:
     cascades: list[Cascade] = field(default_factory=list)
 
     def cheapest(self) -> dict[str, CandidateCost]:
-        """Each candidate's cheapest deployment that fits in memory: the one home of that choice, read by the
-        cascades, the Decision page and the cost tables alike (ties: the first listed)."""
+        """Each candidate's deployment: the cheapest that fits in memory and meets the latency target, else the
+        cheapest that fits. The one home of that choice, read by the cascades, the Decision page and the cost
+        tables alike (ties: the first listed)."""
         found: dict[str, CandidateCost] = {}
         for entry in self.costs:
-            if entry.deployment.fits_in_memory and (
-                entry.candidate not in found or entry.per_month < found[entry.candidate].per_month
-            ):
+            if not entry.deployment.fits_in_memory:
+                continue
+            best = found.get(entry.candidate)
+            rank = (entry.meets_latency(self.latency_slo) is False, entry.per_month)
+            if best is None or rank < (best.meets_latency(self.latency_slo) is False, best.per_month):
                 found[entry.candidate] = entry
         return found
 
@@ -102,7 +127,7 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
         own = Workload(workload.tasks_per_day, workload.peak_concurrency, tokens[0], tokens[1], workload.hours_per_day)
         if info.price in profiles.cloud:  # a served cloud model: its list price x the tokens it used per task
             deployment = cloud_deployment(profiles.cloud[info.price], own)
-            result.costs.append(CandidateCost(model.label, deployment, *money(deployment)))
+            result.costs.append(CandidateCost(model.label, deployment, *money(deployment), measured_latency(model)))
             continue
         if not info.parameters:
             continue
@@ -122,7 +147,8 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
                 label, profile, profiles.electricity_price_per_kwh, own,
                 parameters=float(info.parameters), weights_bytes=weights, kv_bytes=float(kv),
             )  # fmt: skip
-            result.costs.append(CandidateCost(model.label, deployment, *money(deployment)))
+            latency = projected_latency(model, profile, float(info.parameters), weights)
+            result.costs.append(CandidateCost(model.label, deployment, *money(deployment), latency))
     for price in profiles.cloud.values():
         deployment = cloud_deployment(price, workload)
         result.cloud.append(CandidateCost(price.name, deployment, *money(deployment)))
@@ -142,11 +168,45 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
     return result
 
 
+def measured_latency(model: ModelFindings) -> Latency:
+    """Latency as measured on the deployment that served the requests."""
+    per_item = {
+        r.key: math.inf if r.grade is None or r.result.get("error") else float(r.result["latency"]) for r in model.rows
+    }
+    return Latency(nearest_rank(list(per_item.values()), 95), False, per_item)
+
+
+def projected_latency(model: ModelFindings, profile: ServerProfile, parameters: float, weights: float) -> Latency:
+    """Latency projected on ``profile`` for each item from its measured prompt and output tokens (at least one
+    output token: a deployed multiple-choice answer is a generated letter)."""
+    per_item = {}
+    for row in model.rows:
+        if row.grade is None or row.result.get("error"):
+            per_item[row.key] = math.inf
+            continue
+        tokens_in = float(row.result.get("prompt_tokens") or 0)
+        tokens_out = max(1.0, float(row.result.get("completion_tokens") or 0))
+        per_item[row.key] = projected_seconds_per_task(parameters, weights, tokens_in, tokens_out, profile)
+    return Latency(nearest_rank(list(per_item.values()), 95), True, per_item)
+
+
+def _tier(model: ModelFindings, entry: CandidateCost) -> Tier | None:
+    if entry.latency is None:
+        return None
+    deployment = entry.deployment
+    own = deployment.servers_needed > 0 and deployment.capacity_tasks_per_hour
+    return Tier(
+        model, deployment.mode, entry.per_month, entry.latency.per_item, entry.latency.projected,
+        entry.per_month / deployment.servers_needed if own else None,
+        deployment.capacity_tasks_per_hour if own else None,
+    )  # fmt: skip
+
+
 def _cascades(findings: Findings, plan: Plan, costs: CostFindings) -> list[Cascade]:
-    """Every pair of a smaller and a larger candidate (same prompting mode), each at its cheapest own server."""
-    cheapest = {name: entry.per_1000_tasks / 1000 for name, entry in costs.cheapest().items()}
-    targets = list(plan.targets.accuracy.values())
-    target = plan.targets.accuracy.get("default", min(targets) if targets else None)
+    """Every pair of a smaller and a larger candidate (same prompting mode), each tier on its candidate's
+    deployment (:meth:`CostFindings.cheapest`), judged on every task group's target and the latency target."""
+    chosen = costs.cheapest()
+    targets = {g: t for g in findings.categories if (t := plan.targets.accuracy_for(g)) is not None}
     found = []
     for small in findings.models:
         for large in findings.models:
@@ -154,11 +214,15 @@ def _cascades(findings: Findings, plan: Plan, costs: CostFindings) -> list[Casca
                 continue
             if (small.info.parameters or 0) >= (large.info.parameters or 0):
                 continue
-            if small.label not in cheapest or large.label not in cheapest:
+            if small.label not in chosen or large.label not in chosen:
+                continue
+            tiers = _tier(small, chosen[small.label]), _tier(large, chosen[large.label])
+            if tiers[0] is None or tiers[1] is None:
                 continue
             cascade = simulate(
-                small, large, cheapest[small.label], cheapest[large.label], target,
-                use_lower_bound=plan.targets.use_lower_bound,
+                tiers[0], tiers[1], targets=targets, latency_slo=plan.targets.p95_latency_seconds,
+                use_lower_bound=plan.targets.use_lower_bound, tasks_per_day=costs.workload.tasks_per_day,
+                hours_per_day=costs.workload.hours_per_day,
             )  # fmt: skip
             if cascade is not None:
                 found.append(cascade)

@@ -29,16 +29,22 @@ class Option:
     meets_latency: bool | None
     fits: bool
     escalated_share: float | None = None  # cascades: the share of tasks sent to the larger model
+    latency_p95: float | None = None  # on this deployment, seconds
+    latency_projected: bool = True
+    ineligible: tuple[Message, ...] = ()  # why the candidate cannot be chosen whatever it scores
+    cross_validated: bool = False  # accuracy is cross-validated (cascades), not measured once on every item
 
     @property
     def qualifies(self) -> bool:
-        return self.meets_accuracy and self.meets_latency is not False and self.fits
+        return self.meets_accuracy and self.meets_latency is not False and self.fits and not self.ineligible
 
     def why_not(self) -> list[Message]:
-        reasons = []
+        reasons = list(self.ineligible)
         if not self.meets_accuracy:
             reasons.append(Message.of("why_not.below_target", group=self.worst_group, points=-self.worst_margin * 100))
-        if self.meets_latency is False:
+        if self.meets_latency is False and self.latency_p95 is not None:
+            reasons.append(Message.of("why_not.latency_at", p95=self.latency_p95))
+        elif self.meets_latency is False:
             reasons.append(Message.of("why_not.latency"))
         if not self.fits:
             reasons.append(Message.of("why_not.memory"))
@@ -68,6 +74,11 @@ def items_needed(accuracy: float, target: float, limit: int = 20_000) -> int | N
 
 
 def options(findings: Findings, costs: CostFindings) -> list[Option]:
+    """Every candidate on every deployment priced for it, and every cascade that has a rule, cheapest first.
+
+    A single candidate is judged on its measured accuracy per group and on the p95 latency of that deployment
+    (measured or projected); a cascade on its cross-validated accuracy, escalated share, cost and latency.
+    A candidate whose run did not complete (the model did not load, items were never run) is ineligible."""
     by_label: dict[str, ModelFindings] = {m.label: m for m in findings.models}
     checks: dict[str, list[tuple[float, str]]] = {}
     for check in costs.checks:
@@ -75,48 +86,47 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
         checks.setdefault(check.candidate, []).append((margin, check.group))
     found = []
     for entry in costs.costs:
-        for label, model in by_label.items():
-            if label != entry.candidate or label not in checks:
-                continue
-            margin, group = min(checks[label])
-            latency = None
-            if costs.latency_slo is not None and model.latency_p95 is not None:
-                latency = model.latency_p95 <= costs.latency_slo
-            found.append(
-                Option(
-                    label, entry.deployment.mode, entry.per_month, entry.per_1000_tasks, margin, group,
-                    margin >= 0, latency, entry.deployment.fits_in_memory,
-                )
-            )  # fmt: skip
-    chosen = costs.cheapest()  # the deployment each tier of a cascade runs on: the one the cascade was priced at
-    cheapest = {
-        o.candidate: o
-        for o in found
-        if o.candidate in chosen and (o.deployment, o.per_month) == (chosen[o.candidate].deployment.mode,
-                                                                     chosen[o.candidate].per_month)
-    }  # fmt: skip
-    for cascade in costs.cascades:
-        small, large = cheapest.get(cascade.small), cheapest.get(cascade.large)
-        if cascade.chosen is None or small is None or large is None:
+        model = by_label.get(entry.candidate)
+        if model is None or entry.candidate not in checks:
             continue
-        share = cascade.chosen.escalated_share
-        # An own server is priced whole (each tier keeps at least one); a cloud API is paid per token, so a cloud
-        # tier costs only the escalated share of the workload. Each task group must meet its own target on the
-        # cascade's simulated answers.
-        paid = share if large.deployment.startswith("cloud:") else 1.0
-        monthly = small.per_month + large.per_month * paid
-        margin, group = min(cascade.chosen.group_margins(costs)) if cascade.chosen.groups else (-1.0, "all")
-        slow = [by_label[m].latency_p95 for m in (cascade.small, cascade.large) if m in by_label]
-        latency = None
-        if costs.latency_slo is not None and all(v is not None for v in slow):
-            latency = max(v for v in slow if v is not None) <= costs.latency_slo
+        margin, group = min(checks[entry.candidate])
         found.append(
             Option(
-                f"{cascade.small} → {cascade.large}", "cascade", monthly,
-                small.per_1000_tasks + large.per_1000_tasks * paid, margin, group, margin >= 0, latency, True, share,
+                entry.candidate, entry.deployment.mode, entry.per_month, entry.per_1000_tasks, margin, group,
+                margin >= 0, entry.meets_latency(costs.latency_slo), entry.deployment.fits_in_memory,
+                latency_p95=entry.latency.p95 if entry.latency else None,
+                latency_projected=entry.latency.projected if entry.latency else True,
+                ineligible=ineligible(model),
             )
         )  # fmt: skip
-    return sorted(found, key=lambda o: (o.per_month, -o.worst_margin))
+    for cascade in costs.cascades:
+        result = cascade.validated
+        if cascade.rule is None or result is None:
+            continue
+        margin, group = min(result.margins(cascade.targets, cascade.use_lower_bound), default=(0.0, "all"))
+        latency = None if costs.latency_slo is None or result.latency_p95 is None else (
+            result.latency_p95 <= costs.latency_slo
+        )  # fmt: skip
+        reasons = tuple(r for m in (cascade.small, cascade.large) if m in by_label for r in ineligible(by_label[m]))
+        found.append(
+            Option(
+                f"{cascade.small} → {cascade.large}", "cascade", result.per_month, result.per_1000_tasks, margin,
+                group, margin >= 0, latency, True, result.escalated_share, result.latency_p95,
+                cascade.latency_projected, reasons, cross_validated=True,
+            )
+        )  # fmt: skip
+    return sorted(found, key=lambda o: (o.per_month, -o.worst_margin, o.candidate, o.deployment))
+
+
+def ineligible(model: ModelFindings) -> tuple[Message, ...]:
+    """Why a candidate cannot be recommended whatever its accuracy: its run did not complete."""
+    reasons = []
+    if model.error:
+        reasons.append(Message.of("why_not.run_failed", error=model.error))
+    missing = model.expected_items - len(model.rows)
+    if missing > 0:
+        reasons.append(Message.of("why_not.not_run", count=missing))
+    return tuple(reasons)
 
 
 def recommend(findings: Findings, plan: Plan, costs: CostFindings | None = None) -> Recommendation:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,15 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Proportion:
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (0-100, linear interpolation) or None for no values."""
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else None
+
+
+def nearest_rank(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by nearest rank: the smallest value with at least q% of the values at or below
+    it. Unlike interpolation it is defined when values are infinite (a failed request counted as never answered)."""
+    if not len(values):
+        return None
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)])
 
 
 def median(values: Sequence[float]) -> float | None:

@@ -173,9 +173,10 @@ def scaling_chart(group: ScalingGroup, target: float | None, t: Translator) -> s
 
 
 def cascade_chart(cascade: Cascade, t: Translator) -> str:
-    """Accuracy against cost per 1,000 tasks as more of the small model's least confident items escalate."""
+    """Accuracy against cost per 1,000 tasks as more of the small model's least confident items escalate (in
+    sample), with the chosen rule in sample and its cross-validated result."""
     figure, axis = plt.subplots(figsize=(6.2, 3.2))
-    xs = [p.cost_per_task * 1000 for p in cascade.points]
+    xs = [p.per_1000_tasks for p in cascade.points]
     ys = [p.accuracy.value * 100 for p in cascade.points]
     low = [max(0.0, (p.accuracy.value - p.accuracy.low) * 100) for p in cascade.points]
     high = [max(0.0, (p.accuracy.high - p.accuracy.value) * 100) for p in cascade.points]
@@ -187,13 +188,15 @@ def cascade_chart(cascade: Cascade, t: Translator) -> str:
         t.template("chart.all_escalated"), (xs[-1], ys[-1]), textcoords="offset points", xytext=(-40, 6), fontsize=7
     )
     if cascade.chosen is not None:
-        axis.scatter([cascade.chosen.cost_per_task * 1000], [cascade.chosen.accuracy.value * 100], s=80,
+        axis.scatter([cascade.chosen.per_1000_tasks], [cascade.chosen.accuracy.value * 100], s=80,
                      facecolors="none", edgecolors="#b3261e", linewidths=1.5, zorder=3,
                      label=t.template("chart.chosen"))  # fmt: skip
-    if cascade.target is not None:
-        axis.axhline(
-            cascade.target * 100, color="#b3261e", linewidth=1, linestyle=":", label=t.template("chart.target")
-        )
+    if cascade.validated is not None:
+        axis.scatter([cascade.validated.per_1000_tasks], [cascade.validated.accuracy.value * 100], s=40,
+                     marker="D", color="#1b7f3b", zorder=4, label=t.template("chart.validated"))  # fmt: skip
+    target = cascade.targets.get("default", min(cascade.targets.values(), default=None))
+    if target is not None:
+        axis.axhline(target * 100, color="#b3261e", linewidth=1, linestyle=":", label=t.template("chart.target"))
     axis.set_xlabel(t.template("chart.cost_axis").format(currency=t.currency))
     axis.set_ylabel(t.template("chart.accuracy_pct"))
     axis.set_ylim(-2, 102)
