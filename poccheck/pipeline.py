@@ -42,6 +42,7 @@ from poccheck.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from poccheck.plan import Plan, default_plan_text, plan_from_record, plan_record
 from poccheck.probe.logic import Language
 from poccheck.records import Mode, ModelInfo, PromptFormat, Suite, TaskItem
+from poccheck.report.decision import write_decision
 from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
 from poccheck.tasks import load_suites
@@ -256,6 +257,7 @@ def _write_report(
         findings, out, redact=redact, context=context, reasoning=reasoning, costs=costs, advice=advice,
         languages=languages, finetune=finetune_analysis(findings), decision_problem=problem,
     )  # fmt: skip
+    write_decision(out, costs, advice, problem)
     return path, findings
 
 

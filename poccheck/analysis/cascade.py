@@ -127,11 +127,11 @@ def _confidence(row: GradedRow) -> float:
 
 def thresholds(rows: Sequence[GradedRow], share: float) -> tuple[float, float]:
     """(multiple-choice, generation) thresholds that escalate ``share`` of each kind of ``rows``: the confidence
-    of the first item kept, so that exactly round(share x count) items of a kind (ties aside) lie below it."""
+    of the first item kept, so that share x count items (rounded half up) of a kind (ties aside) lie below it."""
     found = []
     for kind in (True, False):
         values = sorted(_confidence(r) for r in rows if r.item.is_multiple_choice == kind)
-        count = round(share * len(values))
+        count = math.floor(share * len(values) + 0.5 + 1e-9)  # half up, robust to share's binary rounding
         found.append(-math.inf if count <= 0 else math.inf if count >= len(values) else values[count])
     return found[0], found[1]
 
@@ -186,7 +186,7 @@ def simulate(
     if not rows:
         return None
     sim = _Sim(small, large, big, tasks_per_day / hours_per_day, tasks_per_day)
-    shares = [float(s) for s in np.linspace(0.0, 1.0, steps + 1)]
+    shares = [step / steps for step in range(steps + 1)]
 
     def choose(chosen_on: Sequence[GradedRow]) -> tuple[float, tuple[float, float], CascadePoint] | None:
         meeting = []

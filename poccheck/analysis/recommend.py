@@ -8,10 +8,11 @@ sensitivity line says whether the choice changes at ten times the workload or at
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from poccheck.analysis.deployment import CostFindings, cost_findings
-from poccheck.analysis.stats import wilson
+from poccheck.analysis.stats import Proportion, wilson
 from poccheck.analysis.summary import Findings, ModelFindings
 from poccheck.i18n import Message
 from poccheck.plan import Plan
@@ -33,6 +34,8 @@ class Option:
     latency_projected: bool = True
     ineligible: tuple[Message, ...] = ()  # why the candidate cannot be chosen whatever it scores
     cross_validated: bool = False  # accuracy is cross-validated (cascades), not measured once on every item
+    groups: Mapping[str, Proportion] = field(default_factory=dict)  # the accuracy judged, per task group
+    folds: int | None = None  # cascades: the cross-validation folds
 
     @property
     def qualifies(self) -> bool:
@@ -60,6 +63,7 @@ class Recommendation:
     sensitivity: list[Message] = field(default_factory=list)
     items_needed: int | None = None
     needs_larger_model: bool = False  # every candidate is below the ~1.6B threshold
+    options: list[Option] = field(default_factory=list)  # every option judged, cheapest first
 
 
 def items_needed(accuracy: float, target: float, limit: int = 20_000) -> int | None:
@@ -81,7 +85,9 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
     A candidate whose run did not complete (the model did not load, items were never run) is ineligible."""
     by_label: dict[str, ModelFindings] = {m.label: m for m in findings.models}
     checks: dict[str, list[tuple[float, str]]] = {}
+    measured: dict[str, dict[str, Proportion]] = {}
     for check in costs.checks:
+        measured.setdefault(check.candidate, {})[check.group] = check.accuracy
         margin = check.judged - check.target if check.accuracy.n else -1.0  # a group never answered is not met
         checks.setdefault(check.candidate, []).append((margin, check.group))
     found = []
@@ -96,7 +102,7 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
                 margin >= 0, entry.meets_latency(costs.latency_slo), entry.deployment.fits_in_memory,
                 latency_p95=entry.latency.p95 if entry.latency else None,
                 latency_projected=entry.latency.projected if entry.latency else True,
-                ineligible=ineligible(model),
+                ineligible=ineligible(model), groups=measured[entry.candidate],
             )
         )  # fmt: skip
     for cascade in costs.cascades:
@@ -113,6 +119,7 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
                 f"{cascade.small} → {cascade.large}", "cascade", result.per_month, result.per_1000_tasks, margin,
                 group, margin >= 0, latency, True, result.escalated_share, result.latency_p95,
                 cascade.latency_projected, reasons, cross_validated=True,
+                groups={g: result.groups[g] for g in cascade.targets if g in result.groups}, folds=cascade.folds,
             )
         )  # fmt: skip
     return sorted(found, key=lambda o: (o.per_month, -o.worst_margin, o.candidate, o.deployment))
@@ -133,7 +140,7 @@ def recommend(findings: Findings, plan: Plan, costs: CostFindings | None = None)
     costs = costs or cost_findings(findings, plan)
     ranked = options(findings, costs)
     qualified = [o for o in ranked if o.qualifies]
-    result = Recommendation(qualified[0] if qualified else None, [], None)
+    result = Recommendation(qualified[0] if qualified else None, [], None, options=ranked)
     if result.chosen:
         result.runners_up = [o for o in ranked if o is not result.chosen][:3]
     else:
