@@ -56,9 +56,12 @@ def test_shipped_profiles_have_the_documented_figures_each_dated_and_sourced() -
     profiles = load_profiles()
     cpu, gpu = profiles.onprem_cpu, profiles.onprem_gpu
     assert (cpu.purchase_price, cpu.lifetime_years, cpu.power_watts, cpu.utilisation) == (12000, 4, 450, 0.6)
-    assert (cpu.memory_gib, cpu.memory_bandwidth_gbs, cpu.compute_tflops, cpu.cores) == (256, 300, 3.0, 64)
+    assert (cpu.memory_gib, cpu.memory_bandwidth_gbs, cpu.compute_tflops, cpu.cores) == (256, 921.6, 3.0, 64)
+    # datasheet figures with the efficiencies fitted in tests/test_calibration.py (CPU prefill: the default)
+    assert (cpu.decode_efficiency, cpu.prefill_efficiency) == (0.145, 0.5)
     assert not cpu.is_gpu and cpu.gpu_memory_gib is None and cpu.model_memory_gib == 256
     assert (gpu.purchase_price, gpu.gpu_memory_gib, gpu.memory_bandwidth_gbs, gpu.gpus) == (25000, 48, 864, 1)
+    assert (gpu.compute_tflops, gpu.decode_efficiency, gpu.prefill_efficiency) == (362, 0.607, 0.183)
     assert gpu.is_gpu and gpu.model_memory_gib == 48
     assert profiles.electricity_price_per_kwh == 0.20
     assert profiles.exchange_rates == {"USD": 1.0, "JPY": 150.0}

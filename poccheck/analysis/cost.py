@@ -18,10 +18,15 @@ Formulas (each function's docstring repeats its own):
     KV cache bytes        = 2 * layers * kv_heads * head_dim * context_tokens * concurrency * bytes_per_value
     decode tokens/s       = efficiency * bandwidth bytes/s / weights bytes   (each token reads all weights once)
     prefill tokens/s      = efficiency * FLOP/s / (2 * parameters)           (2 FLOPs per parameter per token)
+
+The efficiencies are the profile's ``decode_efficiency`` and ``prefill_efficiency``: the share of its datasheet
+bandwidth and TFLOPS reached, fitted on published measurements (:mod:`poccheck.analysis.calibration`) for the
+shipped profiles, 0.6 and 0.5 for a profile that gives none.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import re
 from collections.abc import Mapping
@@ -39,11 +44,14 @@ HOURS_PER_YEAR = 8760
 HOURS_PER_MONTH = 730  # 8760 / 12
 DAYS_PER_MONTH = 30.4  # 365 / 12, rounded
 GIB = 2**30
+DEFAULT_DECODE_EFFICIENCY = 0.6
+DEFAULT_PREFILL_EFFICIENCY = 0.5
 
 SERVER_SECTIONS = ("onprem_cpu", "onprem_gpu")
 SECTIONS = (*SERVER_SECTIONS, "electricity_price_per_kwh", "cloud_apis", "exchange_rates")
 
-# name -> (required, kind, minimum, minimum is exclusive, maximum); kind "number", "int", "date" or "text"
+# name -> (required, kind, minimum, minimum is exclusive, maximum); kind "number", "int", "date" (YYYY-MM), "day"
+# (YYYY-MM-DD or YYYY-MM), "bool" or "text"
 _SERVER_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = {
     "purchase_price": (True, "number", 0, False, None),
     "lifetime_years": (True, "number", 0, True, None),
@@ -53,6 +61,8 @@ _SERVER_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = 
     "memory_gib": (True, "number", 0, True, None),
     "memory_bandwidth_gbs": (True, "number", 0, True, None),
     "compute_tflops": (True, "number", 0, True, None),
+    "decode_efficiency": (False, "number", 0, True, 1),
+    "prefill_efficiency": (False, "number", 0, True, 1),
     "cores": (False, "int", 0, True, None),
     "gpu_memory_gib": (False, "number", 0, True, None),
     "gpus": (False, "int", 0, True, None),
@@ -69,8 +79,14 @@ _CLOUD_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = {
     "output_per_million": (True, "number", 0, False, None),
     "date": (True, "date", None, False, None),
     "source": (True, "text", None, False, None),
+    "retrieved": (False, "day", None, False, None),  # when the source was read (or the page's own date)
+    "confirmed": (False, "bool", None, False, None),  # the source states exactly this price for this model
+    "retired": (False, "bool", None, False, None),  # the provider has shut the model down
 }
+_CLOUD_FIGURES = ("input_per_million", "output_per_million")
+PRICE_MAX_AGE_MONTHS = 6
 _DATE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_DAY = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-\d{2})?$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 KeyPath = tuple[str, ...]
@@ -91,13 +107,15 @@ class ServerProfile:
     utilisation: float  # 0..1, share of nominal capacity usable in practice
     operations_per_year: float  # USD/year
     memory_gib: float  # host memory
-    memory_bandwidth_gbs: float  # GB/s, sustained or datasheet
-    compute_tflops: float  # TFLOPS, before the efficiency factor of the projections
+    memory_bandwidth_gbs: float  # GB/s, datasheet (or sustained, with an efficiency to match)
+    compute_tflops: float  # TFLOPS, datasheet, before the efficiency factor of the projections
     date: str
     source: str
     cores: int | None = None
     gpu_memory_gib: float | None = None  # per GPU
     gpus: int | None = None
+    decode_efficiency: float = DEFAULT_DECODE_EFFICIENCY  # share of memory_bandwidth_gbs reached when decoding
+    prefill_efficiency: float = DEFAULT_PREFILL_EFFICIENCY  # share of compute_tflops reached in prefill
 
     @property
     def is_gpu(self) -> bool:
@@ -113,13 +131,62 @@ class ServerProfile:
 
 @dataclass(frozen=True)
 class CloudPrice:
-    """A hosted model's list price in USD per million tokens."""
+    """A hosted model's list price in USD per million tokens, with where and when it was read.
+
+    ``retrieved`` is the day (YYYY-MM-DD) or month (YYYY-MM) the ``source`` was read, or the page's own date
+    when it states one; empty when unknown. ``confirmed`` is True only when the source states exactly this price
+    for exactly this model (a price given in a plan without it is unconfirmed). ``retired``: the provider has
+    shut the model down; its price is kept for comparison only."""
 
     name: str
     input_per_million: float
     output_per_million: float
     date: str
     source: str
+    retrieved: str = ""
+    confirmed: bool = False
+    retired: bool = False
+
+    def stale(self, today: _dt.date) -> bool:
+        """Whether this price was retrieved more than six months before ``today`` (see
+        :func:`older_than_six_months`); False when it has no retrieval date."""
+        return older_than_six_months(self.retrieved, today)
+
+
+def older_than_six_months(retrieved: str, today: _dt.date) -> bool:
+    """Whether ``retrieved`` (YYYY-MM-DD or YYYY-MM) lies more than six calendar months before ``today``.
+
+    The cut-off is the same day six months earlier (the month's last day when it has fewer days: 31 August ->
+    28 or 29 February). A month-only date counts as its last day, so it is old only once the whole month is past
+    the cut-off. An empty or unreadable date is not called old (the report shows it as undated instead).
+    """
+    day = _parse_day(retrieved, last=True)
+    if day is None:
+        return False
+    months = today.year * 12 + today.month - 1 - PRICE_MAX_AGE_MONTHS
+    year, month = divmod(months, 12)
+    month += 1
+    cutoff = _dt.date(year, month, min(today.day, _days_in_month(year, month)))
+    return day < cutoff
+
+
+def _days_in_month(year: int, month: int) -> int:
+    following = _dt.date(year + month // 12, month % 12 + 1, 1)
+    return (following - _dt.timedelta(days=1)).day
+
+
+def _parse_day(text: str, last: bool = False) -> _dt.date | None:
+    """``text`` (YYYY-MM-DD, or YYYY-MM as the month's first or, with ``last``, last day) as a date; None if it is
+    neither."""
+    if not isinstance(text, str) or not _DAY.match(text):
+        return None
+    try:
+        if len(text) == 7:
+            year, month = int(text[:4]), int(text[5:])
+            return _dt.date(year, month, _days_in_month(year, month) if last else 1)
+        return _dt.date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -185,6 +252,8 @@ class DeploymentCost:
     throughput_tasks_per_hour: Estimate
     notes: tuple[Message, ...] = field(default_factory=tuple)
     capacity_tasks_per_hour: float | None = None  # own servers: what one server serves, after utilisation
+    price: CloudPrice | None = None  # cloud APIs: the list price used, with its source and retrieval date
+    price_stale: bool = False  # cloud APIs: that price was retrieved more than six months before the analysis
 
 
 # ---------------------------------------------------------------- loading
@@ -281,6 +350,11 @@ def _override_cloud(merged: dict[str, Any], value: Mapping[str, Any], problems: 
             continue
         target = dict(cloud.get(name) or {})
         _override_section(target, ("cloud_apis", name), entry, _CLOUD_FIELDS, problems)
+        if any(str(key) in _CLOUD_FIGURES for key in entry):
+            # a price of the plan's own: the shipped date, retrieval and confirmation were of another figure
+            for key, unknown in (("date", ""), ("retrieved", ""), ("confirmed", False)):
+                if key not in entry:
+                    target[key] = unknown
         target.setdefault("source", "given in the plan (no source stated)")
         target.setdefault("date", "")
         cloud[name] = target
@@ -368,6 +442,19 @@ def _check_fields(
             if not isinstance(value, str) or not (_DATE.match(value) or value == ""):
                 problems.append((where, f'must be a year and month such as "2025-01", not {value!r}'))
             values[name] = str(value)
+            continue
+        if kind == "day":
+            if isinstance(value, _dt.date):  # YAML reads an unquoted 2026-12-03 as a date, which JSON cannot store
+                problems.append((where, f'must be quoted text such as "{value.isoformat()}", not an unquoted date'))
+            elif not (value == "" or _parse_day(value) is not None):
+                example = 'a date such as "2026-12-03" or a month such as "2026-12"'
+                problems.append((where, f"must be {example}, not {value!r}"))
+            values[name] = str(value)
+            continue
+        if kind == "bool":
+            if not isinstance(value, bool):
+                problems.append((where, f"must be true or false, not {value!r}"))
+            values[name] = bool(value)
             continue
         if not _is_number(value) or (kind == "int" and not isinstance(value, int)):
             problems.append((where, f"must be {'a whole number' if kind == 'int' else 'a number'}, not {value!r}"))
@@ -469,7 +556,7 @@ def fits(weights_bytes: float, kv_bytes: float, memory_gib: float, reserve_fract
 
 
 def projected_decode_tokens_per_second(
-    weights_bytes: float, memory_bandwidth_gbs: float, efficiency: float = 0.6
+    weights_bytes: float, memory_bandwidth_gbs: float, efficiency: float = DEFAULT_DECODE_EFFICIENCY
 ) -> float:
     """Generated tokens per second of one stream: ``efficiency * memory_bandwidth_gbs * 1e9 / weights_bytes``.
 
@@ -480,7 +567,9 @@ def projected_decode_tokens_per_second(
     return efficiency * memory_bandwidth_gbs * 1e9 / weights_bytes
 
 
-def projected_prefill_tokens_per_second(parameters: float, compute_tflops: float, efficiency: float = 0.5) -> float:
+def projected_prefill_tokens_per_second(
+    parameters: float, compute_tflops: float, efficiency: float = DEFAULT_PREFILL_EFFICIENCY
+) -> float:
     """Prompt tokens per second: ``efficiency * compute_tflops * 1e12 / (2 * parameters)``.
 
     Prefill is compute-bound: a forward pass costs about 2 FLOPs per parameter per token.
@@ -494,9 +583,10 @@ def projected_seconds_per_task(
     parameters: float, weights_bytes: float, input_tokens: float, output_tokens: float, profile: ServerProfile
 ) -> float:
     """Seconds for one task on ``profile``, one request at a time:
-    ``input_tokens / prefill rate + output_tokens / decode rate`` (default efficiencies 0.5 and 0.6)."""
-    prefill = projected_prefill_tokens_per_second(parameters, profile.compute_tflops)
-    decode = projected_decode_tokens_per_second(weights_bytes, profile.memory_bandwidth_gbs)
+    ``input_tokens / prefill rate + output_tokens / decode rate``, at the profile's prefill and decode
+    efficiencies."""
+    prefill = projected_prefill_tokens_per_second(parameters, profile.compute_tflops, profile.prefill_efficiency)
+    decode = projected_decode_tokens_per_second(weights_bytes, profile.memory_bandwidth_gbs, profile.decode_efficiency)
     return input_tokens / prefill + output_tokens / decode
 
 
@@ -553,8 +643,9 @@ def onprem_deployment(
         seconds_per_task = Estimate(
             seconds,
             True,
-            f"projected: {workload.input_tokens:g} prompt tokens at 50% of {profile.compute_tflops:g} TFLOPS + "
-            f"{workload.output_tokens:g} output tokens at 60% of {profile.memory_bandwidth_gbs:g} GB/s",
+            f"projected: {workload.input_tokens:g} prompt tokens at {profile.prefill_efficiency:.1%} of "
+            f"{profile.compute_tflops:g} TFLOPS + {workload.output_tokens:g} output tokens at "
+            f"{profile.decode_efficiency:.1%} of {profile.memory_bandwidth_gbs:g} GB/s",
         )
         notes.append(Message.of("notes.projected"))
     if not seconds_per_task.value > 0:
@@ -588,9 +679,22 @@ def onprem_deployment(
     )
 
 
-def cloud_deployment(price: CloudPrice, workload: Workload) -> DeploymentCost:
-    """Cost of sending the workload to a cloud API (mode ``cloud:<name>``); no servers, no memory limit."""
+def cloud_deployment(price: CloudPrice, workload: Workload, today: _dt.date | None = None) -> DeploymentCost:
+    """Cost of sending the workload to a cloud API (mode ``cloud:<name>``); no servers, no memory limit.
+
+    The notes say when the model is retired, when its price is unconfirmed, and when the price was retrieved more
+    than six months before ``today`` (the analysis date; default: the local date now).
+    """
+    today = today or _dt.date.today()
     per_1000, per_month = cloud_cost(price, workload)
+    stale = price.stale(today)
+    notes = [Message.of("notes.list_price"), Message.of("notes.data_leaves")]
+    if price.retired:
+        notes.insert(0, Message.of("notes.model_retired"))
+    if not price.confirmed:
+        notes.insert(0, Message.of("notes.price_unconfirmed"))
+    if stale:
+        notes.insert(0, Message.of("notes.price_stale", retrieved=price.retrieved, today=today.isoformat()))
     return DeploymentCost(
         mode=f"cloud:{price.name}",
         per_1000_tasks=per_1000,
@@ -599,5 +703,7 @@ def cloud_deployment(price: CloudPrice, workload: Workload) -> DeploymentCost:
         fits_in_memory=True,
         memory_needed_gib=0.0,
         throughput_tasks_per_hour=Estimate(math.inf, False, "not limited by own hardware; provider rate limits apply"),
-        notes=(Message.of("notes.list_price"), Message.of("notes.data_leaves")),
+        notes=tuple(notes),
+        price=price,
+        price_stale=stale,
     )
