@@ -288,9 +288,11 @@ def _run_model(
             baseline_rss=memory.baseline,
         )
         work_started = time.perf_counter()
+        items_seconds = None  # the items' wall time, without the attention evidence collected after them
         try:
             try:
                 _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome, slots)
+                items_seconds = time.perf_counter() - work_started
             except BackendError as exc:  # e.g. a server that stopped answering: what is saved stays saved
                 outcome.error = str(exc)
                 store.record_model_run(run_id, spec, error=outcome.error)
@@ -306,7 +308,7 @@ def _run_model(
                 run_id,
                 spec,
                 items_done=outcome.done,
-                seconds=time.perf_counter() - work_started,
+                seconds=items_seconds if items_seconds is not None else time.perf_counter() - work_started,
                 peak_rss=memory.peak,
                 peak_vram=peak_vram,
             )

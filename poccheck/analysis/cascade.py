@@ -125,19 +125,16 @@ def _confidence(row: GradedRow) -> float:
     return -math.inf if value is None or math.isnan(value) else value
 
 
-def thresholds(rows: Sequence[GradedRow], share: float) -> tuple[float, float]:
-    """(multiple-choice, generation) thresholds that escalate ``share`` of each kind of ``rows``: the confidence
-    of the first item kept, so that share x count items (rounded half up) of a kind (ties aside) lie below it."""
+def thresholds(confidences: Mapping[bool, Sequence[float]], share: float) -> tuple[float, float]:
+    """(multiple-choice, generation) thresholds that escalate ``share`` of each kind, given each kind's
+    confidences sorted ascending: the confidence of the first item kept, so that share x count items (rounded
+    half up) lie below it, ties aside."""
     found = []
     for kind in (True, False):
-        values = sorted(_confidence(r) for r in rows if r.item.is_multiple_choice == kind)
+        values = confidences.get(kind, ())
         count = math.floor(share * len(values) + 0.5 + 1e-9)  # half up, robust to share's binary rounding
         found.append(-math.inf if count <= 0 else math.inf if count >= len(values) else values[count])
     return found[0], found[1]
-
-
-def escalates(row: GradedRow, rule: tuple[float, float]) -> bool:
-    return _confidence(row) < (rule[0] if row.item.is_multiple_choice else rule[1])
 
 
 @dataclass(frozen=True)
@@ -187,12 +184,24 @@ def simulate(
         return None
     sim = _Sim(small, large, big, tasks_per_day / hours_per_day, tasks_per_day)
     shares = [step / steps for step in range(steps + 1)]
+    sureness = {r.key: (r.item.is_multiple_choice, _confidence(r)) for r in rows}
+
+    def escalated_by(chosen: Sequence[GradedRow], rule: tuple[float, float]) -> set[str]:
+        return {r.key for r in chosen if sureness[r.key][1] < rule[0 if sureness[r.key][0] else 1]}
+
+    def sorted_kinds(chosen: Sequence[GradedRow]) -> dict[bool, list[float]]:
+        kinds: dict[bool, list[float]] = {True: [], False: []}
+        for row in chosen:
+            kind, value = sureness[row.key]
+            kinds[kind].append(value)
+        return {kind: sorted(values) for kind, values in kinds.items()}
 
     def choose(chosen_on: Sequence[GradedRow]) -> tuple[float, tuple[float, float], CascadePoint] | None:
         meeting = []
+        kinds = sorted_kinds(chosen_on)
         for share in shares[1:]:  # a cascade escalates something; share 0 is the small model alone
-            rule = thresholds(chosen_on, share)
-            point = sim.point(chosen_on, {r.key for r in chosen_on if escalates(r, rule)})
+            rule = thresholds(kinds, share)
+            point = sim.point(chosen_on, escalated_by(chosen_on, rule))
             if point.meets(targets, latency_slo, use_lower_bound):
                 meeting.append((point.per_month, -point.accuracy.value, share, rule, point))
         if not meeting:
@@ -200,7 +209,8 @@ def simulate(
         _, _, share, rule, point = min(meeting, key=lambda m: m[:3])
         return share, rule, point
 
-    points = [sim.point(rows, {r.key for r in rows if escalates(r, thresholds(rows, s))}) for s in shares]
+    everything = sorted_kinds(rows)
+    points = [sim.point(rows, escalated_by(rows, thresholds(everything, s))) for s in shares]
     selected = choose(rows)
     k = min(folds, len(rows))
     validated, without = None, 0
@@ -215,7 +225,7 @@ def simulate(
                 without += 1
                 escalated.update(r.key for r in held)
             else:
-                escalated.update(r.key for r in held if escalates(r, inner[1]))
+                escalated.update(escalated_by(held, inner[1]))
         validated = sim.point(rows, escalated)
     rule = Rule(selected[0], *selected[1]) if selected else None
     return Cascade(

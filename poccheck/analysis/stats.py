@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class Proportion:
         return self.successes / self.n if self.n else float("nan")
 
 
+@functools.lru_cache(maxsize=65536)  # scipy's binomtest computes a p-value too; cascades ask for the same ones
 def wilson(successes: int, n: int, confidence: float = 0.95) -> Proportion:
     """Proportion with its Wilson score interval (scipy), which stays inside [0, 1] for small n."""
     if n == 0:

@@ -309,8 +309,12 @@ def _summarise(model: ModelFindings, runs: list[dict[str, Any]], suites: list[st
         if r["ttft"] is not None and r["completion_tokens"] > 1 and r["latency"] > r["ttft"]:
             decode.append((r["completion_tokens"] - 1) / (r["latency"] - r["ttft"]))
     model.decode_tokens_per_second = median(decode)
-    total_time = sum(latencies)
-    model.items_per_second = len(ok) / total_time if total_time > 0 else None
+    # throughput: items over the wall time of the runs that answered them (several in flight at once count once);
+    # a store without run times falls back to the sum of the items' latencies
+    walls = [(r["items_done"], r["seconds"]) for r in runs if r.get("items_done") and r.get("seconds")]
+    total_time = sum(s for _, s in walls) if walls else sum(latencies)
+    answered = sum(n for n, _ in walls) if walls else len(ok)
+    model.items_per_second = answered / total_time if total_time > 0 else None
     model.tokens_in = sum(r["prompt_tokens"] for r in ok)
     model.tokens_out = sum(r["completion_tokens"] for r in ok)
     model.capped = sum(1 for r in ok if r["finish_reason"] == "length")
