@@ -1,5 +1,6 @@
-"""Threshold fits: synthetic data with a known midpoint, honest refusals, family confounds, and the published
-study's own data (tests/data/published_thresholds.csv, copied from shared/reference/paper_results.csv)."""
+"""Threshold fits: synthetic data with a known midpoint, the interval's coverage from three, four and six sizes
+(a smaller run of benchmarks/threshold_coverage.py), honest refusals, family confounds, and the published study's
+own data (tests/data/published_thresholds.csv, copied from shared/reference/paper_results.csv)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.threshold_coverage import simulate
 from poccheck.analysis.reasoning import points_from_csv, published_points
-from poccheck.analysis.scaling import Logistic, Point, family_of_name, threshold
+from poccheck.analysis.scaling import Logistic, Point, _nll, family_of_name, profile_nll, threshold
 
 FIXTURE = Path(__file__).parent / "data" / "published_thresholds.csv"
 
@@ -45,6 +47,76 @@ def test_too_few_sizes_or_too_wide_an_interval_is_insufficient() -> None:
     assert not two.sufficient and "2 model sizes" in str(two.verdict) and two.threshold_parameters is None
     noisy = threshold(synthetic(1.0, [0.1, 1.0, 10.0], 5, 0), chance=0.25, boot=100)
     assert not noisy.sufficient and "insufficient evidence" in str(noisy.verdict)
+    # five items a model bound the threshold on one side only: the interval runs to the end of the range searched
+    # (half a decade below 100M), which is not reported as an interval
+    assert noisy.verdict.key == "verdict.unbounded" and noisy.interval is None and noisy.interval_parameters is None
+    assert "(32M–" in str(noisy.verdict) and "reaches the end of the range searched" in str(noisy.verdict)
+
+
+def expected(midpoint_b: float, sizes_b: list[float], n: int, slope: float, ceiling: float = 0.85) -> list[Point]:
+    """Each model scoring what the curve predicts (rounded): the fit's answer without sampling noise."""
+    curve = Logistic(0.25, ceiling, math.log10(midpoint_b * 1e9), slope)
+    accuracy = curve(np.log10(np.array(sizes_b) * 1e9))
+    return [
+        Point(f"m{i}", "one", s * 1e9, round(n * a), n) for i, (s, a) in enumerate(zip(sizes_b, accuracy, strict=True))
+    ]
+
+
+def test_three_sizes_place_a_threshold() -> None:
+    # 0.1B, 1B and 10B on the coverage benchmark's curve (midpoint 1.6B, the rise over a decade); the bootstrap over
+    # models kept only about 67 of 300 resamples with three models, so three sizes always ended "bootstrap_failed"
+    fit = threshold(expected(1.6, [0.1, 1.0, 10.0], 100, 2 * math.log(9)), chance=0.25)
+    assert fit.sufficient, fit.verdict
+    assert fit.method == "likelihood"  # three points, three free parameters: no test of scatter between models
+    low, high = fit.interval_parameters or (0, 0)
+    assert 1.0e9 < low < 1.6e9 < high < 10e9
+    assert fit.threshold_parameters == pytest.approx(1.6e9, rel=0.3)
+
+
+def test_a_midpoint_beyond_the_sizes_tested_is_not_extrapolated() -> None:
+    # a shallow rise centred at 6B, tested from 0.1B to 3B: above the sizes tested, not "6.2B (95% ...)"
+    above = threshold(expected(6.0, [0.1, 0.3, 1.0, 3.0], 1000, 2.0, 0.9), chance=0.25)
+    assert above.verdict.key == "verdict.beyond_largest" and above.threshold_parameters is None
+    assert above.logistic is not None and above.logistic.midpoint > math.log10(3e9)
+    assert str(above.verdict).endswith("(3.00B): the threshold lies above the sizes tested")
+    below = threshold(expected(0.03, [0.1, 0.3, 1.0, 3.0], 1000, 2.0, 0.9), chance=0.25)
+    assert below.verdict.key == "verdict.beyond_smallest" and below.interval_parameters is None
+    assert "the threshold lies below the sizes tested" in str(below.verdict)
+
+
+def test_the_interval_covers_the_true_threshold_from_three_four_and_six_sizes() -> None:
+    # benchmarks/threshold_coverage.py with 40 studies a design (it prints the table for 200): chance 0.25,
+    # ceiling 0.85, midpoint 1.6B, sizes log-spaced from 0.1B to 10B, 100 items a model; seeded
+    three, four, six = (simulate(count, 40, boot=50, seed=1) for count in (3, 4, 6))
+    assert three.fitted >= 0.6 * three.studies and four.fitted >= 0.8 * four.studies and six.fitted >= 0.8 * six.studies
+    for design in (three, four, six):
+        assert design.coverage >= 0.85, (len(design.sizes), design.covered, design.fitted)
+        assert design.edge_true == design.edge  # "above 1B" and the like hold for the true midpoint
+    # and the intervals say something: well under the decade that is "insufficient evidence"
+    assert np.median(three.widths) < 0.9 and np.median(four.widths) < 0.65 and np.median(six.widths) < 0.5
+
+
+@pytest.mark.parametrize("floor", [0.25, None])
+def test_the_profile_is_the_best_curve_at_each_midpoint(floor: float | None) -> None:
+    from scipy.optimize import minimize
+
+    points = synthetic(1.2, [0.1, 0.3, 0.6, 1.0, 2.0, 5.0], 100, 7)
+    x = np.array([p.log_size for p in points])
+    k = np.array([p.correct for p in points], dtype=float)
+    n = np.array([p.n for p in points], dtype=float)
+    mids = np.array([8.0, 8.8, 9.1, 9.5, 10.0])
+    profile = profile_nll(x, k, n, floor, mids)
+    for mid, value in zip(mids, profile, strict=True):
+        best = math.inf
+        for slope in (0.3, 1.0, 3.0, 10.0, 40.0):  # a direct search from several slopes, the midpoint held
+            if floor is None:
+                start, bounds = [0.2, 0.8, slope], [(0, 1), (0, 1), (0.01, 60)]
+                nll = lambda q, m=mid: _nll(np.array([q[0], q[1], m, q[2]]), x, k, n, None)[0]  # noqa: E731
+            else:
+                start, bounds = [0.8, slope], [(0, 1), (0.01, 60)]
+                nll = lambda q, m=mid: _nll(np.array([q[0], m, q[1]]), x, k, n, floor)[0]  # noqa: E731
+            best = min(best, minimize(nll, start, bounds=bounds, method="L-BFGS-B").fun)
+        assert value == pytest.approx(best, abs=0.02)
 
 
 def test_a_curve_still_rising_at_the_largest_size_places_the_threshold_above_the_sizes_tested() -> None:
@@ -69,6 +141,7 @@ def test_published_csqa_threshold() -> None:
     assert len(points) == 23
     fit = threshold(points, chance=0.2)
     assert fit.sufficient, fit.verdict
+    assert fit.method == "likelihood+models"  # six families scatter about one curve: the models are resampled too
     assert 1.0e9 <= (fit.threshold_parameters or 0) <= 2.5e9
     low, high = fit.interval_parameters or (0, 0)
     assert low <= 1.6e9 <= high
@@ -81,6 +154,7 @@ def test_published_proof_by_contradiction_threshold() -> None:
     assert len(points) == 19 and all(p.n == 100 for p in points)
     fit = threshold(points)
     assert fit.sufficient, fit.verdict
+    assert fit.method == "likelihood+models"
     assert 1.0e9 <= (fit.threshold_parameters or 0) <= 2.5e9
     low, high = fit.interval_parameters or (0, 0)
     assert low <= 1.6e9 <= high
