@@ -5,15 +5,18 @@ both report languages. A few items of each task group keep it to minutes on two 
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
 from poccheck import models, pipeline
 from poccheck.analysis.reasoning import analyse_reasoning
+from poccheck.report.decision import schema
 
 from .conftest import EXAMPLES, ROOT
 from .test_e2e import cli
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.model
 
 LADDER = ("smollm2-135m-q4", "gemma3-270m-q4", "qwen2.5-coder-0.5b-q4", "qwen2.5-coder-1.5b-q4")
 ITEMS = ("insp-002", "mt-001", "math-001", "spec-001")  # one of each task group: exact, multiple choice, number, JSON
-COT_TOKENS = 160
+COT_TOKENS = 96
 TRANSFORMERS = "smollm2-135m-q4@transformers"  # for attention evidence: few-shot only
 
 
@@ -90,13 +93,21 @@ def test_the_ladder_in_chat_and_raw_format_gives_four_sizes_and_a_decision(
         assert text in japanese, text
     if cut:
         assert "Generations cut short and chains without an answer" in english
+    # decision.json: valid, and the option it recommends (or the closest) is the one the Decision page names
+    decision = json.loads((out / "decision.json").read_text(encoding="utf-8"))
+    jsonschema.validate(decision, schema())
+    assert decision["status"] in {"recommended", "not_yet"} and decision["options"]
+    named = decision["recommendation"] or decision["closest"]
+    option = next(o for o in decision["options"] if o["id"] == named)
+    decision_text = english[english.index("Decision") : english.index("Accuracy targets")]
+    assert option["candidate"] in decision_text
     # the models without attention views are named once each, whatever the number of modes
     listed = english[english.index("No attention views for") + len("No attention views for") :].split(":")[0]
     assert sorted(name.strip() for name in listed.split(",")) == sorted(LADDER)
 
     raw_out = tmp_path / "ladder-raw"
     four = [arg for name in LADDER for arg in ("--model", name)]
-    raw = cli("assess", "--plan", str(plan), *four, "--prompt-format", "raw", "--limit", "2", "--out", str(raw_out))
+    raw = cli("assess", "--plan", str(plan), *four, "--prompt-format", "raw", "--limit", "1", "--out", str(raw_out))
     assert raw.returncode == 0, raw.stderr[-3000:]
     raw_rows = results(raw_out)
     assert raw_rows and all(r["error"] is None and "<|im_start|>" not in r["prompt"] for r in raw_rows)

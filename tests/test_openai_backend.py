@@ -38,6 +38,7 @@ pytestmark = pytest.mark.model
 KEY_ENV = "POCCHECK_TEST_API_KEY"
 FAKE_KEY = f"sk-poccheck-fake-{secrets.token_hex(16)}"
 REPO = Path(__file__).resolve().parent.parent
+AGREEMENT_ITEMS = 14  # per suite: 28 of the example suite's 52 items, multiple choice and generation alike
 GREEDY = {"repeat_penalty": 1.0}  # llama-cpp-python's server defaults to 1.1; poccheck's own greedy loop has none
 
 
@@ -63,7 +64,11 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
     served = endpoint(server)
     started = time.perf_counter()
     result = pipeline.assess(
-        default_tasks(), [served.spec], tmp_path / "served", options=BackendOptions(endpoints=(served,))
+        default_tasks(),
+        [served.spec],
+        tmp_path / "served",
+        options=BackendOptions(endpoints=(served,)),
+        limit=AGREEMENT_ITEMS,
     )
     served_seconds = time.perf_counter() - started
     outcome = result.outcome.models[0]
@@ -80,7 +85,8 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
     agree = same_text = likelihood_agree = letters_agree = mc = 0
     differ = []
     try:
-        work = [w for suite in load_suites(default_tasks()) for w in work_items(suite)]
+        work = [w for suite in load_suites(default_tasks()) for w in work_items(suite)[:AGREEMENT_ITEMS]]
+        assert len(rows) == len(work)
         for w in work:
             row = rows[(w.suite.name, w.item.id)]
             if w.scored:
@@ -118,7 +124,8 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
     # The issue asks for 95% of items. The server runs with weight repacking off, as the in-process backend does
     # (tests/serve_llama.py): with it on, the server's prompt-prefix reuse changes llama.cpp's numbers and greedy
     # answers flip at near-ties (measured with the stock server: 46/52, 6 generations differing). Measured with it
-    # off: 52/52, every output text identical.
+    # off: 52/52 on the whole example suite, every output text identical.
+    assert 0 < mc < len(work)  # both kinds of item were compared
     assert letters_agree == mc
     assert share >= 0.95
     assert same_text >= 0.95 * len(work)
