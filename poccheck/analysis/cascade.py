@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from poccheck.analysis.cost import DAYS_PER_MONTH
 from poccheck.analysis.stats import Proportion, nearest_rank, wilson
 from poccheck.analysis.summary import GradedRow, ModelFindings
 
 FOLDS = 5
 STEPS = 20
-DAYS_PER_MONTH = 30.4
 FOLD_SEED = 20250601  # fixed, so a report is reproducible from its stored results
 
 
@@ -109,6 +109,11 @@ class Cascade:
     latency_slo: float | None = None
     use_lower_bound: bool = True
     latency_projected: bool = True
+
+    @property
+    def label(self) -> str:
+        """The cascade as an option's candidate: the small model, then the large one."""
+        return f"{self.small} → {self.large}"
 
 
 def confidence(row: GradedRow) -> float | None:

@@ -116,7 +116,7 @@ def options(findings: Findings, costs: CostFindings) -> list[Option]:
         reasons = tuple(r for m in (cascade.small, cascade.large) if m in by_label for r in ineligible(by_label[m]))
         found.append(
             Option(
-                f"{cascade.small} → {cascade.large}", "cascade", result.per_month, result.per_1000_tasks, margin,
+                cascade.label, "cascade", result.per_month, result.per_1000_tasks, margin,
                 group, margin >= 0, latency, True, result.escalated_share, result.latency_p95,
                 cascade.latency_projected, reasons, cross_validated=True,
                 groups={g: result.groups[g] for g in cascade.targets if g in result.groups}, folds=cascade.folds,

@@ -60,7 +60,7 @@ def _accuracy(proportion: Proportion, target: float | None, judged_lower: bool, 
 def _option(option: Option, costs: CostFindings) -> dict[str, Any]:
     targets = {c.group: c.target for c in costs.checks if c.candidate == option.candidate}
     if option.cross_validated:
-        cascade = next((c for c in costs.cascades if f"{c.small} → {c.large}" == option.candidate), None)
+        cascade = next((c for c in costs.cascades if c.label == option.candidate), None)
         targets = dict(cascade.targets) if cascade else targets
         method = f"cross-validated ({option.folds} folds)"
     else:
