@@ -61,7 +61,7 @@ def main() -> int:
     gguf = resolve("gemma3-270m-q4")
     hf_info = resolve("gemma3-270m-q4@transformers")
     if args.cold:
-        shutil.rmtree(converted_dir(hf_info), ignore_errors=True)
+        shutil.rmtree(converted_dir(hf_info, "float32"), ignore_errors=True)
     loads = []
     for _ in range(2):
         started = time.perf_counter()
@@ -70,9 +70,8 @@ def main() -> int:
         if len(loads) == 1:
             hf.close()
     llama = load_backend(gguf)
-    print(
-        f"transformers load from GGUF: first {loads[0]:.1f} s, second {loads[1]:.1f} s (cache {converted_dir(hf_info)})"
-    )
+    cache = converted_dir(hf_info, "float32")
+    print(f"transformers load from GGUF: first {loads[0]:.1f} s, second {loads[1]:.1f} s (cache {cache})")
     for name, items in sets.items():
         requests = [r for r, _ in items]
         gold = [g for _, g in items]

@@ -61,7 +61,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     probe = args.work / "probe-1hop.yaml"
-    pipeline.write_probe(probe, _rules(), [1], args.n, "en", seed=0, shots=0)
+    pipeline.write_probe(probe, _rules(), [1], args.n, "en", seed=0, shots=0, force=True)
     control = None
     if CSQA.exists():
         control = args.work / "csqa-control.jsonl"

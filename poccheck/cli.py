@@ -15,6 +15,7 @@ from poccheck.console import ProgressBar, comparison_table, console, findings_ta
 from poccheck.errors import PocCheckError
 from poccheck.models import DEFAULT_MODEL
 from poccheck.plan import load_plan
+from poccheck.probe.logic import Language
 from poccheck.records import MODES, PROMPT_FORMATS, Mode, PromptFormat
 
 app = typer.Typer(
@@ -61,7 +62,8 @@ def tasks_validate(
     encoding: Encoding = None,
 ) -> None:
     """Check task files and list every problem with its file, line and field."""
-    suites, problems = pipeline.validate(files, encoding)
+    check = pipeline.validate(files, encoding)
+    suites, problems = check.suites, check.problems
     for suite in suites:
         kinds: dict[str, int] = {}
         for item in suite.items:
@@ -69,6 +71,9 @@ def tasks_validate(
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         name = escape(repr(suite.name))
         out.print(f"[green]ok[/green] {escape(suite.path)}: suite {name}, {len(suite.items)} items ({summary})")
+    for header in check.headers:  # a title above the header, or header names read as poccheck's columns
+        if header.line > 1 or header.renamed:
+            out.print(f"  {escape(header.file)}: {escape(header.describe())}", soft_wrap=True)
     for problem in problems:
         out.print(f"[red]error[/red] {escape(str(problem))}", soft_wrap=True)
     if problems:
@@ -186,6 +191,14 @@ def assess(
             "own). Default: twice the CPU cores, at most 4.",
         ),
     ] = None,
+    reprobe: Annotated[
+        bool,
+        typer.Option(
+            help="Served models: probe again whether each endpoint scores multiple choice by log-likelihood or by "
+            "letters, instead of reusing the method recorded on the output folder's first run (a changed method "
+            "starts that model's results over)."
+        ),
+    ] = False,
 ) -> None:
     """Run task files through candidate models and write an HTML report. Rerunning resumes.
 
@@ -217,7 +230,9 @@ def assess(
                 encoding=encoding,
                 progress=progress,
                 redact=redact,
-                options=BackendOptions(device=device, dtype=dtype, endpoints=served, parallel=parallel),
+                options=BackendOptions(
+                    device=device, dtype=dtype, endpoints=served, parallel=parallel, reprobe=reprobe
+                ),
                 modes=modes,
                 target=target,
                 plan_file=plan_file,
@@ -255,6 +270,7 @@ def probe(
     distractors: Annotated[int, typer.Option(min=0, help="Unrelated rules added to each problem.")] = 0,
     shots: Annotated[int, typer.Option(min=0, help="Few-shot exemplars per rule (with gold proofs).")] = 3,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Task file to write.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Generate deductive reasoning problems over a fictional ontology as a task file, with gold proofs."""
     from poccheck.probe.generate import RULES
@@ -264,7 +280,10 @@ def probe(
     chosen = list(RULES) if rules.strip() == "all" else [r.strip() for r in rules.split(",") if r.strip()]
     depths = parse_hops(hops)
     path = out_file or Path(f"probe-{lang}.yaml")
-    suite = pipeline.write_probe(path, chosen, depths, n, lang, seed=seed, distractors=distractors, shots=shots)  # type: ignore[arg-type]
+    language: Language = "ja" if lang == "ja" else "en"
+    suite = pipeline.write_probe(
+        path, chosen, depths, n, language, seed=seed, distractors=distractors, shots=shots, force=force
+    )
     out.print(f"Wrote {escape(str(path))}: {len(suite.items)} problems, {len(suite.fewshot)} exemplars (seed {seed}).")
     out.print(f"Next: poccheck assess --tasks {escape(str(path))} --mode direct --mode cot")
 

@@ -259,6 +259,7 @@ def bundled_path(name: str = DEFAULT_MODEL) -> Path:
     marker = target.with_name(target.name + ".ok")
     try:
         if marker.read_text().strip() == _verified_marker(target, model.sha256):
+            _remember_fingerprint(target, model.sha256[:16])  # the same whole-file hash: never read twice
             return target
     except OSError:
         pass
@@ -277,6 +278,7 @@ def bundled_path(name: str = DEFAULT_MODEL) -> Path:
             ) from exc
     with contextlib.suppress(OSError):  # without the marker (a read-only cache) the file is hashed on each use
         marker.write_text(_verified_marker(target, model.sha256) + "\n")
+    _remember_fingerprint(target, model.sha256[:16])
     return target
 
 
@@ -328,7 +330,16 @@ def install_commands(names: Sequence[str]) -> list[list[str]]:
 
 
 def fingerprint(path: Path) -> str:
-    """A content fingerprint: SHA-256 of the size plus the first and last 4 MiB (fast on large files)."""
+    """A content fingerprint: the SHA-256 of the whole file (first 16 hex digits), the key of its results.
+
+    Any change to the weights (a re-quantised or fine-tuned file, however alike) gives another key; the cost is
+    one read of the file, cached by path, size and modification time (:func:`_fingerprint_cached`)."""
+    return _sha256_file(path)[:16]
+
+
+def legacy_fingerprint(path: Path) -> str:
+    """The key earlier versions gave a file: SHA-256 of its size and first and last 4 MiB. Only used to find and
+    re-key results stored under it (a file differing only in its middle had the same key)."""
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
     with path.open("rb") as handle:
@@ -339,24 +350,36 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _fingerprint_cached(path: Path) -> str:
+def _fingerprint_key(path: Path) -> str:
     stat = path.stat()
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    cache = cache_dir() / "fingerprints.json"
-    known: dict[str, str] = {}
+    return f"sha256:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _fingerprint_cache() -> dict[str, str]:
     try:
-        known = json.loads(cache.read_text())
+        known = json.loads((cache_dir() / "fingerprints.json").read_text())
     except (OSError, ValueError):
-        known = {}
-    if key in known:
-        return known[key]
-    value = fingerprint(path)
-    known[key] = value
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known))
-    except OSError:
-        pass
+        return {}
+    if not isinstance(known, dict):
+        return {}
+    # entries of the sampled key (earlier versions) are stale
+    return {k: v for k, v in known.items() if isinstance(v, str) and k.startswith("sha256:")}
+
+
+def _remember_fingerprint(path: Path, value: str) -> None:
+    known = _fingerprint_cache()
+    known[_fingerprint_key(path)] = value
+    with contextlib.suppress(OSError):  # a read-only cache: the file is hashed on each use
+        (cache_dir() / "fingerprints.json").parent.mkdir(parents=True, exist_ok=True)
+        (cache_dir() / "fingerprints.json").write_text(json.dumps(known))
+
+
+def _fingerprint_cached(path: Path) -> str:
+    """:func:`fingerprint`, read once per file version (path, size, modification time)."""
+    value = _fingerprint_cache().get(_fingerprint_key(path))
+    if value is None:
+        value = fingerprint(path)
+        _remember_fingerprint(path, value)
     return value
 
 
@@ -467,8 +490,7 @@ def resolve(spec_text: str, endpoints: Sequence[served.Endpoint] = ()) -> ModelI
 
 def _with_adapter(spec: ModelSpec) -> ModelInfo:
     """The base model plus a LoRA adapter; the fingerprint covers both, so results are keyed by the pair."""
-    from poccheck.finetune.export import GGUF_ADAPTER
-    from poccheck.finetune.manifest import adapter_path, read_manifest, weights_hash
+    from poccheck.finetune.manifest import GGUF_ADAPTER, adapter_path, read_manifest, weights_hash
 
     assert spec.adapter is not None
     folder = adapter_path(spec.adapter)
@@ -479,7 +501,8 @@ def _with_adapter(spec: ModelSpec) -> ModelInfo:
             f"run it on the transformers backend: {spec.target}{LORA}{spec.adapter}",
         )
     base = resolve(f"{spec.target}@{spec.backend}")
-    if manifest.base_fingerprint != base.fingerprint:
+    # an adapter trained before the whole-file key names the base by its legacy fingerprint
+    if manifest.base_fingerprint not in (base.fingerprint, base.legacy_fingerprint):
         raise ModelError(
             f"adapter {spec.adapter!r} was trained on {manifest.base_model} (fingerprint {manifest.base_fingerprint}), "
             f"not on {spec.target} (fingerprint {base.fingerprint})",
@@ -490,9 +513,11 @@ def _with_adapter(spec: ModelSpec) -> ModelInfo:
     except OSError as exc:
         raise ModelError(f"cannot read the adapter weights in {folder}: {exc}") from exc
     digest = hashlib.sha256(f"{base.fingerprint}+lora:{adapter_hash}".encode()).hexdigest()[:16]
+    legacy = base.legacy_fingerprint and hashlib.sha256(f"{base.legacy_fingerprint}+lora:{adapter_hash}".encode())
     return dataclasses.replace(
-        base, name=spec.name, fingerprint=digest, adapter=str(folder), base_fingerprint=base.fingerprint
-    )
+        base, name=spec.name, fingerprint=digest, adapter=str(folder), base_fingerprint=base.fingerprint,
+        legacy_fingerprint=legacy.hexdigest()[:16] if legacy else None,
+    )  # fmt: skip
 
 
 def _describe_gguf(spec: ModelSpec, path: Path, family: str | None) -> ModelInfo:
@@ -502,6 +527,7 @@ def _describe_gguf(spec: ModelSpec, path: Path, family: str | None) -> ModelInfo
         backend=spec.backend,
         path=str(path),
         fingerprint=_fingerprint_cached(path),
+        legacy_fingerprint=legacy_fingerprint(path),
         parameters=meta["parameters"],
         quantization=meta["quantization"] if spec.backend == "llama.cpp" else f"{meta['quantization']} dequantised",
         file_size=meta["file_size"],
@@ -541,13 +567,15 @@ def _describe_hf_folder(spec: ModelSpec, path: Path) -> ModelInfo:
     parameters = 0
     dtypes: set[str] = set()
     digest = hashlib.sha256(config_path.read_bytes())
+    legacy = hashlib.sha256(config_path.read_bytes())  # earlier versions' key: the first 4 MiB of each file
     if weights:
         from safetensors import safe_open
 
         for file in weights:
-            digest.update(f"{file.name}:{file.stat().st_size}".encode())
+            digest.update(f"{file.name}:{_fingerprint_cached(file)}".encode())
+            legacy.update(f"{file.name}:{file.stat().st_size}".encode())
             with file.open("rb") as handle:
-                digest.update(handle.read(_SAMPLE_BYTES))
+                legacy.update(handle.read(_SAMPLE_BYTES))
             try:
                 with safe_open(str(file), framework="pt") as tensors:
                     for name in tensors.keys():  # noqa: SIM118 - safe_open is not a mapping
@@ -564,13 +592,15 @@ def _describe_hf_folder(spec: ModelSpec, path: Path) -> ModelInfo:
         if not bins:
             raise ModelError(f"{path} holds no model weights (*.safetensors or *.bin)")
         for file in bins:
-            digest.update(f"{file.name}:{file.stat().st_size}".encode())
+            digest.update(f"{file.name}:{_fingerprint_cached(file)}".encode())
+            legacy.update(f"{file.name}:{file.stat().st_size}".encode())
     text = config.get("text_config", config)
     return ModelInfo(
         name=spec.name,
         backend=spec.backend,
         path=str(path),
         fingerprint=digest.hexdigest()[:16],
+        legacy_fingerprint=legacy.hexdigest()[:16],
         parameters=parameters or None,
         quantization="/".join(sorted(dtypes)) or None,
         file_size=sum(f.stat().st_size for f in path.iterdir() if f.is_file()),

@@ -24,14 +24,16 @@ from poccheck.analysis.summary import regraded
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError
 from poccheck.finetune import split as splits
-from poccheck.finetune.export import GGUF_ADAPTER, ExportUnsupported, export_gguf_lora
+from poccheck.finetune.export import ExportUnsupported, export_gguf_lora
 from poccheck.finetune.manifest import (
+    GGUF_ADAPTER,
     HELDOUT,
     MANIFEST,
     TRANSFORMERS_ONLY,
     DataRecord,
     Manifest,
     adapter_path,
+    discard_adapter,
     read_manifest,
     weights_hash,
     write_manifest,
@@ -40,19 +42,20 @@ from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.grading import grade_output
 from poccheck.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from poccheck.plan import Plan, default_plan_text, plan_from_record, plan_record
+from poccheck.private import make_private, private_umask, secure_dir
 from poccheck.probe.logic import Language
 from poccheck.records import Mode, ModelInfo, PromptFormat, Suite, TaskItem
 from poccheck.report.decision import write_decision
 from poccheck.runner import Output
-from poccheck.store import DB_NAME, OutputLock, Store, secure_dir
+from poccheck.store import DB_NAME, OutputLock, Store
 from poccheck.tasks import load_suites
 from poccheck.tasks.mapping import did_you_mean
-from poccheck.tasks.suite import check_suites
+from poccheck.tasks.suite import TaskCheck, check_tasks
 
 
-def validate(paths: Sequence[str | Path], encoding: str | None = None) -> tuple[list[Suite], list[Problem]]:
-    """Check task files without running anything: the valid suites and every problem found."""
-    return check_suites(paths, encoding)
+def validate(paths: Sequence[str | Path], encoding: str | None = None) -> TaskCheck:
+    """Check task files without running anything: the valid suites, every problem found, where each header was."""
+    return check_tasks(paths, encoding)
 
 
 @dataclass(frozen=True)
@@ -352,6 +355,7 @@ def write_probe(
     seed: int = 0,
     distractors: int = 0,
     shots: int = 3,
+    force: bool = False,
 ) -> Suite:
     """Generate a reasoning-depth probe and write it as an ordinary YAML task file; return it as loaded back."""
     import yaml
@@ -363,22 +367,37 @@ def write_probe(
         raise ModelError(
             f"unknown rule {unknown[0]!r}{did_you_mean(unknown[0], list(RULES))}", f"rules: {', '.join(RULES)}"
         )
+    _check_writable(out_file, force)
+    if out_file.suffix.lower() not in (".yaml", ".yml"):
+        raise PocCheckError(f"{out_file}: a probe is written as YAML", "give --out a name ending in .yaml")
     suite = probe_suite(rules, hops, n, lang, seed=seed, distractors=distractors, shots=shots)
     text = yaml.safe_dump(suite, allow_unicode=True, sort_keys=False, width=1000)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(f"# poccheck probe: {suite['description']}\n{text}", encoding="utf-8")
+    _write_text(out_file, f"# poccheck probe: {suite['description']}\n{text}")
     return load_suites([out_file])[0]
+
+
+def _check_writable(out_file: Path, force: bool) -> None:
+    if out_file.is_dir():
+        raise PocCheckError(f"{out_file} is a folder", "give --out a file name, e.g. --out tasks.yaml")
+    if out_file.exists() and not force:
+        raise PocCheckError(f"{out_file} already exists", "pass --force to overwrite it, or choose another --out")
+
+
+def _write_text(out_file: Path, text: str) -> None:
+    try:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PocCheckError(f"cannot write {out_file}: {exc.strerror or exc}", "choose another --out") from None
 
 
 def init_plan(out_file: Path, examples: Path | None, force: bool = False) -> Path:
     """Write a commented starting plan; its task paths point at the bundled example suite."""
-    if out_file.exists() and not force:
-        raise PocCheckError(f"{out_file} already exists", "pass --force to overwrite it, or choose another --out")
+    _check_writable(out_file, force)
     text = default_plan_text()
     if examples is not None and not (out_file.parent / "examples" / "factory_suite.yaml").exists():
         text = text.replace("examples/", f"{examples.resolve()}/")
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(text, encoding="utf-8")
+    _write_text(out_file, text)
     return out_file
 
 
@@ -491,8 +510,30 @@ def finetune(
 ) -> FinetuneResult:
     """Train a LoRA adapter on a suite's training split (resuming an interrupted run), write it with its
     manifest and held-out task file under ``$POCCHECK_CACHE/adapters/<name>/``; with ``evaluate``, assess the
-    base and the fine-tuned model on the held-out items (and the control suite) into that output directory."""
-    import shutil
+    base and the fine-tuned model on the held-out items (and the control suite) into that output directory.
+
+    Everything written (held-out items, checkpoints, weights, manifest) is the owner's only (SECURITY.md)."""
+    with private_umask():
+        return _finetune(
+            task_path, model_spec, control=control, name=name, mode=mode, settings=settings, fresh=fresh,
+            options=options, progress=progress, evaluate=evaluate, encoding=encoding,
+        )  # fmt: skip
+
+
+def _finetune(
+    task_path: str | Path,
+    model_spec: str,
+    *,
+    control: str | Path | None,
+    name: str | None,
+    mode: Mode,
+    settings: LoraSettings | None,
+    fresh: bool,
+    options: BackendOptions | None,
+    progress: TrainProgress | None,
+    evaluate: Path | None,
+    encoding: str | None,
+) -> FinetuneResult:
     from datetime import datetime, timezone
 
     import yaml
@@ -519,10 +560,11 @@ def finetune(
             f"an adapter named {name!r} already exists ({folder})", "pass --fresh to retrain it, or choose --name"
         )
     if fresh:
-        shutil.rmtree(folder, ignore_errors=True)
+        discard_adapter(folder)
     info = models.resolve(base_spec)
     models.check_memory(info, 4096)
-    folder.mkdir(parents=True, exist_ok=True)
+    secure_dir(folder)
+    make_private(folder)  # files an earlier version wrote with the umask's mode
     warnings = splits.warnings_for(split)
     heldout_name = f"{suite.name}-heldout"
     heldout = folder / HELDOUT

@@ -125,6 +125,9 @@ class ModelInfo:
     adapter: str | None = None  # a LoRA adapter folder applied on top (``M+lora:<name>``)
     base_fingerprint: str | None = None  # the base weights' fingerprint when an adapter is applied
     price: str | None = None  # served models: the cloud price profile their measured tokens are priced with
+    # the key poccheck before 0.x gave these weights (size + first and last 4 MiB): results stored under it are
+    # re-keyed to ``fingerprint`` when the model next runs, so output folders keep resuming
+    legacy_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

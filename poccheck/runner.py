@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from poccheck import evidence, models
+from poccheck import endpoints, evidence, models
 from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_backend
 from poccheck.backends.base import BatchedGenerationBackend, ChatBackend, ConcurrentBackend, effective_format
 from poccheck.backends.registry import BackendOptions
@@ -141,6 +141,48 @@ def keyed_settings(settings: dict[str, object], formats: dict[str, EffectiveForm
     return {**settings, "prompt_format": "chat" if used == {"chat"} else dict(sorted(formats.items()))}
 
 
+CONTEXT_TOKENS = 4096  # each context's size (LlamaSettings.n_ctx; the transformers backend's check uses the same)
+
+
+def cache_tokens(info: ModelInfo, options: BackendOptions, work: Sequence[WorkItem]) -> int:
+    """Tokens of key/value cache the model will hold, for the memory check before loading: llama.cpp keeps a
+    generation context and a scoring context, and when generations are decoded N at a time a third context with
+    a stream of the same size per sequence; the other backends one context."""
+    if info.backend != "llama.cpp":
+        return CONTEXT_TOKENS
+    slots = options.generation_slots() if any(not w.scored for w in work) else 1
+    return CONTEXT_TOKENS * (2 + (slots if slots > 1 else 0))
+
+
+PROBED_METHODS = ("logprobs", "generation")
+
+
+def recorded_method(
+    info: ModelInfo, store: Store, options: BackendOptions, progress: Progress
+) -> tuple[BackendOptions, endpoints.Endpoint | None]:
+    """A served model's multiple-choice method, as probed on its endpoint's first run into this output folder.
+
+    The method (log-likelihood or letters) is part of the results' key, and the probe that picks it times a
+    request, so a busy server could flip it and a rerun would start over: once recorded, it is passed to the
+    backend as the endpoint's ``multiple_choice`` and not probed again (``options.reprobe`` probes anew). Returns
+    the options to load with, and the endpoint whose probed method is to be recorded once loaded (None: nothing
+    to record — not a served model, a method chosen in the plan, a chat API, which always answers by letter, or
+    a method reused)."""
+    if info.backend != "openai":
+        return options, None
+    endpoint = endpoints.find(info.name.rpartition("@")[0], options.endpoints)
+    if endpoint.multiple_choice != "auto" or endpoint.api != "completions":
+        return options, None
+    recorded = None if options.reprobe else store.probed_method(endpoint.base_url.rstrip("/"), endpoint.model)
+    if recorded in PROBED_METHODS:
+        method: endpoints.MultipleChoice = "logprobs" if recorded == "logprobs" else "generation"
+        progress.message(f"{info.name}: multiple choice by {method}, as probed on the first run (--reprobe: again)")
+        fixed = replace(endpoint, multiple_choice=method)
+        chosen = tuple(fixed if e is endpoint else e for e in options.endpoints)
+        return replace(options, endpoints=chosen), None
+    return options, endpoint
+
+
 def item_record(item: TaskItem) -> dict[str, Any]:
     record = asdict(item)
     record["choices"] = list(item.choices)
@@ -241,7 +283,7 @@ def _run_model(
     store.record_model_run(run_id, spec)
     try:
         info = models.resolve(spec, options.endpoints)
-        models.check_memory(info, 4096)
+        models.check_memory(info, cache_tokens(info, options, work))
     except ModelError as exc:
         outcome.error = str(exc)
         store.record_model_run(run_id, spec, error=outcome.error)
@@ -252,6 +294,7 @@ def _run_model(
     started = time.perf_counter()
     with PeakRSS() as memory:
         progress.message(f"loading {spec} ({info.backend}) ...")
+        options, probing = recorded_method(info, store, options, progress)
         try:
             backend = load_backend(info, options)
         except ModelError as exc:
@@ -259,6 +302,9 @@ def _run_model(
             store.record_model_run(run_id, spec, fingerprint=info.fingerprint, error=outcome.error)
             progress.message(f"{spec}: {exc.message}", "red")
             return outcome
+        probed = getattr(backend, "mc_method", None)
+        if probing is not None and probed in PROBED_METHODS:
+            store.record_probed_method(probing.base_url.rstrip("/"), probing.model, str(probed))
         load_seconds = time.perf_counter() - started
         try:
             formats = suite_formats(backend, suites, info.name)
@@ -274,6 +320,10 @@ def _run_model(
         # generations decoded together: recorded with the run (latencies are with this many in flight), not part
         # of the results' key, since each output is what the item gives alone
         slots = options.generation_slots() if isinstance(backend, BatchedGenerationBackend) else 1
+        if info.legacy_fingerprint:  # results an earlier version stored under its sampled key keep resuming
+            moved = store.rekey_model(info.legacy_fingerprint, info.fingerprint)
+            if moved:
+                progress.message(f"{spec}: {moved} stored results re-keyed to the whole-file fingerprint")
         done = store.done_keys(info.fingerprint, settings_key)
         todo = [w for w in work if w.key not in done]
         outcome.skipped = len(work) - len(todo)
@@ -416,7 +466,7 @@ def _output(result: ChoiceScores | Completion | BackendError) -> Output:
     if isinstance(result, ChoiceScores):
         return Output(
             text=result.text,
-            choice_logprobs=result.logprobs,
+            choice_logprobs=result.logprobs or None,  # a letter read from a reply has no scores
             prompt_tokens=result.input_tokens,
             completion_tokens=result.completion_tokens,
             latency=result.seconds,

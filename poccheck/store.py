@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from poccheck.errors import StoreError
+from poccheck.private import secure_dir
 from poccheck.records import ModelInfo, ResultRow
 
 APP_ID = "poccheck"
@@ -98,12 +99,6 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (model_fingerprint, item_key, settings_key)
 );
 """
-
-
-def secure_dir(path: Path) -> None:
-    """Create ``path`` (and parents) readable by the owner only."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
 
 
 class Store:
@@ -265,6 +260,23 @@ class Store:
 
     # ------------------------------------------------------------------ results
 
+    def rekey_model(self, old: str, new: str) -> int:
+        """Move what is stored under ``old``, an earlier fingerprint of the same weights, to ``new``: results,
+        attention and model runs, in one transaction. A result already stored under ``new`` wins over its old copy.
+        Returns how many results moved (0 when nothing was stored under ``old``)."""
+        if old == new:
+            return 0
+        with self.transaction() as db:
+            moved = db.execute(
+                "UPDATE OR IGNORE results SET model_fingerprint = ? WHERE model_fingerprint = ?", (new, old)
+            )
+            db.execute("DELETE FROM results WHERE model_fingerprint = ?", (old,))
+            db.execute("UPDATE OR IGNORE attention SET model_fingerprint = ? WHERE model_fingerprint = ?", (new, old))
+            db.execute("DELETE FROM attention WHERE model_fingerprint = ?", (old,))
+            db.execute("UPDATE model_runs SET fingerprint = ? WHERE fingerprint = ?", (new, old))
+            db.execute("UPDATE models SET fingerprint = ? WHERE fingerprint = ?", (new, old))
+        return moved.rowcount
+
     def done_keys(self, fingerprint: str, settings_key: str) -> set[str]:
         """Item keys already answered without error for this model and settings."""
         rows = self.db.execute(
@@ -332,6 +344,35 @@ class Store:
             rows.append(row)
         return rows
 
+    # ------------------------------------------------------------------ probed multiple-choice methods
+    # How each served endpoint (base URL + model) scores multiple choice ("logprobs" or "generation"), probed on its
+    # first run into this folder and reused on every later one: the method is part of the results' key, and a busy
+    # server must not flip it. The table is made on first use, so databases written before it existed open as they
+    # are (same schema version), and a poccheck without it ignores it.
+
+    _PROBED_TABLE = (
+        "CREATE TABLE IF NOT EXISTS probed_methods (base_url TEXT NOT NULL, model TEXT NOT NULL, "
+        "method TEXT NOT NULL, probed REAL NOT NULL, PRIMARY KEY (base_url, model))"
+    )
+
+    def probed_method(self, base_url: str, model: str) -> str | None:
+        """The multiple-choice method recorded for this endpoint, or None when none was recorded yet."""
+        exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'probed_methods'")
+        if exists.fetchone() is None:
+            return None
+        row = self.db.execute(
+            "SELECT method FROM probed_methods WHERE base_url = ? AND model = ?", (base_url, model)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def record_probed_method(self, base_url: str, model: str, method: str) -> None:
+        """Record (or, after a re-probe, replace) the multiple-choice method of this endpoint."""
+        with self.transaction() as db:
+            db.execute(self._PROBED_TABLE)
+            db.execute(
+                "INSERT OR REPLACE INTO probed_methods VALUES (?, ?, ?, ?)", (base_url, model, method, time.time())
+            )
+
 
 def storable(text: str | None) -> str | None:
     """Text SQLite can hold (UTF-8): a lone surrogate, as a server's JSON reply cut inside a UTF-16 pair decodes to,
@@ -368,7 +409,13 @@ class OutputLock:
         self._fd: int | None = None
 
     def __enter__(self) -> OutputLock:
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to the folder {self.path.parent}: {exc.strerror or exc}",
+                "choose an --out folder you can write to",
+            ) from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -16,7 +16,14 @@ from safetensors.torch import load_file
 
 from poccheck import models, pipeline
 from poccheck.errors import FinetuneError, ModelError
-from poccheck.finetune.manifest import ADAPTER_WEIGHTS, TRANSFORMERS_ONLY, read_manifest, weights_hash
+from poccheck.finetune.manifest import (
+    ADAPTER_WEIGHTS,
+    HELDOUT,
+    MANIFEST,
+    TRANSFORMERS_ONLY,
+    read_manifest,
+    weights_hash,
+)
 from poccheck.finetune.split import content_hash, split_suite, warnings_for
 from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.tasks import load_suites
@@ -103,6 +110,16 @@ def test_tiny_model_learns_the_synthetic_task_measured_through_assess(trained: p
     assert analysis.base.endswith("@transformers") and "+lora:synth" in analysis.tuned
     record = trained.manifest.training
     assert record.validation_loss[-1] < record.validation_loss[0]
+
+
+def test_the_adapter_folder_is_private(trained: pipeline.FinetuneResult) -> None:
+    """Held-out items, weights, manifest and peft's files are the owner's only (SECURITY.md: results are private)."""
+    import stat
+
+    paths = [trained.folder, *trained.folder.rglob("*")]
+    modes = {str(p.relative_to(trained.folder)): stat.S_IMODE(p.stat().st_mode) for p in paths}
+    assert {HELDOUT, MANIFEST} <= set(modes)
+    assert all(mode == (0o700 if (trained.folder / name).is_dir() else 0o600) for name, mode in modes.items()), modes
 
 
 def test_manifest_records_base_data_and_settings(trained: pipeline.FinetuneResult, tiny: Path) -> None:

@@ -82,7 +82,7 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
     assert "generation + letter" in settings  # this server gives no prompt log-probs (see tests/llama_server.py)
 
     backend = LlamaCppBackend(models.resolve(models.DEFAULT_MODEL))
-    agree = same_text = likelihood_agree = letters_agree = mc = 0
+    agree = same_text = likelihood_agree = letters_agree = mc = answered = 0
     differ = []
     try:
         work = [w for suite in load_suites(default_tasks()) for w in work_items(suite)[:AGREEMENT_ITEMS]]
@@ -97,10 +97,12 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
                 )
                 remote = None if row["error"] else LETTERS.index(row["prediction"][0])  # error: no letter in reply
                 assert row["error"] or row["completion_tokens"] > 0  # the letter reply's tokens are counted
-                agree += local == remote
-                same_text += local == remote
-                letters_agree += local == remote
-                differ += [] if local == remote else [w.item.id]
+                both = letters_match(local, remote)  # a letter missing on both sides is no agreement
+                answered += local is not None and remote is not None
+                agree += both
+                same_text += both
+                letters_agree += both
+                differ += [] if both else [w.item.id]
                 scores = backend.score_choices([request])[0].logprobs
                 likelihood_agree += max(range(len(scores)), key=lambda i: scores[i]) == remote
             else:
@@ -126,9 +128,21 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
     # answers flip at near-ties (measured with the stock server: 46/52, 6 generations differing). Measured with it
     # off: 52/52 on the whole example suite, every output text identical.
     assert 0 < mc < len(work)  # both kinds of item were compared
+    assert answered == mc  # every multiple-choice item got a letter, in process and over HTTP
     assert letters_agree == mc
     assert share >= 0.95
     assert same_text >= 0.95 * len(work)
+
+
+def letters_match(local: int | None, remote: int | None) -> bool:
+    """Two letter answers agree when both name the same choice; a letter missing on either side (or both) does not
+    agree with anything."""
+    return local is not None and remote is not None and local == remote
+
+
+def test_two_missing_letters_do_not_agree() -> None:
+    assert letters_match(1, 1) and not letters_match(1, 2)
+    assert not letters_match(None, None) and not letters_match(None, 0) and not letters_match(0, None)
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:

@@ -17,7 +17,7 @@ CSV_HEADER = "id,input,type,choices,answer,category\n"
 
 
 def problems_of(path: Path) -> list[Problem]:
-    _, problems = validate([path])
+    problems = validate([path]).problems
     return problems
 
 
@@ -31,7 +31,8 @@ def only_problem(path: Path) -> Problem:
 
 
 def test_examples_load_and_are_big_enough() -> None:
-    suites, problems = validate([EXAMPLES / "factory_suite.yaml", EXAMPLES / "factory_tasks.csv"])
+    check = validate([EXAMPLES / "factory_suite.yaml", EXAMPLES / "factory_tasks.csv"])
+    suites, problems = check.suites, check.problems
     assert problems == []
     items = [i for s in suites for i in s.items]
     assert len(items) >= 40

@@ -3,7 +3,11 @@
 Confidence is the small model's log-prob margin between its best and second choice (multiple choice) or the
 mean log-prob of its generated tokens (generation). The two are not on one scale, so a rule escalates the same
 share ``q`` of each kind: it is a confidence threshold per kind, the ``q``-quantile of the small model's
-confidence on the items the rule was chosen on. Items without a confidence (failed) escalate first.
+confidence on the items the rule was chosen on. Items without a confidence (failed) escalate first. A small model
+with no confidence signal on a kind of item it answered (multiple choice answered with a letter read from a server's
+reply has no choice scores; a generation without token log-probs has no mean log-prob) cannot be the small tier:
+nothing tells its unsure answers from its sure ones, and ranking ties would pass for a rule. Its cascade has no
+points and no rule, and says why (``unscored``).
 
 The rule chosen is the cheapest share (per month, each tier on its own deployment) whose answers meet every task
 group's target and the p95 latency target. Choosing it on gold answers and judging it on the same items flatters
@@ -109,6 +113,7 @@ class Cascade:
     latency_slo: float | None = None
     use_lower_bound: bool = True
     latency_projected: bool = True
+    unscored: int = 0  # answered items without a confidence signal: this small model cannot be a small tier
 
     @property
     def label(self) -> str:
@@ -123,6 +128,17 @@ def confidence(row: GradedRow) -> float | None:
         return row.grade.margin
     value = row.result.get("mean_logprob")
     return float(value) if value is not None else None
+
+
+def without_confidence(rows: Sequence[GradedRow]) -> int:
+    """How many answered rows are of a kind (multiple choice, or generation) on which no row has a confidence: 0
+    when the model gives a signal on every kind it answered. (A failed row has no confidence either; it escalates
+    first and is not counted here.)"""
+    kinds: dict[bool, list[bool]] = {}
+    for row in rows:
+        if row.grade is not None:
+            kinds.setdefault(row.item.is_multiple_choice, []).append(confidence(row) is not None)
+    return sum(len(found) for found in kinds.values() if not any(found))
 
 
 def _confidence(row: GradedRow) -> float:
@@ -182,11 +198,19 @@ def simulate(
     steps: int = STEPS,
     folds: int = FOLDS,
 ) -> Cascade | None:
-    """The cascade of ``small`` then ``large`` over the items both answered; None when they share none."""
+    """The cascade of ``small`` then ``large`` over the items both answered; None when they share none. A small
+    model without a confidence signal (:func:`without_confidence`) gets a cascade without points or rule that
+    counts the items it could not rank (``unscored``)."""
     big = {r.key: r for r in large.model.rows}
     rows = sorted((r for r in small.model.rows if r.key in big), key=lambda r: r.key)
     if not rows:
         return None
+    unscored = without_confidence(rows)
+    if unscored:
+        return Cascade(
+            small.model.label, large.model.label, small.deployment, large.deployment, [], None, None, None, 0, 0,
+            dict(targets), latency_slo, use_lower_bound, small.latency_projected or large.latency_projected, unscored,
+        )  # fmt: skip
     sim = _Sim(small, large, big, tasks_per_day / hours_per_day, tasks_per_day)
     shares = [step / steps for step in range(steps + 1)]
     sureness = {r.key: (r.item.is_multiple_choice, _confidence(r)) for r in rows}

@@ -10,7 +10,7 @@ from typing import Any
 from poccheck.analysis.attention import AttentionView, CopyScore, mean_scores
 from poccheck.analysis.stats import Proportion, median, percentile, wilson
 from poccheck.errors import StoreError
-from poccheck.grading import grade_output
+from poccheck.grading import answered_by_letter, grade_output
 from poccheck.records import Grade, Mode, ModelInfo, TaskItem
 from poccheck.store import Store
 
@@ -34,6 +34,14 @@ class GradedRow:
     def key(self) -> str:
         """The item's identity across models and modes: suite and item id."""
         return f"{self.suite}/{self.item.id}"
+
+    @property
+    def letter_answer(self) -> bool:
+        """Multiple choice answered with a letter read from a server's reply (no prompt log-probs): it has no choice
+        scores, so no margin, no length-normalised answer and no cascade confidence."""
+        if self.grade is None or not self.item.is_multiple_choice or self.mode == "cot":
+            return False
+        return answered_by_letter(str(self.result.get("output") or ""), self.result.get("choice_logprobs"))
 
 
 @dataclass
@@ -63,6 +71,7 @@ class ModelFindings:
     context_cut: int = 0  # generations cut by the model's context size (finish reason "context")
     looped: int = 0  # generations stopped because the model repeated itself (finish reason "loop")
     generated: int = 0  # items answered by generating text (not by scoring choices)
+    letter_answers: int = 0  # multiple choice answered with a letter in a server's reply: no choice scores
     unparsed: int = 0  # chains of thought that ended without an answer that could be read
     prompt_formats: dict[str, str] = field(default_factory=dict)  # suite -> "chat" or "raw", as prompted
     expected_items: int = 0
@@ -294,6 +303,7 @@ def _summarise(model: ModelFindings, runs: list[dict[str, Any]], suites: list[st
     choice_rows = [r for r in graded if r.item.is_multiple_choice and r.grade and r.grade.correct_norm is not None]
     if choice_rows:
         model.accuracy_norm = wilson(sum(bool(r.grade and r.grade.correct_norm) for r in choice_rows), len(choice_rows))
+    model.letter_answers = sum(1 for r in graded if r.letter_answer)
     for key, attribute in (("by_category", "category"), ("by_type", "type")):
         groups: dict[str, list[GradedRow]] = defaultdict(list)
         for row in rows:

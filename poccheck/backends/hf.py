@@ -69,10 +69,13 @@ def pick_dtype(requested: str, device: str) -> Any:
     return getattr(torch, requested)
 
 
-def converted_dir(info: ModelInfo) -> Path:
+def converted_dir(info: ModelInfo, dtype: Any) -> Path:
+    """Where a GGUF file's dequantised weights are kept, by the weights' fingerprint and the dtype they were loaded
+    in (weights saved in bfloat16 and read back as float32 would not be the float32 dequantisation)."""
     from poccheck.models import cache_dir
 
-    return cache_dir() / "converted" / (info.base_fingerprint or info.fingerprint)
+    weights = info.base_fingerprint or info.fingerprint
+    return cache_dir() / "converted" / f"{weights}-{str(dtype).removeprefix('torch.')}"
 
 
 def load_pretrained(info: ModelInfo, dtype: Any, attention: str) -> tuple[Any, Any]:
@@ -86,7 +89,7 @@ def load_pretrained(info: ModelInfo, dtype: Any, attention: str) -> tuple[Any, A
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention}
     try:
         if path.suffix.lower() == ".gguf":
-            cached = converted_dir(info)
+            cached = converted_dir(info, dtype)
             if (cached / "config.json").exists() and (cached / "tokenizer_config.json").exists():
                 return (
                     AutoModelForCausalLM.from_pretrained(cached, **kwargs),

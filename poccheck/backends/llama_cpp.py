@@ -26,7 +26,7 @@ import numpy as np
 from poccheck.backends.base import LOOP_RULE, ChoiceRequest, GenerationRequest, default_threads, looping
 from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
-from poccheck.finetune.export import GGUF_ADAPTER
+from poccheck.finetune.manifest import GGUF_ADAPTER
 from poccheck.records import ChoiceScores, Completion, FinishReason, ModelInfo, Turn
 
 

@@ -8,8 +8,14 @@ saved stays saved, and a rerun resumes.
 
 Multiple choice is scored by log-likelihood where the server returns prompt log-probs (``/completions`` with
 ``echo`` and ``logprobs``: vLLM, llama-cpp-python's server); elsewhere (chat APIs, servers without ``echo``) the
-choices are listed with letters, the model is asked for one, and its letter is read. ``settings()`` records
-which method was used; the report shows it.
+choices are listed with letters, the model is asked for one, and its letter is read: such an answer has no
+choice scores (none are invented), so it has no margin, no length-normalised answer and no cascade confidence.
+``settings()`` records which method was used; the report shows it. ``multiple_choice: auto`` probes the server at
+load; the runner records the probed method in the output folder and passes it back in (as the endpoint's
+``multiple_choice``) on later runs, so a busy server cannot flip it.
+
+Stored error messages say what happened (HTTP status and reason, the length of a reply without a letter), never
+the model's reply or the server's error body: those can quote task text, and ``--redact`` reports must not.
 
 Prompt formats: ``/chat/completions`` applies the server's chat template to every request, so prompts there are
 ``chat`` whatever was asked for (requests with turns are sent as those messages; a raw prompt as one user message).
@@ -37,6 +43,7 @@ import httpx
 from poccheck.backends.base import ChoiceRequest, GenerationRequest
 from poccheck.endpoints import Endpoint
 from poccheck.errors import BackendError, ModelError
+from poccheck.grading.grade import read_letter
 from poccheck.records import ChoiceScores, Completion, EffectiveFormat, FinishReason, ModelInfo, PromptFormat, Turn
 from poccheck.tasks.prompts import LETTERS, transcript
 
@@ -130,11 +137,9 @@ class OpenAIBackend:
             body = {**self._body("Hi", 1, ()), "stream": True, "stream_options": {"include_usage": True}}
             try:
                 with client.stream("POST", self._path(), json=body) as reply:
-                    if reply.status_code != 200:
-                        reply.read()
+                    if reply.status_code != 200:  # the error body is not shown: it may quote what was sent
                         raise ModelError(
-                            f"{self._url} answered HTTP {reply.status_code} to a test request: "
-                            f"{self._redact(reply.text[:300])}",
+                            f"{self._url} answered {_status(reply)} to a test request",
                             "check the endpoint's model name and api (completions or chat)",
                         )
                     for event in _events_sync(reply.iter_lines()):
@@ -349,12 +354,13 @@ class OpenAIBackend:
         return data
 
     def _check(self, reply: httpx.Response) -> None:
+        """Raise for a reply other than 200: its status code and reason only. The body is dropped (poccheck keeps no
+        debug log): a server's error text may quote the prompt or the model's reply, and errors are stored."""
         if reply.status_code == 200:
             return
-        text = self._redact(reply.text[:300].strip()) if reply.is_closed else ""
         if reply.status_code in RETRY_STATUS:
-            raise _Retryable(f"HTTP {reply.status_code} {text}".strip(), retry_after=reply.headers.get("retry-after"))
-        raise BackendError(f"{self._url} answered HTTP {reply.status_code}: {text}")
+            raise _Retryable(_status(reply), retry_after=reply.headers.get("retry-after"))
+        raise BackendError(f"{self._url} answered {_status(reply)}")
 
     # ------------------------------------------------------------------ multiple choice
 
@@ -383,16 +389,16 @@ class OpenAIBackend:
         return ChoiceScores(tuple(logprobs), tuple(counts), prompt_tokens, seconds, completion_tokens=generated)
 
     async def _choose(self, client: httpx.AsyncClient, request: ChoiceRequest, start: float) -> ChoiceScores:
-        """No prompt log-probs: list the choices with letters, ask for one, read the letter (or the choice text)."""
+        """No prompt log-probs: list the choices with letters, ask for one, read the letter (or the choice text).
+
+        The answer carries no choice scores (empty): grading reads the letter from the reply text. A reply without
+        one is an item error that says how long the reply was, never what it said."""
         completion = await self._generate(client, letter_request(request, self.endpoint.api))
-        chosen = read_letter(completion.text, request.continuations)
-        if chosen is None:
-            raise BackendError(f"no option letter in the reply {completion.text.strip()[:80]!r}")
-        scores = tuple(0.0 if i == chosen else -100.0 for i in range(len(request.continuations)))
-        counts = tuple(0 for _ in request.continuations)
+        if read_letter(completion.text, request.continuations) is None:
+            raise BackendError(f"no option letter in the reply ({len(completion.text.strip())} characters)")
         seconds = time.perf_counter() - start
         return ChoiceScores(
-            scores, counts, completion.prompt_tokens, seconds, text=completion.text,
+            (), (), completion.prompt_tokens, seconds, text=completion.text,
             completion_tokens=completion.completion_tokens,
         )  # fmt: skip
 
@@ -607,17 +613,10 @@ def letter_request(request: ChoiceRequest, api: str) -> GenerationRequest:
     return GenerationRequest(prompt, ("\n",), MC_REPLY_TOKENS)
 
 
-def read_letter(reply: str, continuations: Sequence[str]) -> int | None:
-    """The option a reply names: a letter (``B``, ``(B)``, ``B.``) or, failing that, a choice's own text."""
-    letters = LETTERS[: len(continuations)]
-    match = re.search(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", reply.strip())
-    if match:
-        return letters.index(match.group(1))
-    lowered = reply.strip().lower()
-    for index, choice in enumerate(continuations):
-        if choice.strip() and choice.strip().lower() in lowered:
-            return index
-    return None
+def _status(reply: httpx.Response) -> str:
+    """``HTTP 503 Service Unavailable``: the status code and its standard reason, nothing the server wrote (neither
+    its body nor its own status line's wording)."""
+    return f"HTTP {reply.status_code} {httpx.codes.get_reason_phrase(reply.status_code)}".strip()
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -18,6 +18,7 @@ class BackendOptions:
     dtype: str = "auto"
     endpoints: tuple[Endpoint, ...] = ()  # served models, used as NAME@openai
     parallel: int | None = None  # generations decoded together by a local engine (--parallel); None: for the CPU
+    reprobe: bool = False  # served models: probe the multiple-choice method again, not the output folder's (--reprobe)
 
     def generation_slots(self) -> int:
         """How many generations a local engine decodes at once: ``parallel``, or twice the CPU cores up to 4

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from poccheck.finetune.manifest import ADAPTER_WEIGHTS
+from poccheck.finetune.manifest import ADAPTER_WEIGHTS, GGUF_ADAPTER
 
-GGUF_ADAPTER = "adapter.gguf"
 EXPORTABLE = ("gemma3",)  # GGUF architectures checked against transformers (see tests/test_finetune_gguf.py)
 
 

@@ -10,15 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poccheck.errors import ModelError
+from poccheck.errors import FinetuneError, ModelError
 
 MANIFEST = "manifest.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 HELDOUT = "heldout.yaml"
+CHECKPOINT = "checkpoint"
+GGUF_ADAPTER = "adapter.gguf"
+# Everything poccheck (and peft's save_pretrained, which adds a model card) writes into an adapter folder.
+ADAPTER_FILES = frozenset(
+    {MANIFEST, ADAPTER_WEIGHTS, "adapter_config.json", "README.md", HELDOUT, CHECKPOINT, f"{CHECKPOINT}.partial",
+     GGUF_ADAPTER, "adapter.partial"}
+)  # fmt: skip
 FORMAT = 1
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TRANSFORMERS_ONLY = "transformers backend only"
@@ -40,6 +48,34 @@ def adapter_path(name_or_path: str) -> Path:
             "use letters, digits, '.', '_' and '-' (up to 64), or give the adapter folder's path",
         )
     return adapters_dir() / name_or_path
+
+
+def discard_adapter(folder: Path) -> None:
+    """``finetune --fresh``: delete what poccheck wrote in ``folder``; refuse a folder that holds anything else.
+
+    ``--name`` may be a path, so this is what stands between ``--name ./ --fresh`` and the user's files."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise FinetuneError(f"{folder} is not an adapter folder", "give --name an adapter name or a folder of its own")
+    here = folder.resolve()
+    if here == Path(here.anchor) or here == Path.home().resolve() or Path.cwd().resolve().is_relative_to(here):
+        raise FinetuneError(
+            f"refusing to empty {folder}: it is the root, home or current folder, or holds the current folder",
+            "give --name an adapter name or a folder of its own",
+        )
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ADAPTER_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FinetuneError(
+            f"{folder} holds files poccheck did not write ({shown}); --fresh only empties an adapter folder",
+            "choose another --name, or move those files away",
+        )
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def weights_hash(folder: Path) -> str:

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from poccheck.errors import FinetuneError
-from poccheck.finetune.manifest import TrainingRecord
+from poccheck.finetune.manifest import CHECKPOINT, TrainingRecord
 from poccheck.memory import PeakRSS
 from poccheck.records import Mode, Suite, TaskItem
 from poccheck.tasks.prompts import ANSWER_IS, LETTERS, render_prompt
 
-CHECKPOINT = "checkpoint"
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

@@ -66,9 +66,12 @@ def grade_output(
     mode: Mode = "fewshot",
     answer_pattern: str | None = None,
 ) -> Grade:
-    """Grade a stored output. Multiple choice scored by likelihood uses the choice scores; a chain of thought
+    """Grade a stored output. Multiple choice scored by likelihood uses the choice scores, multiple choice answered
+    with a letter (a server without prompt log-probs) the letter in its reply; a chain of thought
     (``cot``) is graded on the answer extracted from it, and counts as unanswered when none can be found.
     Proofs are always checked whole."""
+    if item.is_multiple_choice and mode != "cot" and answered_by_letter(text, choice_logprobs):
+        return grade_letter(item, text)
     if item.is_multiple_choice and choice_logprobs is not None:
         return grade_choices(item, choice_logprobs)
     if item.type == "proof" or mode != "cot":
@@ -86,6 +89,41 @@ def grade_output(
         return Grade(ok, f"{LETTERS[index]}. {item.choices[index]}", detail=None if ok else _gold(item))
     graded = grade_text(item, extracted)
     return Grade(graded.correct, extracted, detail=graded.detail)
+
+
+def answered_by_letter(text: str, choice_logprobs: Sequence[float] | None) -> bool:
+    """A multiple-choice answer a server gave as a letter in its reply (no prompt log-probs to score the choices
+    with): it has no choice scores, so no margin and no length-normalised answer. Results stored before scores
+    became optional hold a placeholder instead (0 for the letter read, -100 for every other choice)."""
+    if not text:
+        return False  # scored choices carry no reply text
+    if not choice_logprobs:
+        return True
+    values = sorted(choice_logprobs, reverse=True)
+    return values[0] == 0.0 and all(value == -100.0 for value in values[1:])
+
+
+def grade_letter(item: TaskItem, text: str) -> Grade:
+    """Grade a multiple-choice item from the letter (or choice text) in a reply: no scores, so no margin."""
+    index = read_letter(text, item.choices)
+    if index is None:
+        reply = text.strip()
+        return Grade(False, reply, detail=Message.of("grade.not_a_choice", answer=reply), answered=False)
+    ok = index == item.answer
+    return Grade(ok, f"{LETTERS[index]}. {item.choices[index]}", detail=None if ok else _gold(item))
+
+
+def read_letter(reply: str, choices: Sequence[str]) -> int | None:
+    """The option a reply names: a letter (``B``, ``(B)``, ``B.``) or, failing that, a choice's own text."""
+    letters = LETTERS[: len(choices)]
+    match = re.search(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", reply.strip())
+    if match:
+        return letters.index(match.group(1))
+    lowered = reply.strip().lower()
+    for index, choice in enumerate(choices):
+        if choice.strip() and choice.strip().lower() in lowered:
+            return index
+    return None
 
 
 def _gold(item: TaskItem) -> Message:

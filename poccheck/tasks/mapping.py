@@ -5,7 +5,6 @@ Every problem found is returned with its file, line and field, so a user can fix
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -17,10 +16,12 @@ import jsonschema
 
 from poccheck.errors import Problem
 from poccheck.records import ITEM_TYPES, ItemType, TaskItem
+from poccheck.tasks.columns import ALIASES, STANDARD_COLUMNS, ColumnMap, standard_column
+from poccheck.tasks.columns import did_you_mean as did_you_mean
 from poccheck.tasks.read import RawRecord
 
-KNOWN_FIELDS = ("id", "input", "type", "choices", "answer", "category", "tolerance", "schema", "metadata")
-FIELD_ALIASES = {"question": "input", "prompt": "input", "label": "answer"}
+KNOWN_FIELDS = STANDARD_COLUMNS
+FIELD_ALIASES = ALIASES  # other names of the standard fields (question, 問題, 正解, ...): see tasks/columns.py
 TYPE_ALIASES: dict[str, ItemType] = {
     "mc": "multiple_choice",
     "mcq": "multiple_choice",
@@ -33,21 +34,21 @@ CHOICE_SEPARATOR = "|"
 LETTERS = string.ascii_uppercase
 
 
-def did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
-    """Return ' (did you mean X?)' when ``word`` is close to one of ``options``."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def record_to_item(
+    record: RawRecord, defaults: dict[str, Any] | None = None, columns: ColumnMap | None = None
+) -> tuple[TaskItem | None, list[Problem]]:
+    """Map one raw record to a TaskItem, or return the problems that prevent it.
 
-
-def record_to_item(record: RawRecord, defaults: dict[str, Any] | None = None) -> tuple[TaskItem | None, list[Problem]]:
-    """Map one raw record to a TaskItem, or return the problems that prevent it."""
+    Field names are read as :func:`~poccheck.tasks.columns.standard_column` reads them (``問題`` is ``input``),
+    with the suite's ``columns`` first; other names are kept as metadata."""
     problems: list[Problem] = []
-    fields: dict[str, Any] = dict(defaults or {})
+    fields: dict[str, Any] = {standard_column(str(k), columns) or str(k): v for k, v in (defaults or {}).items()}
     for key, value in record.fields.items():
-        fields[FIELD_ALIASES.get(key, key)] = value
+        fields[standard_column(key, columns) or key] = value
+    lines = {standard_column(key, columns) or key: line for key, line in record.field_lines.items()}
 
     def problem(name: str | None, message: str) -> None:
-        problems.append(Problem(record.file, record.line_of(name) if name else record.line, name, message))
+        problems.append(Problem(record.file, lines.get(name, record.line) if name else record.line, name, message))
 
     item_id = _text(fields.get("id"))
     if not item_id:

@@ -3,20 +3,27 @@
 Supported: YAML (``.yaml``/``.yml``), JSON Lines (``.jsonl``), CSV (``.csv``/``.tsv``) and Excel (``.xlsx``).
 Text files may be UTF-8 (with or without BOM), UTF-16 with BOM, or Shift_JIS (cp932, as Japanese Excel
 saves CSV); anything else is reported as a wrong encoding with the offending line.
+
+The header of a CSV, TSV or sheet is the first of its first rows that holds the required columns, under any name
+:mod:`poccheck.tasks.columns` accepts (``id`` or ``問題ID``, ...): rows above it (a title, blank rows) are skipped,
+and lines and rows keep the numbers the file shows.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from poccheck.errors import Problem
+from poccheck.tasks.columns import HEADER_SCAN_ROWS, ColumnMap, HeaderRow, find_header, header_problems, standard_column
 
 TEXT_ENCODINGS = ("utf-8", "cp932")
 
@@ -36,7 +43,8 @@ class RawRecord:
 
 @dataclass
 class RawFile:
-    """What a task file holds before mapping: suite-level settings (YAML only) and item records."""
+    """What a task file holds before mapping: suite-level settings (YAML only) and item records; for a table
+    (CSV, TSV, a sheet) whose header was found, where it was."""
 
     path: Path
     settings: dict[str, Any]
@@ -44,6 +52,7 @@ class RawFile:
     records: list[RawRecord]
     problems: list[Problem]
     line: int | None = None
+    header: HeaderRow | None = None
 
 
 def decode_text(path: Path, data: bytes, encoding: str | None = None) -> tuple[str | None, list[Problem]]:
@@ -84,8 +93,13 @@ def _line_at(data: bytes, exc: Exception) -> int | None:
     return data.count(b"\n", 0, start) + 1 if isinstance(start, int) else None
 
 
-def read_file(path: Path, encoding: str | None = None) -> RawFile:
-    """Read one task file of any supported format."""
+def read_file(
+    path: Path, encoding: str | None = None, columns: ColumnMap | None = None, provided: Collection[str] = ()
+) -> RawFile:
+    """Read one task file of any supported format.
+
+    ``columns`` are the suite's own header names (``columns:``) and ``provided`` the fields its ``defaults`` give
+    every item (a table needs no column for them); both matter to tables only."""
     suffix = path.suffix.lower()
     name = str(path)
     try:
@@ -97,7 +111,7 @@ def read_file(path: Path, encoding: str | None = None) -> RawFile:
     if is_dir:
         return RawFile(path, {}, {}, [], [Problem(name, None, None, "is a directory, not a task file")])
     if suffix == ".xlsx":
-        return _read_xlsx(path)
+        return _read_xlsx(path, columns, provided)
     if suffix not in {".yaml", ".yml", ".jsonl", ".csv", ".tsv"}:
         return RawFile(
             path,
@@ -122,7 +136,7 @@ def read_file(path: Path, encoding: str | None = None) -> RawFile:
         return _read_yaml(path, text)
     if suffix == ".jsonl":
         return _read_jsonl(path, text)
-    return _read_csv(path, text)
+    return _read_csv(path, text, columns, provided)
 
 
 # ---------------------------------------------------------------- YAML
@@ -309,58 +323,99 @@ def _read_jsonl(path: Path, text: str) -> RawFile:
 # ---------------------------------------------------------------- CSV
 
 
-def _read_csv(path: Path, text: str) -> RawFile:
+def _read_csv(path: Path, text: str, columns: ColumnMap | None, provided: Collection[str]) -> RawFile:
     name = str(path)
-    sample = text[:8192]
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    first_line = sample.splitlines()[0] if sample.splitlines() else ""
-    if path.suffix.lower() == ".csv" and first_line.count(";") > first_line.count(",") and "," not in first_line:
-        delimiter = ";"
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(path, text[:8192]), strict=True)
     problems: list[Problem] = []
     records: list[RawRecord] = []
-    try:
-        header = next(reader)
-    except StopIteration:
-        return RawFile(path, {}, {}, [], [Problem(name, None, None, "file is empty")])
-    except csv.Error as exc:
-        return RawFile(path, {}, {}, [], [Problem(name, 1, None, f"invalid CSV header: {exc}")])
-    columns = [c.strip().lower() for c in header]
-    for index, column in enumerate(columns):
-        if not column:
-            problems.append(Problem(name, 1, f"column {index + 1}", "header cell is empty"))
-        elif columns.index(column) != index:
-            problems.append(Problem(name, 1, column, "column appears twice in the header"))
-    previous_end = reader.line_num
-    while True:
+    scanned: list[tuple[int, list[str]]] = []  # (first line, cells) of the rows the header is looked for in
+    previous_end = 0
+    failure: tuple[int, csv.Error] | None = None
+    while len(scanned) < HEADER_SCAN_ROWS:
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(Problem(name, previous_end + 1, None, f"invalid CSV: {exc}"))
+            failure = (previous_end + 1, exc)
             break
-        start = previous_end + 1
-        previous_end = reader.line_num
+        start, previous_end = previous_end + 1, reader.line_num
+        if scanned or any(cell.strip() for cell in row):
+            scanned.append((start, row))
+    if not scanned:
+        if failure:
+            return RawFile(path, {}, {}, [], [Problem(name, failure[0], None, f"invalid CSV header: {failure[1]}")])
+        return RawFile(path, {}, {}, [], [Problem(name, None, None, "file is empty")])
+    index, missing = find_header([row for _, row in scanned], columns, provided)
+    header_line, header = scanned[index]
+    if missing:
+        return RawFile(path, {}, {}, [], header_problems(name, header_line, header, missing, columns))
+    names = [c.strip().lower() for c in header]
+    while names and not names[-1]:  # Excel writes every row as wide as the widest, a title or note included
+        names.pop()
+    for position, column in enumerate(names):
+        if not column:
+            problems.append(Problem(name, header_line, f"column {position + 1}", "header cell is empty"))
+        elif names.index(column) != position:
+            problems.append(Problem(name, header_line, column, "column appears twice in the header"))
+    problems += header_problems(name, header_line, header, [], columns)
+
+    def take(start: int, row: list[str]) -> None:
         if not any(cell.strip() for cell in row):
-            continue
-        if len(row) > len(columns):
-            extra = row[len(columns) :]
+            return
+        if len(row) > len(names):
+            extra = row[len(names) :]
             if any(cell.strip() for cell in extra):
                 problems.append(
-                    Problem(name, start, None, f"row has {len(row)} cells but the header has {len(columns)} columns")
+                    Problem(name, start, None, f"row has {len(row)} cells but the header has {len(names)} columns")
                 )
-        fields = {column: cell for column, cell in zip(columns, row, strict=False) if column and cell.strip() != ""}
+        fields = {column: cell for column, cell in zip(names, row, strict=False) if column and cell.strip() != ""}
         records.append(RawRecord(name, start, fields))
+
+    for start, row in scanned[index + 1 :]:
+        take(start, row)
+    while failure is None:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            failure = (previous_end + 1, exc)
+            break
+        start, previous_end = previous_end + 1, reader.line_num
+        take(start, row)
+    if failure:
+        problems.append(Problem(name, failure[0], None, f"invalid CSV: {failure[1]}"))
     if not records and not problems:
         problems.append(Problem(name, None, None, "file has a header but no items"))
-    return RawFile(path, {}, {}, records, problems)
+    return RawFile(path, {}, {}, records, problems, header=_header_row(name, header_line, "line", header, columns))
+
+
+def _delimiter(path: Path, sample: str) -> str:
+    """Tab for .tsv; for .csv a comma, or a semicolon where the first line with either (a title above the header
+    may have neither) has semicolons and no comma, as Excel writes CSV in locales with a decimal comma."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    lines = sample.splitlines()[:HEADER_SCAN_ROWS]
+    first_line = next((line for line in lines if "," in line or ";" in line), "")
+    return ";" if first_line.count(";") > first_line.count(",") and "," not in first_line else ","
+
+
+def _header_row(
+    where: str, line: int, unit: Literal["line", "row"], header: Sequence[str], columns: ColumnMap | None
+) -> HeaderRow:
+    renamed = []
+    for cell in header:
+        standard = standard_column(cell, columns) if cell.strip() else None
+        if standard is not None and cell.strip().lower() != standard:
+            renamed.append((cell.strip(), standard))
+    return HeaderRow(where, line, unit, tuple(renamed))
 
 
 # ---------------------------------------------------------------- Excel
 
 
-def _read_xlsx(path: Path) -> RawFile:
+def _read_xlsx(path: Path, columns: ColumnMap | None, provided: Collection[str]) -> RawFile:
     """Read the sheet named ``tasks`` (else the first). A damaged workbook is a problem, whatever openpyxl raises."""
     from openpyxl import load_workbook
 
@@ -370,7 +425,7 @@ def _read_xlsx(path: Path) -> RawFile:
     except Exception as exc:  # noqa: BLE001 - a damaged zip or XML surfaces as zlib, XML, Key or Value errors
         return RawFile(path, {}, {}, [], [Problem(name, None, None, f"not a readable .xlsx workbook: {_reason(exc)}")])
     try:
-        return _read_sheet(path, workbook)
+        return _read_sheet(path, workbook, columns, provided)
     except Exception as exc:  # noqa: BLE001 - sheet XML is parsed lazily, row by row
         return RawFile(path, {}, {}, [], [Problem(name, None, None, f"damaged .xlsx workbook: {_reason(exc)}")])
     finally:
@@ -381,25 +436,36 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _read_sheet(path: Path, workbook: Any) -> RawFile:
+def _read_sheet(path: Path, workbook: Any, columns: ColumnMap | None, provided: Collection[str]) -> RawFile:
     name = str(path)
     if not workbook.worksheets:
         return RawFile(path, {}, {}, [], [Problem(name, None, None, "workbook has no worksheet")])
     sheet = workbook["tasks"] if "tasks" in workbook.sheetnames else workbook.worksheets[0]
     where = f"{name}[{sheet.title}]"
-    rows = sheet.iter_rows(values_only=True)
-    header = next(rows, None)
-    if header is None or not any(cell is not None for cell in header):
+    rows = _numbered(sheet.iter_rows(values_only=True))
+    scanned: list[tuple[int, tuple[Any, ...]]] = []  # (sheet row, cells) of the rows the header is looked for in
+    for number, row in rows:
+        if scanned or any(_header_text(cell) for cell in row):
+            scanned.append((number, row))
+        if len(scanned) >= HEADER_SCAN_ROWS:
+            break
+    if not scanned:
         return RawFile(path, {}, {}, [], [Problem(where, None, None, "sheet is empty")])
-    columns = [str(c).strip().lower() if c is not None else "" for c in header]
+    texts = [[_header_text(cell) for cell in row] for _, row in scanned]
+    index, missing = find_header(texts, columns, provided)
+    header_line, header = scanned[index][0], texts[index]
+    if missing:
+        return RawFile(path, {}, {}, [], header_problems(where, header_line, header, missing, columns))
+    names = [cell.lower() for cell in header]
     problems: list[Problem] = []
-    for index, column in enumerate(columns):
-        if column and columns.index(column) != index:
-            problems.append(Problem(where, 1, column, "column appears twice in the header"))
+    for position, column in enumerate(names):
+        if column and names.index(column) != position:
+            problems.append(Problem(where, header_line, column, "column appears twice in the header"))
+    problems += header_problems(where, header_line, header, [], columns)
     records = []
-    for number, row in enumerate(rows, start=2):
+    for number, row in itertools.chain(scanned[index + 1 :], rows):
         fields = {}
-        for column, cell in zip(columns, row, strict=False):
+        for column, cell in zip(names, row, strict=False):
             if not column or cell is None:
                 continue
             value = _cell_text(cell)
@@ -409,7 +475,16 @@ def _read_sheet(path: Path, workbook: Any) -> RawFile:
             records.append(RawRecord(where, number, fields))
     if not records and not problems:
         problems.append(Problem(where, None, None, "sheet has a header but no items"))
-    return RawFile(path, {}, {}, records, problems)
+    return RawFile(path, {}, {}, records, problems, header=_header_row(where, header_line, "row", header, columns))
+
+
+def _numbered(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[int, tuple[Any, ...]]]:
+    """Sheet rows with their numbers as Excel shows them (openpyxl yields the missing rows of a sheet as empty)."""
+    return enumerate(rows, start=1)
+
+
+def _header_text(cell: Any) -> str:
+    return str(cell).strip() if cell is not None else ""
 
 
 def _cell_text(cell: Any) -> str:

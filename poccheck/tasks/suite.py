@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import jinja2
 
 from poccheck.errors import Problem, TaskFileError
 from poccheck.records import COT_TURN_MARKERS, DEFAULT_COT_MAX_TOKENS, MODES, PROMPT_FORMATS, Exemplar, Suite, TaskItem
+from poccheck.tasks.columns import HeaderRow, parse_columns, standard_column
 from poccheck.tasks.mapping import did_you_mean, record_to_item
 from poccheck.tasks.prompts import compile_template, render_prompt
 from poccheck.tasks.read import LineDict, RawFile, read_file
@@ -29,8 +31,19 @@ SUITE_SETTINGS = (
     "prompt_format",
     "cot_max_tokens",
     "cot_stop",
+    "columns",
 )
 MAX_TOKENS_LIMIT = 8192
+
+
+@dataclass(frozen=True)
+class TaskCheck:
+    """What checking task files found: the valid suites, every problem, and where the header of each table (CSV,
+    TSV, sheet) was found, valid or not (``poccheck tasks validate`` shows it)."""
+
+    suites: list[Suite]
+    problems: list[Problem]
+    headers: list[HeaderRow]
 
 
 def load_suite(path: str | Path, encoding: str | None = None) -> Suite:
@@ -51,11 +64,19 @@ def load_suites(paths: Iterable[str | Path], encoding: str | None = None) -> lis
 
 def check_suites(paths: Iterable[str | Path], encoding: str | None = None) -> tuple[list[Suite], list[Problem]]:
     """Validate several task files: the valid suites and every problem found, including shared suite names."""
+    check = check_tasks(paths, encoding)
+    return check.suites, check.problems
+
+
+def check_tasks(paths: Iterable[str | Path], encoding: str | None = None) -> TaskCheck:
+    """Validate several task files (see :func:`check_suites`), also telling where each table's header was."""
     suites: list[Suite] = []
     problems: list[Problem] = []
+    headers: list[HeaderRow] = []
     for path in paths:
-        suite, found = check_suite(Path(path), encoding)
+        suite, found, header_rows = _check_suite(Path(path), encoding)
         problems += found
+        headers += header_rows
         if suite is not None:
             suites.append(suite)
     names = [s.name for s in suites]
@@ -63,15 +84,21 @@ def check_suites(paths: Iterable[str | Path], encoding: str | None = None) -> tu
         if names.count(suite.name) > 1:
             problems.append(Problem(suite.path, None, "name", f"suite name {suite.name!r} is used by two task files"))
             break
-    return suites, problems
+    return TaskCheck(suites, problems, headers)
 
 
 def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, list[Problem]]:
     """Read and validate ``path``; return the suite (None when invalid) and all problems found."""
+    suite, problems, _ = _check_suite(path, encoding)
+    return suite, problems
+
+
+def _check_suite(path: Path, encoding: str | None) -> tuple[Suite | None, list[Problem], list[HeaderRow]]:
     raw = read_file(path, encoding)
     problems = list(raw.problems)
+    headers = [raw.header] if raw.header else []
     if raw.problems and not raw.records:
-        return None, problems
+        return None, problems, headers
     name_in = str(path)
     settings = raw.settings
 
@@ -86,6 +113,12 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
     if not isinstance(defaults, dict):
         problem("defaults", "must be a mapping of item fields")
         defaults = {}
+    columns, column_problems = parse_columns(settings.get("columns"))
+    column_lines = getattr(settings.get("columns"), "key_lines", {})
+    for header_name, message in column_problems:
+        where = next((line for key, line in column_lines.items() if str(key) == header_name), None)
+        problems.append(Problem(name_in, where or raw.setting_lines.get("columns"), "columns", message))
+    provided = {name for name in (standard_column(str(key), columns) for key in defaults) if name}
 
     records = list(raw.records)
     include = settings.get("include") or []
@@ -99,14 +132,15 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
         if target.suffix.lower() in {".yaml", ".yml"}:
             problem("include", f"{entry}: included files must be .csv, .jsonl or .xlsx")
             continue
-        sub: RawFile = read_file(target, encoding)
+        sub: RawFile = read_file(target, encoding, columns, provided)
         problems += sub.problems
         records += sub.records
+        headers += [sub.header] if sub.header else []
 
     items: list[TaskItem] = []
     first_line: dict[str, tuple[str, int | None]] = {}
     for record in records:
-        item, found = record_to_item(record, defaults)
+        item, found = record_to_item(record, defaults, columns)
         problems += found
         if item is None:
             continue
@@ -193,8 +227,8 @@ def check_suite(path: Path, encoding: str | None = None) -> tuple[Suite | None, 
     if template is not None:
         problems += _check_template(suite, raw.setting_lines.get("prompt_template"))
     if problems:
-        return None, problems
-    return suite, []
+        return None, problems, headers
+    return suite, [], headers
 
 
 def _check_template(suite: Suite, line: int | None) -> list[Problem]:
