@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from poccheck.backends.registry import BackendOptions
 from poccheck.errors import ModelError
 from poccheck.models import check_memory, kv_bytes_per_token, resolve
 
@@ -103,7 +104,10 @@ def test_failing_models_are_reported_and_the_others_still_run(bundled_model: Pat
         str(truncated): "is truncated",
         str(zipped): "not a GGUF model file",
         str(heavy): "GiB of weights",
-        str(deep): "cache for 4,096 tokens",
+        # a generation and a scoring context, and one stream per sequence of batched generation (runner.cache_tokens)
+        str(
+            deep
+        ): f"cache for {4096 * (2 + (slots if (slots := BackendOptions().generation_slots()) > 1 else 0)):,} tokens",
     }
     with sqlite3.connect(out / "poccheck.db") as con:
         errors = dict(con.execute("SELECT model, error FROM model_runs"))
