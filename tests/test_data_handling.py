@@ -67,17 +67,27 @@ class FailingScripted:
         pass
 
 
+class AnsweringScripted(FailingScripted):
+    """Scripted (fake) backend answering every generation with "42"."""
+
+    def generate(self, request: GenerationRequest) -> Completion:
+        return Completion("42", 12, 1, 0.25, 0.05, "stop", -0.1)
+
+
 @contextlib.contextmanager
-def failing_model() -> Iterator[str]:
+def scripted_model(
+    backend: type[FailingScripted], fingerprint: str = "fp-scripted", legacy: str | None = None
+) -> Iterator[str]:
+    """The model spec ``scripted``, resolved and loaded by the real runner as ``backend``, under the given keys."""
     info = ModelInfo(
-        name="scripted", backend="llama.cpp", path="/models/scripted.gguf", fingerprint="fp-scripted",
-        parameters=135_000_000, quantization="Q8_0", file_size=145_000_000, context_length=2048,
-        architecture="llama", family="smollm2", layers=30, kv_heads=3, head_dim=64,
+        name="scripted", backend="llama.cpp", path="/models/scripted.gguf", fingerprint=fingerprint,
+        legacy_fingerprint=legacy, parameters=135_000_000, quantization="Q8_0", file_size=145_000_000,
+        context_length=2048, architecture="llama", family="smollm2", layers=30, kv_heads=3, head_dim=64,
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner.models, "resolve", lambda spec, endpoints=(): info)
         patch.setattr(runner.models, "check_memory", lambda info, context_tokens: None)
-        patch.setattr(runner, "load_backend", lambda info, options: FailingScripted(info))
+        patch.setattr(runner, "load_backend", lambda info, options: backend(info))
         yield info.name
 
 
@@ -85,7 +95,7 @@ def test_redacted_report_withholds_item_errors_that_quote_the_item_scripted_back
     suite = tmp_path / "private.yaml"
     suite.write_text(SUITE, encoding="utf-8")
     out = tmp_path / "poc"
-    with failing_model() as model:
+    with scripted_model(FailingScripted) as model:
         done = CliRunner().invoke(
             app, ["assess", "--tasks", str(suite), "--model", model, "--out", str(out), "--redact"]
         )
@@ -205,34 +215,14 @@ def test_the_fingerprint_covers_the_whole_file_and_is_read_once(
         models._fingerprint_cached(first)
 
 
-@contextlib.contextmanager
-def answering_model(fingerprint: str, legacy: str | None) -> Iterator[str]:
-    """Scripted (fake) backend answering every generation with "42", under the given keys."""
-    info = ModelInfo(
-        name="scripted", backend="llama.cpp", path="/models/scripted.gguf", fingerprint=fingerprint,
-        legacy_fingerprint=legacy, parameters=135_000_000, quantization="Q8_0", file_size=145_000_000,
-        context_length=2048, architecture="llama", family="smollm2", layers=30, kv_heads=3, head_dim=64,
-    )  # fmt: skip
-
-    class Answering(FailingScripted):
-        def generate(self, request: GenerationRequest) -> Completion:
-            return Completion("42", 12, 1, 0.25, 0.05, "stop", -0.1)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner.models, "resolve", lambda spec, endpoints=(): info)
-        patch.setattr(runner.models, "check_memory", lambda info, context_tokens: None)
-        patch.setattr(runner, "load_backend", lambda info, options: Answering(info))
-        yield info.name
-
-
 def test_results_stored_under_the_old_sampled_key_keep_resuming_scripted_backend(tmp_path: Path) -> None:
     suite = tmp_path / "private.yaml"
     suite.write_text(SUITE, encoding="utf-8")
     out = tmp_path / "poc"
-    with answering_model("sampled-old", None) as model:  # as an earlier version keyed them
+    with scripted_model(AnsweringScripted, "sampled-old") as model:  # as an earlier version keyed them
         first = pipeline.assess([suite], [model], out)
     assert first.outcome.models[0].done == 2
-    with answering_model("whole-file-new", "sampled-old") as model:
+    with scripted_model(AnsweringScripted, "whole-file-new", "sampled-old") as model:
         again = pipeline.assess([suite], [model], out)
     (outcome,) = again.outcome.models
     assert (outcome.done, outcome.skipped) == (0, 2), "the rerun started over instead of resuming"

@@ -94,7 +94,7 @@ def grade_output(
 def answered_by_letter(text: str, choice_logprobs: Sequence[float] | None) -> bool:
     """A multiple-choice answer a server gave as a letter in its reply (no prompt log-probs to score the choices
     with): it has no choice scores, so no margin and no length-normalised answer. Results stored before scores
-    became optional hold a placeholder instead (0 for the letter read, -100 for every other choice)."""
+    became optional hold invented ones instead (0 for the letter read, -100 for every other choice)."""
     if not text:
         return False  # scored choices carry no reply text
     if not choice_logprobs:
