@@ -6,7 +6,9 @@
 3. assess the base (same weights, transformers, 0-shot direct) and the fine-tuned model on the held-out items
    and on a control suite (the first 100 CommonsenseQA validation questions, scored by likelihood), and print
    strict accuracy before/after per rule with an exact McNemar test, the control change, training time and
-   peak memory.
+   peak memory;
+4. the same on llama.cpp: the Q4_K_M base alone and with the adapter exported to GGUF (``+lora:NAME@llama.cpp``);
+   each engine's strict and lenient held-out accuracy and its control accuracy are printed.
 
     nice -n 10 .venv/bin/python benchmarks/finetune_probe.py --n 25 --work /tmp/ft-probe
 """
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 from poccheck import pipeline
+from poccheck.analysis.summary import Findings
 from poccheck.finetune.train import LoraSettings, TrainProgress
 
 CSQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "csqa_validation" / "normalized.jsonl"
@@ -96,11 +99,33 @@ def main() -> int:
         print(f"\n{title}: group, before, after, only-before/only-after, McNemar p")
         for p in rows:
             print(
-                f"  {p.group:28s} {p.first.successes:3d}/{p.first.n} -> {p.second.successes:3d}/{p.second.n}  "
+                f"  {p.group or 'all items':28s} {p.first.successes:3d}/{p.first.n} -> "
+                f"{p.second.successes:3d}/{p.second.n}  "
                 f"b={p.test.b} c={p.test.c}  p={p.test.p_value:.3g}"
             )
-    print(f"\nreport: {result.assessed.report if result.assessed else '-'}")
+    assert result.assessed is not None
+    heldout_suite = result.manifest.heldout_suite
+    _accuracy("transformers (float32)", result.assessed.findings, heldout_suite)
+    tasks = [result.heldout] + ([control] if control else [])
+    on_llama = pipeline.assess(
+        tasks, ["gemma3-270m-q4@llama.cpp", f"{result.tuned_spec}@llama.cpp"], args.work / "out-llama",
+        modes=["direct"], prompt_format="raw",
+    )  # fmt: skip
+    _accuracy("llama.cpp (Q4_K_M base, GGUF adapter)", on_llama.findings, heldout_suite)
+    print(f"\nreports: {result.assessed.report}, {on_llama.report}")
     return 0
+
+
+def _accuracy(engine: str, findings: Findings, heldout_suite: str) -> None:
+    print(f"\n{engine}: held-out strict, held-out lenient (the goal reached, proof format aside), control")
+    for model in findings.models:
+        held = [r for r in model.rows if r.suite == heldout_suite]
+        control = [r for r in model.rows if r.suite != heldout_suite]
+        lenient = sum(bool(r.grade and r.grade.lenient) for r in held)
+        print(
+            f"  {model.name:44s} {sum(r.correct for r in held):3d}/{len(held)}  {lenient:3d}/{len(held)}  "
+            f"{sum(r.correct for r in control):3d}/{len(control)}"
+        )
 
 
 def _rules() -> list[str]:

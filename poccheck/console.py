@@ -156,7 +156,7 @@ def comparison_table(result: Comparison) -> Table:
         change = (d.second.value - d.first.value) * 100
         significant = d.test.p_value < 0.05
         table.add_row(
-            escape(d.group), str(d.first.n), ci(d.first), ci(d.second),
+            "all items" if d.overall else escape(d.group or ""), str(d.first.n), ci(d.first), ci(d.second),
             Text(f"{change:+.1f} pts", style="bold" if significant else ""),
             str(d.test.b), str(d.test.c), f"{d.test.p_value:.2g}" + ("" if significant else " (n.s.)"),
         )  # fmt: skip

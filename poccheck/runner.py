@@ -30,8 +30,6 @@ from poccheck.records import ChoiceScores, Completion, EffectiveFormat, Mode, Mo
 from poccheck.store import Store
 from poccheck.tasks.prompts import Prompt, render_prompt
 
-MC_CHUNK = 16
-
 
 def stable_hash(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
@@ -422,8 +420,9 @@ def _run_items(
             save(todo[index], _output(result))
         return
     choice_work = [w for w in todo if w.scored]
-    for begin in range(0, len(choice_work), MC_CHUNK):
-        chunk = choice_work[begin : begin + MC_CHUNK]
+    size = max(1, backend.choice_batch)  # the items of one call are saved when it returns
+    for begin in range(0, len(choice_work), size):
+        chunk = choice_work[begin : begin + size]
         scores: list[ChoiceScores | BackendError]
         try:
             scores = list(backend.score_choices([w.choice_request for w in chunk]))

@@ -48,6 +48,8 @@ items:
 class FailingScripted:
     """Scripted (fake) backend: every generation fails with an error quoting the prompt, as a server might."""
 
+    choice_batch = 1
+
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
 
@@ -271,3 +273,51 @@ def test_dequantised_weights_are_cached_per_dtype(tmp_path: Path, monkeypatch: p
     info = ModelInfo(name="m@transformers", backend="transformers", path="/m.gguf", fingerprint="f")
     assert converted_dir(info, torch.float32) != converted_dir(info, torch.bfloat16)
     assert converted_dir(info, torch.float32).name == "f-float32"
+
+
+def test_a_category_named_all_is_compared_on_its_own_items_not_merged_with_the_whole() -> None:
+    from poccheck.analysis.reasoning import paired
+    from poccheck.analysis.summary import GradedRow, ModelFindings
+    from poccheck.records import Grade, TaskItem
+
+    def findings(right: set[str]) -> ModelFindings:
+        categories = ["all", "all", "spec", "spec", "spec"]
+        items = [TaskItem(f"i{k}", "q", "exact", "a", category=c) for k, c in enumerate(categories)]
+        rows = [GradedRow("m", "s", item, {}, Grade(item.id in right, "a")) for item in items]
+        return ModelFindings("m", None, None, rows=rows)
+
+    diffs = paired(findings({"i0"}), findings({"i0", "i1", "i2"}))
+    assert [(d.group, d.first.n, d.first.successes, d.second.successes) for d in diffs] == [
+        (None, 5, 1, 3),  # the whole: every item once
+        ("all", 2, 1, 2),  # the category called "all": its two items only
+        ("spec", 3, 0, 1),
+    ]
+    assert diffs[0].overall and not diffs[1].overall
+
+
+def test_a_run_stopped_while_scoring_keeps_every_item_scored_before_it_scripted_backend(tmp_path: Path) -> None:
+    """The runner hands a backend ``choice_batch`` items at a time and saves them when the call returns; llama.cpp's
+    is 1, so a stop loses at most the item in flight (README: resume; SECURITY.md)."""
+    from poccheck.backends.llama_cpp import LlamaCppBackend
+
+    assert LlamaCppBackend.choice_batch == 1
+    calls: list[int] = []
+
+    class StoppedOnTheThirdCall(AnsweringScripted):
+        choice_batch = LlamaCppBackend.choice_batch
+
+        def score_choices(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
+            calls.append(len(requests))
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return super().score_choices(requests)
+
+    suite = tmp_path / "mc.csv"
+    rows = [f"m{k},Which line makes part {k}?,multiple_choice,line A|line B,A" for k in range(6)]
+    suite.write_text("id,input,type,choices,answer\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "poc"
+    with scripted_model(StoppedOnTheThirdCall) as model, pytest.raises(KeyboardInterrupt):
+        pipeline.assess([suite], [model], out)
+    assert calls == [1, 1, 1]
+    with contextlib.closing(sqlite3.connect(out / DB_NAME)) as db:
+        assert db.execute("SELECT item_id FROM results ORDER BY item_id").fetchall() == [("m0",), ("m1",)]

@@ -192,6 +192,8 @@ def test_the_smollm2_answer_is_graded_as_the_number_it_spells() -> None:
 class Scripted:
     """A backend whose replies are given: generation ``n`` returns ``outputs[n % len(outputs)]``."""
 
+    choice_batch = 1
+
     def __init__(self, info: ModelInfo, outputs: Sequence[str], logprobs: Sequence[float], mean_logprob: float) -> None:
         self.info = info
         self.outputs = list(outputs)

@@ -1,7 +1,8 @@
 """The OpenAI-compatible HTTP backend against a fake server written here (a few lines of ``http.server``), so these
 run in seconds: stored errors never quote the model's reply or the server's error body; the probed multiple-choice
-method is recorded in the output folder and reused (``--reprobe`` probes again); letter answers carry no invented
-scores, and the report and the cascades say so. The real server is exercised in tests/test_openai_backend.py."""
+method is recorded in the output folder and reused (``--reprobe`` probes again); the API key travels only in the
+``Authorization`` header and is written nowhere; letter answers carry no invented scores, and the report and the
+cascades say so. The real server is exercised in tests/test_openai_backend.py."""
 
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class FakeServer:
         self.echo = True
         self.probe_status = 200
         self.requests: list[dict[str, Any]] = []  # item requests (not the load-time probes)
+        self.key: str | None = None  # when set, a request without "Bearer <key>" is refused, its header echoed
+        self.received: list[tuple[str, str | None, bytes]] = []  # every request: path, Authorization, body
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,11 +69,21 @@ class FakeServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                self._send(200, json.dumps({"data": [{"id": "m"}]}), "application/json")
+                if self._authorised(b""):
+                    self._send(200, json.dumps({"data": [{"id": "m"}]}), "application/json")
 
             def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.answer(self, body)
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if self._authorised(raw):
+                    fake.answer(self, json.loads(raw))
+
+            def _authorised(self, raw: bytes) -> bool:
+                header = self.headers.get("Authorization")
+                fake.received.append((self.path, header, raw))
+                if fake.key is None or header == f"Bearer {fake.key}":
+                    return True
+                self._send(401, json.dumps({"error": f"invalid key in {header!r}"}), "application/json")
+                return False
 
             def _send(self, status: int, text: str, kind: str) -> None:
                 data = text.encode()
@@ -253,7 +266,49 @@ def test_the_reprobe_flag_reaches_the_backend_options_with_assess_faked(
         assert seen[-1].reprobe is expected
 
 
-# ---------------------------------------------------------------- 3. letter answers carry no invented scores
+# ---------------------------------------------------------------- 3. the API key goes in one header, nowhere else
+
+
+def test_the_api_key_is_sent_only_in_its_header_and_never_written_with_a_fake_server(
+    fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, wrong = "sk-poccheck-right-5d1e9c", "sk-poccheck-wrong-0b77aa"
+    fake_server.key = key
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text(TASKS, encoding="utf-8")
+
+    def assess_with(value: str | None, out: Path) -> str:
+        if value is None:
+            monkeypatch.delenv("POCCHECK_TEST_KEY", raising=False)
+        else:
+            monkeypatch.setenv("POCCHECK_TEST_KEY", value)
+        args = ["assess", "--tasks", str(tasks), "--endpoint", f"fake={fake_server.base_url}#m"]
+        args += ["--api-key-env", "POCCHECK_TEST_KEY", "--out", str(out)]
+        done = CliRunner().invoke(cli.app, args)
+        return done.output + str(done.exception or "")
+
+    said = assess_with(key, tmp_path / "right")
+    with sqlite3.connect(tmp_path / "right" / DB_NAME) as db:
+        assert db.execute("SELECT count(*) FROM results WHERE error IS NULL").fetchone() == (MC_ITEMS + 1,), said
+    assert {header for _, header, _ in fake_server.received} == {f"Bearer {key}"}
+    assert not [path for path, _, body in fake_server.received if key in path or key.encode() in body]
+    fake_server.received.clear()
+
+    said += assess_with(wrong, tmp_path / "wrong")  # refused; the server's reply quotes the key it was sent
+    assert "refused the API key (HTTP 401)" in said
+    assert {header for _, header, _ in fake_server.received} == {f"Bearer {wrong}"}
+
+    missing = assess_with(None, tmp_path / "unset")
+    assert "POCCHECK_TEST_KEY" in missing and "is not set" in missing
+    written = [path for path in tmp_path.rglob("*") if path.is_file() and path != tasks]
+    assert any(path.name == DB_NAME for path in written) and any(path.name == "report.html" for path in written)
+    for secret in (key, wrong):
+        assert secret not in said + missing
+        for path in written:
+            assert secret.encode() not in path.read_bytes(), f"{secret} found in {path}"
+
+
+# ---------------------------------------------------------------- 4. letter answers carry no invented scores
 
 
 def test_letter_answers_from_a_fake_server_store_no_scores_and_the_report_says_so(

@@ -275,6 +275,8 @@ def test_the_key_changes_with_the_format_and_raw_keys_stay_as_they_were() -> Non
 class ChatScripted:
     """A backend with a chat template, whose replies are scripted; it records what it was asked."""
 
+    choice_batch = 1
+
     def __init__(self, info: ModelInfo, template: bool = True) -> None:
         self.info = info
         self.template = template

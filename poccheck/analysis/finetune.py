@@ -17,7 +17,7 @@ SIGNIFICANT = 0.05
 class FinetuneFindings:
     """One adapter: before (``first``) and after (``second``) on the held-out split and on the control suite.
 
-    ``heldout`` and ``control`` hold one :class:`Paired` per task group, the overall one ("all") first.
+    ``heldout`` and ``control`` hold one :class:`Paired` per task group, the overall one (group None) first.
     """
 
     adapter: str
@@ -40,7 +40,7 @@ class FinetuneFindings:
 
     @property
     def lift(self) -> Paired | None:
-        return next((p for p in self.heldout if p.group == "all"), None)
+        return next((p for p in self.heldout if p.overall), None)
 
     @property
     def forgetting(self) -> list[Paired]:

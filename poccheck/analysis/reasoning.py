@@ -23,11 +23,15 @@ class Paired:
     """Two conditions on the same items in one task group: accuracy of each and an exact McNemar test
     (``test.b``: items only the first got right; ``test.c``: only the second)."""
 
-    group: str
+    group: str | None  # a task category, or None for all the items together
     first: Proportion
     second: Proportion
     unanswered: int  # items the second left without a parseable answer
     test: McNemar
+
+    @property
+    def overall(self) -> bool:
+        return self.group is None
 
 
 @dataclass(frozen=True)
@@ -106,15 +110,18 @@ class Reasoning:
 
 
 def paired(first: ModelFindings, second: ModelFindings) -> list[Paired]:
-    """Per task group (and 'all'): the two results on the items both answered, with an exact McNemar test."""
+    """All the items both answered (group None, first), then each task category: the two results with an exact
+    McNemar test. A category may be called anything, ``all`` included: it is never merged with the whole."""
     a = {r.key: r for r in first.rows}
     b = {r.key: r for r in second.rows}
-    groups: dict[str, list[str]] = defaultdict(list)
-    for key in (k for k in a if k in b):
-        groups["all"].append(key)
-        groups[a[key].item.category].append(key)
+    both = [k for k in a if k in b]
+    categories: dict[str, list[str]] = defaultdict(list)
+    for key in both:
+        categories[a[key].item.category].append(key)
+    groups: list[tuple[str | None, list[str]]] = [(None, both)] if both else []
+    groups += sorted(categories.items())
     result = []
-    for group, keys in sorted(groups.items(), key=lambda g: (g[0] != "all", g[0])):
+    for group, keys in groups:
         only_first = sum(1 for k in keys if a[k].correct and not b[k].correct)
         only_second = sum(1 for k in keys if b[k].correct and not a[k].correct)
         result.append(

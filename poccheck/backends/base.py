@@ -72,6 +72,12 @@ class Backend(Protocol):
 
     info: ModelInfo
 
+    @property
+    def choice_batch(self) -> int:
+        """How many multiple-choice items the runner hands :meth:`score_choices` at once: the items decoded
+        together, saved together when the call returns (so the most an interrupted run can lose)."""
+        ...
+
     def score_choices(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
         """Return one :class:`ChoiceScores` per request, in order."""
         ...

@@ -237,9 +237,14 @@ class TransformersBackend(ChatPrompting):
 
     # ------------------------------------------------------------------ multiple choice
 
+    @property
+    def choice_batch(self) -> int:
+        """Items padded into one forward pass (``batch_items``): on a GPU that is where the speed comes from."""
+        return max(1, self._settings.batch_items)
+
     def score_choices(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
         results: list[ChoiceScores] = []
-        size = max(1, self._settings.batch_items)
+        size = self.choice_batch
         for begin in range(0, len(requests), size):
             results += self._score_batch(requests[begin : begin + size])
         return results

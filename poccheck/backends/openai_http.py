@@ -77,6 +77,8 @@ def backoff_delay(attempt: int, retry_after: str | None = None, rng: random.Rand
 class OpenAIBackend:
     """One model on an OpenAI-compatible server."""
 
+    choice_batch = 1  # the runner sends a server's items through run_many, each saved as it arrives
+
     def __init__(self, info: ModelInfo, endpoint: Endpoint) -> None:
         self.info = info
         self.endpoint = endpoint

@@ -328,23 +328,18 @@ def _read_csv(path: Path, text: str, columns: ColumnMap | None, provided: Collec
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(path, text[:8192]), strict=True)
     problems: list[Problem] = []
     records: list[RawRecord] = []
+    rows = _CsvRows(reader)
+    stream = iter(rows)
     scanned: list[tuple[int, list[str]]] = []  # (first line, cells) of the rows the header is looked for in
-    previous_end = 0
-    failure: tuple[int, csv.Error] | None = None
-    while len(scanned) < HEADER_SCAN_ROWS:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            failure = (previous_end + 1, exc)
-            break
-        start, previous_end = previous_end + 1, reader.line_num
+    for start, row in stream:
         if scanned or any(cell.strip() for cell in row):
             scanned.append((start, row))
+        if len(scanned) == HEADER_SCAN_ROWS:
+            break
     if not scanned:
-        if failure:
-            return RawFile(path, {}, {}, [], [Problem(name, failure[0], None, f"invalid CSV header: {failure[1]}")])
+        if rows.failure:
+            line, error = rows.failure
+            return RawFile(path, {}, {}, [], [Problem(name, line, None, f"invalid CSV header: {error}")])
         return RawFile(path, {}, {}, [], [Problem(name, None, None, "file is empty")])
     index, missing = find_header([row for _, row in scanned], columns, provided)
     header_line, header = scanned[index]
@@ -374,21 +369,35 @@ def _read_csv(path: Path, text: str, columns: ColumnMap | None, provided: Collec
 
     for start, row in scanned[index + 1 :]:
         take(start, row)
-    while failure is None:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            failure = (previous_end + 1, exc)
-            break
-        start, previous_end = previous_end + 1, reader.line_num
+    for start, row in stream:  # the rest of the file, after the rows scanned for the header
         take(start, row)
-    if failure:
-        problems.append(Problem(name, failure[0], None, f"invalid CSV: {failure[1]}"))
+    if rows.failure:
+        problems.append(Problem(name, rows.failure[0], None, f"invalid CSV: {rows.failure[1]}"))
     if not records and not problems:
         problems.append(Problem(name, None, None, "file has a header but no items"))
     return RawFile(path, {}, {}, records, problems, header=_header_row(name, header_line, "line", header, columns))
+
+
+class _CsvRows:
+    """A CSV reader's rows, each with the file line it starts on (a quoted cell may span lines). A malformed row
+    ends them, and ``failure`` holds its line and the error."""
+
+    def __init__(self, reader: Iterator[list[str]]) -> None:
+        self._reader = reader
+        self.failure: tuple[int, csv.Error] | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        end = 0
+        while True:
+            try:
+                row = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                self.failure = (end + 1, exc)
+                return
+            start, end = end + 1, self._reader.line_num  # type: ignore[attr-defined]
+            yield start, row
 
 
 def _delimiter(path: Path, sample: str) -> str:
