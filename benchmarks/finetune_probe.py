@@ -21,10 +21,16 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from poccheck import pipeline
 from poccheck.analysis.summary import Findings
+from poccheck.finetune.manifest import HELDOUT, MANIFEST, adapter_path, read_manifest
 from poccheck.finetune.train import LoraSettings, TrainProgress
+from poccheck.models import LORA
+from poccheck.records import Mode
+
+NAME = "probe-1hop"
 
 CSQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "csqa_validation" / "normalized.jsonl"
 
@@ -70,28 +76,40 @@ def main() -> int:
         control = args.work / "csqa-control.jsonl"
         records = [json.loads(line) for line in CSQA.read_text(encoding="utf-8").splitlines()]
         unique = [r for r in records if len(set(r["choices"])) == len(r["choices"])]  # poccheck refuses repeats
-        rows = [{**r, "type": "multiple_choice", "category": "commonsenseqa"} for r in unique[: args.control_items]]
-        control.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        picked = [{**r, "type": "multiple_choice", "category": "commonsenseqa"} for r in unique[: args.control_items]]
+        control.write_text("".join(json.dumps(r) + "\n" for r in picked), encoding="utf-8")
     else:
         print(f"(no control suite: {CSQA} not found)")
     settings = LoraSettings(learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size)
     started = time.perf_counter()
-    result = pipeline.finetune(
-        probe, "gemma3-270m-q4", control=control, name="probe-1hop", mode="direct", settings=settings,
-        fresh=args.fresh, progress=Printer(), evaluate=args.work / "out",
-    )  # fmt: skip
+    folder = adapter_path(NAME)
+    if (folder / MANIFEST).exists() and not args.fresh:  # trained before: assess it again (stored results resume)
+        print(f"reusing the adapter trained earlier in {folder} (--fresh retrains it)")
+        manifest, heldout, tuned = read_manifest(folder), folder / HELDOUT, f"gemma3-270m-q4{LORA}{NAME}"
+        assessed = pipeline.assess(
+            [heldout] + ([control] if control else []), [manifest.base_model, tuned], args.work / "out",
+            modes=[cast(Mode, manifest.mode)], prompt_format="raw",
+        )  # fmt: skip
+        analysis = next((f for f in pipeline.finetune_analysis(assessed.findings) if f.adapter == NAME), None)
+    else:
+        result = pipeline.finetune(
+            probe, "gemma3-270m-q4", control=control, name=NAME, mode="direct", settings=settings,
+            fresh=args.fresh, progress=Printer(), evaluate=args.work / "out",
+        )  # fmt: skip
+        assert result.assessed is not None
+        manifest, heldout, tuned = result.manifest, result.heldout, result.tuned_spec
+        assessed, analysis = result.assessed, result.analysis
     total = time.perf_counter() - started
-    record = result.manifest.training
-    print(f"\nadapter {result.folder}; held-out file {result.heldout}")
-    print(f"split: {', '.join(f'{k} {len(v)}' for k, v in result.manifest.tasks.items.items())}")
+    record = manifest.training
+    print(f"\nadapter {folder}; held-out file {heldout}")
+    print(f"split: {', '.join(f'{k} {len(v)}' for k, v in manifest.tasks.items.items())}")
     print(
         f"training: {record.seconds:.0f} s, {record.steps} steps, {record.epochs_run} epochs ({record.stopped}), "
         f"best epoch {record.best_epoch}, train loss {record.train_loss}, validation loss {record.validation_loss}"
     )
     process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS while training {(record.peak_rss or 0) / 2**20:.0f} MiB; process peak {process_peak:.0f} MiB")
+    print(f"peak RSS while training {(record.peak_rss or 0) / 2**20:.0f} MiB; this process {process_peak:.0f} MiB")
     print(f"total {total:.0f} s")
-    analysis = result.analysis
     if analysis is None:
         print("no before/after analysis (base or fine-tuned results missing)")
         return 1
@@ -103,16 +121,14 @@ def main() -> int:
                 f"{p.second.successes:3d}/{p.second.n}  "
                 f"b={p.test.b} c={p.test.c}  p={p.test.p_value:.3g}"
             )
-    assert result.assessed is not None
-    heldout_suite = result.manifest.heldout_suite
-    _accuracy("transformers (float32)", result.assessed.findings, heldout_suite)
-    tasks = [result.heldout] + ([control] if control else [])
+    heldout_suite = manifest.heldout_suite
+    _accuracy("transformers (float32)", assessed.findings, heldout_suite)
     on_llama = pipeline.assess(
-        tasks, ["gemma3-270m-q4@llama.cpp", f"{result.tuned_spec}@llama.cpp"], args.work / "out-llama",
-        modes=["direct"], prompt_format="raw",
+        [heldout] + ([control] if control else []), ["gemma3-270m-q4@llama.cpp", f"{tuned}@llama.cpp"],
+        args.work / "out-llama", modes=["direct"], prompt_format="raw",
     )  # fmt: skip
     _accuracy("llama.cpp (Q4_K_M base, GGUF adapter)", on_llama.findings, heldout_suite)
-    print(f"\nreports: {result.assessed.report}, {on_llama.report}")
+    print(f"\nreports: {assessed.report}, {on_llama.report}")
     return 0
 
 

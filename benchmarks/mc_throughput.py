@@ -30,9 +30,9 @@ from poccheck.backends import ChoiceRequest
 from poccheck.backends.llama_cpp import LlamaCppBackend, default_threads
 from poccheck.backends.llama_reference import NaiveChoiceScorer
 from poccheck.models import resolve
+from poccheck.records import LETTERS
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "csqa_validation" / "normalized.jsonl"
-LETTERS = "ABCDEFGHIJ"
 
 
 def load(path: Path, count: int) -> list[tuple[ChoiceRequest, int]]:
