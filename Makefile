@@ -56,6 +56,7 @@ ladder: ladder-setup
 lint: setup
 	$(BIN)/ruff check poccheck tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: lint ladder-setup
 	$(BIN)/pytest

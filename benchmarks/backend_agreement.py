@@ -19,10 +19,10 @@ from pathlib import Path
 from poccheck.backends import ChoiceRequest
 from poccheck.backends.hf import converted_dir
 from poccheck.backends.registry import load_backend
-from poccheck.cli import default_tasks
 from poccheck.models import resolve
 from poccheck.runner import work_items
 from poccheck.tasks import load_suites
+from poccheck.tasks.examples import default_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 CSQA = ROOT.parent / "shared" / "data" / "csqa_validation" / "normalized.jsonl"

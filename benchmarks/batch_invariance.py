@@ -23,10 +23,10 @@ sys.path.insert(0, str(REPO))
 
 from poccheck.backends import ChoiceRequest, GenerationRequest  # noqa: E402
 from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings, system_info  # noqa: E402
-from poccheck.cli import default_tasks  # noqa: E402
 from poccheck.models import DEFAULT_MODEL, resolve  # noqa: E402
 from poccheck.runner import work_items  # noqa: E402
 from poccheck.tasks import load_suites  # noqa: E402
+from poccheck.tasks.examples import default_tasks  # noqa: E402
 
 SETUPS = {  # name: (repack weights, align packed items)
     "stock llama.cpp": (True, False),

@@ -26,7 +26,7 @@ from poccheck.analysis.calibration import (
     load_measurements,
     ratios,
 )
-from poccheck.analysis.cost import DEFAULT_DECODE_EFFICIENCY, DEFAULT_PREFILL_EFFICIENCY, load_profiles
+from poccheck.config.costs import DEFAULT_DECODE_EFFICIENCY, DEFAULT_PREFILL_EFFICIENCY, load_profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT.parent / "shared" / "reference" / "throughput_measurements.csv"

@@ -28,9 +28,9 @@ def child(rounds: int, generations: int) -> None:
     from batch_invariance import measure
 
     from poccheck.backends.llama_cpp import system_info
-    from poccheck.cli import default_tasks
     from poccheck.runner import work_items
     from poccheck.tasks import load_suites
+    from poccheck.tasks.examples import default_tasks
 
     work = [w for suite in load_suites(default_tasks()) for w in work_items(suite)]
     choices = [w.choice_request for w in work if w.scored]

@@ -31,7 +31,7 @@ from poccheck.backends import GenerationRequest
 from poccheck.backends.llama_cpp import LlamaCppBackend, default_threads, system_info, weight_repacking
 from poccheck.records import Completion, Mode
 from poccheck.tasks import load_suite
-from tests.conftest import EXAMPLES
+from poccheck.tasks.examples import examples_dir
 
 
 def bandwidth() -> float:
@@ -47,7 +47,7 @@ def bandwidth() -> float:
 
 
 def items(backend: LlamaCppBackend, name: str, mode: Mode, count: int, cap: int) -> list[GenerationRequest]:
-    suite = load_suite(EXAMPLES / "factory_suite.yaml")
+    suite = load_suite(examples_dir() / "factory_suite.yaml")
     formats = runner.suite_formats(backend, [suite], name)
     work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_items(suite, mode)]
     chosen = [w.generation_request for w in work if not w.scored][:count]

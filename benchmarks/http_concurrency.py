@@ -20,12 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from poccheck.backends.openai_http import OpenAIBackend  # noqa: E402
-from poccheck.cli import default_tasks  # noqa: E402
 from poccheck.endpoints import Endpoint, describe  # noqa: E402
 from poccheck.errors import BackendError  # noqa: E402
 from poccheck.models import bundled_path  # noqa: E402
 from poccheck.runner import work_items  # noqa: E402
 from poccheck.tasks import load_suites  # noqa: E402
+from poccheck.tasks.examples import default_tasks  # noqa: E402
 from tests.llama_server import MODEL_ALIAS, LlamaServer  # noqa: E402
 
 

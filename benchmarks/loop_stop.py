@@ -20,7 +20,7 @@ from poccheck import models, runner
 from poccheck.backends import base
 from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings
 from poccheck.tasks import load_suites
-from tests.conftest import EXAMPLES
+from poccheck.tasks.examples import examples_dir
 
 WINDOWS = (96, 128, base.LOOP_WINDOW)
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[n for n in models.PACKAGED if models.installed(n)])
     parser.add_argument("--items", type=int, default=8)
     args = parser.parse_args()
-    suites = load_suites([EXAMPLES / "factory_suite.yaml", EXAMPLES / "factory_tasks.csv"])
+    suites = load_suites([examples_dir() / "factory_suite.yaml", examples_dir() / "factory_tasks.csv"])
     print(f"rule: {base.LOOP_RULE} (windows tried: {', '.join(map(str, WINDOWS))}; period up to a third of each)")
     print(f"{'model':24} {'window':>6} {'ended':>6} {'fired':>6} {'budget':>6} {'fired':>6} {'saved':>12}")
     for name in args.models:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from poccheck.errors import (  # noqa: E402
+from poccheck.errors import (
     BackendError,
     ModelError,
     PocCheckError,
@@ -14,6 +12,7 @@ from poccheck.errors import (  # noqa: E402
     StoreError,
     TaskFileError,
 )
+from poccheck.version import __version__
 
 if TYPE_CHECKING:
     from poccheck.pipeline import assess, list_models, render_report, validate

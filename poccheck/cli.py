@@ -11,12 +11,24 @@ from rich.markup import escape
 
 from poccheck import __version__, endpoints, models, pipeline
 from poccheck.backends.registry import BackendOptions
-from poccheck.console import ProgressBar, comparison_table, console, findings_table, models_table, out
+from poccheck.config.plan import load_plan
+from poccheck.console import (
+    ProgressBar,
+    TrainingBar,
+    comparison_table,
+    console,
+    findings_table,
+    finetune_tables,
+    models_table,
+    out,
+)
 from poccheck.errors import PocCheckError
+from poccheck.finetune.train import LoraSettings
 from poccheck.models import DEFAULT_MODEL
-from poccheck.plan import load_plan
+from poccheck.probe.generate import RULES
 from poccheck.probe.logic import Language
 from poccheck.records import MODES, PROMPT_FORMATS, Mode, PromptFormat
+from poccheck.tasks.examples import default_tasks
 
 app = typer.Typer(
     help="Which model size, run where, is good enough for our work, at what cost?",
@@ -30,16 +42,6 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
 
 INTERRUPTED = "Finished items are saved; run the same command again to resume."
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def default_tasks() -> list[Path]:
-    """The example suite: ``examples/`` in a checkout, or the copy packaged with the wheel."""
-    for base in (Path(__file__).resolve().parent / "examples", EXAMPLES):
-        suite = base / "factory_suite.yaml"
-        if suite.exists():
-            return [suite, base / "factory_tasks.csv"]
-    return []
 
 
 Encoding = Annotated[
@@ -273,8 +275,6 @@ def probe(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Generate deductive reasoning problems over a fictional ontology as a task file, with gold proofs."""
-    from poccheck.probe.generate import RULES
-
     if lang not in ("en", "ja"):
         raise typer.BadParameter(f"{lang!r}; use en or ja", param_hint="--lang")
     chosen = list(RULES) if rules.strip() == "all" else [r.strip() for r in rules.split(",") if r.strip()]
@@ -356,8 +356,6 @@ def finetune(
     task file beside the adapter; with --out, the base and the fine-tuned model are assessed on them (and on
     --control) and the before/after differences are shown with an exact McNemar test.
     """
-    from poccheck.console import TrainingBar, finetune_tables
-    from poccheck.finetune.train import LoraSettings
 
     chosen = parse_modes([mode])[0]
     settings = LoraSettings(

@@ -14,6 +14,7 @@ The CLI prints them without a traceback and exits 1; anything else is a bug.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 
@@ -82,3 +83,9 @@ class StoreError(PocCheckError):
 
 class FinetuneError(PocCheckError):
     """A fine-tune cannot start or continue (overlapping splits, a foreign checkpoint, no training items)."""
+
+
+def did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
+    """Return ' (did you mean X?)' when ``word`` is close to one of ``options``."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

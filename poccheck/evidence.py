@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, Protocol, runtime_checkable
 
-from poccheck.analysis.attention import copy_score, view
 from poccheck.errors import BackendError
+from poccheck.grading.attention import copy_score, view
 from poccheck.records import AttentionCapture, TaskItem, Turn
 from poccheck.store import Store
 

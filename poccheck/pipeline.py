@@ -9,21 +9,26 @@ import platform
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from poccheck import evidence, models, report, runner
-from poccheck.analysis import Findings, analyse, attention
-from poccheck.analysis.attention import CopyScore
+import yaml
+
+from poccheck import evidence, models, paths, report, runner
+from poccheck.analysis import Findings, analyse
 from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.finetune import FinetuneFindings, analyse_finetunes
 from poccheck.analysis.reasoning import DEFAULT_TARGET, Paired, analyse_reasoning, paired
 from poccheck.analysis.recommend import Recommendation, recommend
 from poccheck.analysis.summary import regraded
+from poccheck.backends.hf import HFSettings, TransformersBackend
 from poccheck.backends.registry import BackendOptions
-from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError
+from poccheck.config.plan import Plan, default_plan_text, plan_from_record, plan_record
+from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError, did_you_mean
 from poccheck.finetune import split as splits
+from poccheck.finetune import train as training
 from poccheck.finetune.export import ExportUnsupported, export_gguf_lora
 from poccheck.finetune.manifest import (
     GGUF_ADAPTER,
@@ -39,17 +44,17 @@ from poccheck.finetune.manifest import (
     write_manifest,
 )
 from poccheck.finetune.train import LoraSettings, TrainProgress
-from poccheck.grading import grade_output
+from poccheck.grading import attention, grade_output
+from poccheck.grading.attention import CopyScore
 from poccheck.i18n import DEFAULT_LANGUAGE, LANGUAGES
-from poccheck.plan import Plan, default_plan_text, plan_from_record, plan_record
 from poccheck.private import make_private, private_umask, secure_dir
+from poccheck.probe.generate import RULES, probe_suite
 from poccheck.probe.logic import Language
-from poccheck.records import Mode, ModelInfo, PromptFormat, Suite, TaskItem
+from poccheck.records import Mode, ModelInfo, PromptFormat, Suite, TaskItem, stable_hash
 from poccheck.report.decision import write_decision
 from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store
 from poccheck.tasks import load_suites
-from poccheck.tasks.mapping import did_you_mean
 from poccheck.tasks.suite import TaskCheck, check_tasks
 
 
@@ -84,7 +89,7 @@ def list_models(extra: Sequence[str] = ()) -> list[ModelEntry]:
         except ModelError as exc:
             entries.append(ModelEntry(name, None, str(exc), packaged))
     specs: list[str] = []
-    local = models.cache_dir() / "models"
+    local = paths.models_dir()
     if local.is_dir():
         packaged_files = {models.cached_file(name).resolve() for name in models.PACKAGED}
         specs += [str(p) for p in sorted(local.glob("*.gguf")) if p.resolve() not in packaged_files]
@@ -285,8 +290,6 @@ def explain(
     encoding: str | None = None,
 ) -> Explanation:
     """Answer one item with a transformers model and write an HTML page of where its attention went."""
-    from poccheck.backends.hf import HFSettings, TransformersBackend
-
     suite = load_suites([task_path], encoding)[0]
     found = {item.id: item for item in suite.items}
     if item_id not in found:
@@ -330,7 +333,7 @@ def explain(
     finally:
         backend.close()
     if item.is_multiple_choice:
-        expected = f"{'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[item.answer]}. {item.choices[item.answer]}"
+        expected = item.gold_choice
     else:
         expected = item.answer if isinstance(item.answer, str) else json.dumps(item.answer, ensure_ascii=False)
     page = out_file or Path(f"explain-{_safe_name(item_id)}.html")
@@ -358,9 +361,6 @@ def write_probe(
     force: bool = False,
 ) -> Suite:
     """Generate a reasoning-depth probe and write it as an ordinary YAML task file; return it as loaded back."""
-    import yaml
-
-    from poccheck.probe.generate import RULES, probe_suite
 
     unknown = [r for r in rules if r not in RULES]
     if unknown:
@@ -534,13 +534,6 @@ def _finetune(
     evaluate: Path | None,
     encoding: str | None,
 ) -> FinetuneResult:
-    from datetime import datetime, timezone
-
-    import yaml
-
-    from poccheck.backends.hf import HFSettings, TransformersBackend
-    from poccheck.finetune import train as training
-
     settings = settings or LoraSettings()
     suite = load_suites([task_path], encoding)[0]
     split = splits.split_suite(suite, settings.seed)
@@ -583,7 +576,7 @@ def _finetune(
                 f"{len(skipped) + len(skipped_val)} item(s) left out of training (no writable gold answer, or "
                 f"longer than {settings.max_length} tokens): {', '.join((skipped + skipped_val)[:5])}"
             )
-        identity = runner.stable_hash(
+        identity = stable_hash(
             {
                 "base": info.fingerprint,
                 "mode": mode,

@@ -5,10 +5,27 @@ They are frozen dataclasses without I/O, so each stage can be tested alone.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import string
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from poccheck.i18n import Message
+
+LETTERS = string.ascii_uppercase  # multiple-choice letters: choice i is LETTERS[i]; at most 26 choices
+
+
+def choice_label(choices: tuple[str, ...], index: int) -> str:
+    """A choice as shown and stored: ``"B. line B"``."""
+    return f"{LETTERS[index]}. {choices[index]}"
+
+
+def stable_hash(value: Any) -> str:
+    """A short, stable key for a JSON-able value (dict order does not matter): items, settings, fine-tuning data."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
 
 ItemType = Literal["multiple_choice", "exact", "contains", "regex", "numeric", "json", "proof"]
 ITEM_TYPES: tuple[ItemType, ...] = ("multiple_choice", "exact", "contains", "regex", "numeric", "json", "proof")
@@ -50,6 +67,11 @@ class TaskItem:
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     line: int | None = None
+
+    @property
+    def gold_choice(self) -> str:
+        """The right choice of a multiple-choice item as shown: ``"B. line B"``."""
+        return choice_label(self.choices, self.answer)
 
     @property
     def is_multiple_choice(self) -> bool:

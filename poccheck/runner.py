@@ -12,7 +12,6 @@ prompts keep the keys they always had.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -26,14 +25,19 @@ from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
 from poccheck.grading import grade_output
 from poccheck.memory import PeakRSS
-from poccheck.records import ChoiceScores, Completion, EffectiveFormat, Mode, ModelInfo, ResultRow, Suite, TaskItem
+from poccheck.records import (
+    ChoiceScores,
+    Completion,
+    EffectiveFormat,
+    Mode,
+    ModelInfo,
+    ResultRow,
+    Suite,
+    TaskItem,
+    stable_hash,
+)
 from poccheck.store import Store
 from poccheck.tasks.prompts import Prompt, render_prompt
-
-
-def stable_hash(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)

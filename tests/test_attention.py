@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poccheck.analysis.attention import copy_score, mean_scores, view
 from poccheck.backends.hf import HFSettings, TransformersBackend
+from poccheck.grading.attention import copy_score, mean_scores, view
 from poccheck.models import resolve
 from poccheck.pipeline import explain
 from poccheck.records import AttentionCapture

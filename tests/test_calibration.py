@@ -18,13 +18,11 @@ from poccheck.analysis.calibration import (
     ratios,
 )
 from poccheck.analysis.cost import (
-    DEFAULT_PREFILL_EFFICIENCY,
-    load_profiles,
-    override_problems,
     projected_decode_tokens_per_second,
     projected_prefill_tokens_per_second,
     projected_seconds_per_task,
 )
+from poccheck.config.costs import DEFAULT_PREFILL_EFFICIENCY, load_profiles, override_problems
 from poccheck.errors import PocCheckError
 from tests.conftest import SHARED
 

@@ -8,11 +8,12 @@ import math
 import pytest
 
 from poccheck.analysis.cascade import Tier, simulate
-from poccheck.analysis.cost import DeploymentCost, Estimate, Workload
+from poccheck.analysis.cost import DeploymentCost, Estimate
 from poccheck.analysis.deployment import CandidateCost, CostFindings, Latency, TargetCheck
 from poccheck.analysis.recommend import options
 from poccheck.analysis.stats import wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.config.costs import Workload
 from poccheck.records import Grade, TaskItem
 
 DAYS = 30.4

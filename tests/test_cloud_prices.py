@@ -13,18 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from poccheck.analysis.cost import (
-    CloudPrice,
-    Workload,
-    cloud_deployment,
-    load_profiles,
-    older_than_six_months,
-    override_problems,
-)
+from poccheck.analysis.cost import cloud_deployment
 from poccheck.analysis.deployment import CandidateCost, cost_findings
+from poccheck.config.costs import CloudPrice, Workload, load_profiles, older_than_six_months, override_problems
+from poccheck.config.plan import default_plan_text, parse_plan
 from poccheck.errors import PocCheckError
 from poccheck.i18n import Translator
-from poccheck.plan import default_plan_text, parse_plan
 from poccheck.report import render
 from tests.test_i18n import _assessment
 

@@ -9,25 +9,21 @@ import pytest
 
 from poccheck.analysis.cost import (
     GIB,
-    CloudPrice,
     Estimate,
-    ServerProfile,
-    Workload,
     cloud_cost,
     cloud_deployment,
     convert,
     fits,
     kv_cache_bytes,
-    load_profiles,
     onprem_cost,
     onprem_deployment,
-    override_problems,
     projected_decode_tokens_per_second,
     projected_prefill_tokens_per_second,
     projected_seconds_per_task,
     server_cost_per_hour,
     servers_for_latency,
 )
+from poccheck.config.costs import CloudPrice, ServerProfile, Workload, load_profiles, override_problems
 from poccheck.errors import PocCheckError
 
 

@@ -22,8 +22,8 @@ from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.recommend import Option, recommend
 from poccheck.analysis.stats import wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.config.plan import Plan, PlanWorkload, Targets
 from poccheck.i18n import Translator
-from poccheck.plan import Plan, PlanWorkload, Targets
 from poccheck.records import Grade, ModelInfo, TaskItem
 from poccheck.report import render
 from poccheck.report.decision import decision_record, option_id, schema, write_decision

@@ -17,9 +17,9 @@ from poccheck.backends.openai_http import (
     letter_request,
     read_letter,
 )
+from poccheck.config.plan import parse_plan
 from poccheck.endpoints import Endpoint, describe, parse_option
 from poccheck.errors import ModelError
-from poccheck.plan import parse_plan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

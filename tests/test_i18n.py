@@ -25,8 +25,8 @@ from poccheck.analysis.reasoning import Paired, analyse_reasoning, scaling_group
 from poccheck.analysis.recommend import recommend
 from poccheck.analysis.stats import mcnemar_exact, wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.config.plan import Plan, PlanWorkload, Targets
 from poccheck.i18n import DASH, LANGUAGES, CatalogError, Message, Translator, catalog
-from poccheck.plan import Plan, PlanWorkload, Targets
 from poccheck.records import ITEM_TYPES, MODES, Grade, ModelInfo, TaskItem
 from poccheck.report import render
 

@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from poccheck import models, pipeline
+from poccheck import models, paths, pipeline
 from poccheck.cli import app
 from poccheck.console import models_table
 from poccheck.errors import ModelError
@@ -142,7 +142,7 @@ def fake_ladder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pa
 def test_chunks_are_assembled_once_verified_and_atomic(fake_ladder: dict[str, PackagedModel]) -> None:
     path = models.bundled_path("split")
     model = fake_ladder["split"]
-    assert path == models.cache_dir() / "models" / "split.gguf"
+    assert path == paths.models_dir() / "split.gguf"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == model.sha256
     marker = path.with_name("split.gguf.ok")
     stat = path.stat()
@@ -194,7 +194,7 @@ def test_a_wrong_hash_is_refused_naming_the_file_both_hashes_and_the_fix(
     with pytest.raises(ModelError) as caught:
         models.bundled_path("split")
     error = caught.value
-    target = models.cache_dir() / "models" / "split.gguf"
+    target = paths.models_dir() / "split.gguf"
     assert str(target) in error.message and wrong in error.message and model.sha256 in error.message
     assert error.hint and "--force-reinstall --no-deps fake-part1==1.0 fake-part2==1.0 fake-part3==1.0" in error.hint
     assert not any(target.parent.iterdir())  # neither the file nor a temporary is left

@@ -17,11 +17,11 @@ from poccheck.backends.llama_cpp import (
     system_info,
 )
 from poccheck.backends.llama_reference import NaiveChoiceScorer
-from poccheck.cli import default_tasks
 from poccheck.errors import ModelError
 from poccheck.models import resolve
 from poccheck.runner import work_items
 from poccheck.tasks import load_suites
+from poccheck.tasks.examples import default_tasks
 
 pytestmark = pytest.mark.model
 

@@ -28,8 +28,8 @@ from openpyxl import Workbook
 from typer.testing import CliRunner
 
 from poccheck.cli import app
+from poccheck.config.plan import Plan, load_plan
 from poccheck.errors import PlanError, Problem, TaskFileError
-from poccheck.plan import Plan, load_plan
 from poccheck.records import MODES, Suite
 from poccheck.runner import item_record, work_items
 from poccheck.tasks import load_suite

@@ -22,12 +22,12 @@ from poccheck import models, pipeline
 from poccheck.backends.llama_cpp import LlamaCppBackend
 from poccheck.backends.openai_http import letter_request, read_letter
 from poccheck.backends.registry import BackendOptions
-from poccheck.cli import default_tasks
 from poccheck.endpoints import Endpoint
 from poccheck.grading import grade_output
 from poccheck.runner import work_items
 from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suites
+from poccheck.tasks.examples import default_tasks
 from poccheck.tasks.prompts import LETTERS
 from tests.conftest import saved_results
 from tests.llama_server import MODEL_ALIAS, LlamaServer

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from poccheck.config.plan import Plan, default_plan_text, load_plan, parse_plan
 from poccheck.errors import PlanError
-from poccheck.plan import Plan, default_plan_text, load_plan, parse_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

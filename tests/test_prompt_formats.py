@@ -24,10 +24,10 @@ from poccheck import models, pipeline, runner
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.chat import ChatTemplate, Piece, chat_tokens, resolve_format
 from poccheck.backends.openai_http import OpenAIBackend, letter_request
+from poccheck.config.plan import parse_plan
 from poccheck.endpoints import Endpoint
 from poccheck.errors import BackendError, ModelError, TaskFileError
 from poccheck.gguf_header import read_header
-from poccheck.plan import parse_plan
 from poccheck.records import (
     ChoiceScores,
     Completion,
@@ -38,6 +38,7 @@ from poccheck.records import (
     Suite,
     TaskItem,
     Turn,
+    stable_hash,
 )
 from poccheck.store import DB_NAME
 from poccheck.tasks import load_suite
@@ -261,7 +262,7 @@ def test_the_key_changes_with_the_format_and_raw_keys_stay_as_they_were() -> Non
             legacy.update(type="mc", continuations=list(work.prompt.continuations))
         else:  # a chain of thought is keyed by its own budget and stop strings
             legacy.update(type="gen", stop=list(s.stop_for(work.mode)), max_tokens=s.max_tokens_for(work.mode))
-        assert work.key == runner.stable_hash(legacy)
+        assert work.key == stable_hash(legacy)
     assert all(w.chat is None for w in runner.work_items(suite(prompt_format="raw")))
     settings: dict[str, object] = {"backend": "x"}
     assert runner.keyed_settings(settings, {"s": "raw"}) == settings  # raw results keep their settings key

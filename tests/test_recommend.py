@@ -9,7 +9,7 @@ import pytest
 from poccheck.analysis.recommend import items_needed, recommend
 from poccheck.analysis.stats import wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
-from poccheck.plan import Plan, PlanWorkload, Targets
+from poccheck.config.plan import Plan, PlanWorkload, Targets
 from poccheck.records import Grade, ModelInfo, TaskItem
 
 

@@ -12,10 +12,7 @@ from dataclasses import dataclass, field
 
 from poccheck.analysis.cascade import Cascade, Tier, simulate
 from poccheck.analysis.cost import (
-    CostProfiles,
     DeploymentCost,
-    ServerProfile,
-    Workload,
     cloud_deployment,
     convert,
     kv_cache_bytes,
@@ -24,7 +21,8 @@ from poccheck.analysis.cost import (
 )
 from poccheck.analysis.stats import Proportion, nearest_rank, wilson
 from poccheck.analysis.summary import Findings, ModelFindings
-from poccheck.plan import Plan
+from poccheck.config.costs import CostProfiles, ServerProfile, Workload
+from poccheck.config.plan import Plan
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.stats import Proportion, wilson
 from poccheck.analysis.summary import Findings, ModelFindings
+from poccheck.config.plan import Plan
 from poccheck.i18n import Message
-from poccheck.plan import Plan
 
 
 @dataclass(frozen=True)

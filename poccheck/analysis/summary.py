@@ -7,10 +7,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from poccheck.analysis.attention import AttentionView, CopyScore, mean_scores
 from poccheck.analysis.stats import Proportion, median, percentile, wilson
 from poccheck.errors import StoreError
 from poccheck.grading import answered_by_letter, grade_output
+from poccheck.grading.attention import AttentionView, CopyScore, mean_scores
 from poccheck.records import Grade, Mode, ModelInfo, TaskItem
 from poccheck.store import Store
 

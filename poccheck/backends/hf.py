@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from poccheck import paths
 from poccheck.backends.base import LOOP_RULE, ChoiceRequest, GenerationRequest, looping
 from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
@@ -72,10 +73,8 @@ def pick_dtype(requested: str, device: str) -> Any:
 def converted_dir(info: ModelInfo, dtype: Any) -> Path:
     """Where a GGUF file's dequantised weights are kept, by the weights' fingerprint and the dtype they were loaded
     in (weights saved in bfloat16 and read back as float32 would not be the float32 dequantisation)."""
-    from poccheck.models import cache_dir
-
     weights = info.base_fingerprint or info.fingerprint
-    return cache_dir() / "converted" / f"{weights}-{str(dtype).removeprefix('torch.')}"
+    return paths.converted_dir() / f"{weights}-{str(dtype).removeprefix('torch.')}"
 
 
 def load_pretrained(info: ModelInfo, dtype: Any, attention: str) -> tuple[Any, Any]:

@@ -204,7 +204,7 @@ class LlamaCppBackend(ChatPrompting):
     """A GGUF model loaded in-process through llama-cpp-python."""
 
     # One item per call from the runner: packing several into a decode bought nothing on CPU (CommonsenseQA,
-    # bundled model: 7.2 items/s one at a time, 6.9 sixteen at a time, benchmarks/mc_throughput.py), and each
+    # bundled model: 7.21 items/s one at a time, 6.71 sixteen at a time, benchmarks/mc_throughput.py), and each
     # item is then saved as soon as it is scored. score_choices still packs what it is given.
     choice_batch = 1
 

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
+from poccheck.backends.llama_cpp import weight_repacking
+
 
 class NaiveChoiceScorer:
     def __init__(
         self, model_path: str, n_ctx: int = 512, n_threads: int | None = None, repack_weights: bool = False
     ) -> None:
         import llama_cpp
-
-        from poccheck.backends.llama_cpp import weight_repacking
 
         with weight_repacking(llama_cpp, repack_weights):  # as the backend it checks (LlamaSettings)
             self.llm = llama_cpp.Llama(

@@ -43,9 +43,17 @@ import httpx
 from poccheck.backends.base import ChoiceRequest, GenerationRequest
 from poccheck.endpoints import Endpoint
 from poccheck.errors import BackendError, ModelError
-from poccheck.grading.grade import read_letter
-from poccheck.records import ChoiceScores, Completion, EffectiveFormat, FinishReason, ModelInfo, PromptFormat, Turn
-from poccheck.tasks.prompts import LETTERS, transcript
+from poccheck.records import (
+    LETTERS,
+    ChoiceScores,
+    Completion,
+    EffectiveFormat,
+    FinishReason,
+    ModelInfo,
+    PromptFormat,
+    Turn,
+)
+from poccheck.tasks.prompts import read_letter, transcript
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 BACKOFF_BASE = 0.5  # seconds before the first retry (full jitter: a random wait up to the exponential bound)

@@ -51,4 +51,8 @@ def load_backend(info: ModelInfo, options: BackendOptions | None = None) -> Back
         except ImportError as exc:
             raise ModelError("the openai backend needs httpx", "pip install httpx") from exc
         return OpenAIBackend(info, find(info.name.rpartition("@")[0], options.endpoints))
+    if info.backend == "scripted":
+        from poccheck.backends.scripted import ScriptedBackend
+
+        return ScriptedBackend(info)
     raise ModelError(f"unknown backend {info.backend!r}")

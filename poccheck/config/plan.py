@@ -17,10 +17,9 @@ import jsonschema
 import yaml
 
 from poccheck import endpoints as served
-from poccheck.analysis.cost import CostProfiles, Workload, load_profiles, override_problems
-from poccheck.errors import PlanError, PocCheckError, Problem
+from poccheck.config.costs import CostProfiles, Workload, load_profiles, override_problems
+from poccheck.errors import PlanError, PocCheckError, Problem, did_you_mean
 from poccheck.records import MODES, PROMPT_FORMATS, Mode, PromptFormat
-from poccheck.tasks.mapping import did_you_mean
 from poccheck.tasks.read import LineDict, decode_text, load_yaml
 
 CURRENCIES = ("JPY", "USD")

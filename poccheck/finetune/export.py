@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from poccheck.finetune.manifest import ADAPTER_WEIGHTS, GGUF_ADAPTER
+from poccheck.gguf_header import read_header
 
 EXPORTABLE = ("gemma3",)  # GGUF architectures checked against transformers (see tests/test_finetune_gguf.py)
 
@@ -25,8 +26,6 @@ def export_gguf_lora(folder: Path, base_gguf: Path) -> Path:
     """Write ``folder/adapter.gguf`` for the base model ``base_gguf``; raise ExportUnsupported when it cannot be."""
     import gguf
     from safetensors.torch import load_file
-
-    from poccheck.gguf_header import read_header
 
     if base_gguf.suffix.lower() != ".gguf":
         raise ExportUnsupported("the base model is not a GGUF file")

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poccheck import paths
 from poccheck.errors import FinetuneError, ModelError
 
 MANIFEST = "manifest.json"
@@ -32,12 +33,6 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TRANSFORMERS_ONLY = "transformers backend only"
 
 
-def adapters_dir() -> Path:
-    from poccheck.models import cache_dir
-
-    return cache_dir() / "adapters"
-
-
 def adapter_path(name_or_path: str) -> Path:
     """``name`` -> ``$POCCHECK_CACHE/adapters/name``; anything with a slash is a folder path."""
     if "/" in name_or_path or "\\" in name_or_path:
@@ -47,7 +42,7 @@ def adapter_path(name_or_path: str) -> Path:
             f"bad adapter name {name_or_path!r}",
             "use letters, digits, '.', '_' and '-' (up to 64), or give the adapter folder's path",
         )
-    return adapters_dir() / name_or_path
+    return paths.adapters_dir() / name_or_path
 
 
 def discard_adapter(folder: Path) -> None:

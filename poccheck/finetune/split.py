@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from poccheck.errors import FinetuneError
-from poccheck.records import Exemplar, Suite, TaskItem
-from poccheck.tasks.prompts import LETTERS
+from poccheck.records import LETTERS, Exemplar, Suite, TaskItem
 
 Part = Literal["train", "validation", "test"]
 PARTS: tuple[Part, ...] = ("train", "validation", "test")

@@ -24,8 +24,8 @@ from typing import Any
 from poccheck.errors import FinetuneError
 from poccheck.finetune.manifest import CHECKPOINT, TrainingRecord
 from poccheck.memory import PeakRSS
-from poccheck.records import Mode, Suite, TaskItem
-from poccheck.tasks.prompts import ANSWER_IS, LETTERS, render_prompt
+from poccheck.records import LETTERS, Mode, Suite, TaskItem
+from poccheck.tasks.prompts import ANSWER_IS, render_prompt
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

@@ -1,5 +1,5 @@
 """Grading of model outputs."""
 
-from poccheck.grading.grade import answered_by_letter, grade_choices, grade_output, grade_text, read_letter
+from poccheck.grading.grade import answered_by_letter, grade_choices, grade_output, grade_text
 
-__all__ = ["answered_by_letter", "grade_choices", "grade_output", "grade_text", "read_letter"]
+__all__ = ["answered_by_letter", "grade_choices", "grade_output", "grade_text"]

@@ -9,9 +9,8 @@ from poccheck.grading import matchers
 from poccheck.i18n import Message
 from poccheck.probe.check import check_proof
 from poccheck.probe.logic import Language
-from poccheck.records import Grade, Mode, TaskItem
-
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+from poccheck.records import LETTERS, Grade, Mode, TaskItem, choice_label
+from poccheck.tasks.prompts import read_letter
 
 
 def grade_choices(item: TaskItem, logprobs: Sequence[float]) -> Grade:
@@ -30,7 +29,7 @@ def grade_choices(item: TaskItem, logprobs: Sequence[float]) -> Grade:
     margin = ordered[0] - ordered[1] if len(ordered) > 1 else None
     return Grade(
         correct=best == item.answer,
-        prediction=f"{LETTERS[best]}. {item.choices[best]}",
+        prediction=choice_label(item.choices, best),
         correct_norm=best_norm == item.answer,
         margin=margin,
         detail=None if best == item.answer else _gold(item),
@@ -86,7 +85,7 @@ def grade_output(
         if index is None:
             return Grade(False, extracted, detail=Message.of("grade.not_a_choice", answer=extracted), answered=False)
         ok = index == item.answer
-        return Grade(ok, f"{LETTERS[index]}. {item.choices[index]}", detail=None if ok else _gold(item))
+        return Grade(ok, choice_label(item.choices, index), detail=None if ok else _gold(item))
     graded = grade_text(item, extracted)
     return Grade(graded.correct, extracted, detail=graded.detail)
 
@@ -110,24 +109,11 @@ def grade_letter(item: TaskItem, text: str) -> Grade:
         reply = text.strip()
         return Grade(False, reply, detail=Message.of("grade.not_a_choice", answer=reply), answered=False)
     ok = index == item.answer
-    return Grade(ok, f"{LETTERS[index]}. {item.choices[index]}", detail=None if ok else _gold(item))
-
-
-def read_letter(reply: str, choices: Sequence[str]) -> int | None:
-    """The option a reply names: a letter (``B``, ``(B)``, ``B.``) or, failing that, a choice's own text."""
-    letters = LETTERS[: len(choices)]
-    match = re.search(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", reply.strip())
-    if match:
-        return letters.index(match.group(1))
-    lowered = reply.strip().lower()
-    for index, choice in enumerate(choices):
-        if choice.strip() and choice.strip().lower() in lowered:
-            return index
-    return None
+    return Grade(ok, choice_label(item.choices, index), detail=None if ok else _gold(item))
 
 
 def _gold(item: TaskItem) -> Message:
-    return Message.of("grade.gold", choice=f"{LETTERS[item.answer]}. {item.choices[item.answer]}")
+    return Message.of("grade.gold", choice=item.gold_choice)
 
 
 DEFAULT_ANSWER_PATTERNS = (

@@ -19,11 +19,11 @@ from typing import Any
 
 import jsonschema
 
-from poccheck import __version__
 from poccheck.analysis.deployment import CostFindings
 from poccheck.analysis.recommend import Option, Recommendation
 from poccheck.analysis.stats import Proportion
 from poccheck.i18n import Message
+from poccheck.version import __version__
 
 SCHEMA_VERSION = 1
 FILE_NAME = "decision.json"

@@ -15,7 +15,6 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from poccheck import __version__
 from poccheck.analysis.deployment import CostFindings
 from poccheck.analysis.finetune import FinetuneFindings
 from poccheck.analysis.reasoning import Reasoning
@@ -24,6 +23,7 @@ from poccheck.analysis.stats import Proportion
 from poccheck.analysis.summary import Findings
 from poccheck.i18n import DASH, DEFAULT_LANGUAGE, Message, Translator
 from poccheck.report.charts import accuracy_chart, cascade_chart, latency_chart, scaling_chart
+from poccheck.version import __version__
 
 REPORT_NAME = "report.html"
 ENGLISH = Translator("en")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from poccheck.errors import Problem
+from poccheck.errors import Problem, did_you_mean
 
 STANDARD_COLUMNS = ("id", "input", "type", "choices", "answer", "category", "tolerance", "schema", "metadata")
 REQUIRED_COLUMNS = ("id", "input", "type")
@@ -35,12 +35,6 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
 HEADER_SCAN_ROWS = 10  # the header is looked for among this many rows from the first one that holds anything
 CLOSE_MATCH = 0.5  # difflib ratio from which a header cell is offered as the closest match of a missing column
 KEEP_AS_METADATA = "metadata"  # as a target of ``columns:``: keep the column as metadata under its own name
-
-
-def did_you_mean(word: str, options: tuple[str, ...] | list[str]) -> str:
-    """Return ' (did you mean X?)' when ``word`` is close to one of ``options``."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @lru_cache(maxsize=4096)

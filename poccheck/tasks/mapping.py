@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import math
 import re
-import string
 import warnings
 from typing import Any
 
 import jsonschema
 
-from poccheck.errors import Problem
-from poccheck.records import ITEM_TYPES, ItemType, TaskItem
+from poccheck.errors import Problem, did_you_mean
+from poccheck.records import ITEM_TYPES, LETTERS, ItemType, TaskItem
 from poccheck.tasks.columns import ALIASES, STANDARD_COLUMNS, ColumnMap, standard_column
-from poccheck.tasks.columns import did_you_mean as did_you_mean
 from poccheck.tasks.read import RawRecord
 
 KNOWN_FIELDS = STANDARD_COLUMNS
@@ -31,7 +29,6 @@ TYPE_ALIASES: dict[str, ItemType] = {
     "regexp": "regex",
 }
 CHOICE_SEPARATOR = "|"
-LETTERS = string.ascii_uppercase
 
 
 def record_to_item(

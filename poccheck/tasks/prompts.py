@@ -11,6 +11,8 @@ the item is the last user turn, and multiple-choice continuations are the start 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -18,9 +20,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from poccheck.records import EffectiveFormat, Exemplar, Mode, Suite, TaskItem, Turn
-
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+from poccheck.records import LETTERS, EffectiveFormat, Exemplar, Mode, Suite, TaskItem, Turn
 
 # Variables: input, choices, letters, meta, id, type, category, mode, fewshot (exemplars for this mode, each with
 # input, answer, rationale, choices) and step_by_step (the zero-shot chain-of-thought cue, or "").
@@ -172,3 +172,16 @@ def _question(text: str, choices: tuple[str, ...]) -> str:
         return text.strip()
     listed = "".join(f" ({LETTERS[index]}) {choice}" for index, choice in enumerate(choices))
     return f"{text.strip()}\n{ANSWER_CHOICES}{listed}"
+
+
+def read_letter(reply: str, choices: Sequence[str]) -> int | None:
+    """The option a reply names: a letter (``B``, ``(B)``, ``B.``) or, failing that, a choice's own text."""
+    letters = LETTERS[: len(choices)]
+    match = re.search(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", reply.strip())
+    if match:
+        return letters.index(match.group(1))
+    lowered = reply.strip().lower()
+    for index, choice in enumerate(choices):
+        if choice.strip() and choice.strip().lower() in lowered:
+            return index
+    return None

@@ -10,10 +10,10 @@ from typing import Any
 
 import jinja2
 
-from poccheck.errors import Problem, TaskFileError
+from poccheck.errors import Problem, TaskFileError, did_you_mean
 from poccheck.records import COT_TURN_MARKERS, DEFAULT_COT_MAX_TOKENS, MODES, PROMPT_FORMATS, Exemplar, Suite, TaskItem
 from poccheck.tasks.columns import HeaderRow, parse_columns, standard_column
-from poccheck.tasks.mapping import did_you_mean, record_to_item
+from poccheck.tasks.mapping import record_to_item
 from poccheck.tasks.prompts import compile_template, render_prompt
 from poccheck.tasks.read import LineDict, RawFile, read_file
 
