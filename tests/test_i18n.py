@@ -271,12 +271,12 @@ def _assessment() -> tuple[Findings, Plan]:
 
 
 def _finetuned() -> FinetuneFindings:
-    def pair(group: str, before: int, after: int, gained: int, lost: int) -> Paired:
+    def pair(group: str | None, before: int, after: int, gained: int, lost: int) -> Paired:
         return Paired(group, wilson(before, 60), wilson(after, 60), 0, mcnemar_exact(lost, gained))
 
     return FinetuneFindings(
         adapter="probe1", base="q-0.5b", tuned="q-0.5b+lora:probe1", mode="direct",
-        heldout=[pair("all", 2, 56, 54, 0), pair("modus_ponens", 1, 9, 8, 0)], control=[pair("csqa", 41, 30, 2, 13)],
+        heldout=[pair(None, 2, 56, 54, 0), pair("modus_ponens", 1, 9, 8, 0)], control=[pair("csqa", 41, 30, 2, 13)],
         control_suite="csqa", train_items=78, validation_items=12, test_items=60, epochs_run=3,
         stopped="early stopping", train_seconds=1255.0, peak_rss=4 * 2**30,
         hyperparameters={"rank": 16, "alpha": 32, "learning_rate": 5e-4},
