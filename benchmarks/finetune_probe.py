@@ -25,6 +25,7 @@ from typing import cast
 
 from poccheck import pipeline
 from poccheck.analysis.summary import Findings
+from poccheck.config.run import RunConfig
 from poccheck.finetune.manifest import HELDOUT, MANIFEST, adapter_path, read_manifest
 from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.models import LORA
@@ -86,10 +87,11 @@ def main() -> int:
     if (folder / MANIFEST).exists() and not args.fresh:  # trained before: assess it again (stored results resume)
         print(f"reusing the adapter trained earlier in {folder} (--fresh retrains it)")
         manifest, heldout, tuned = read_manifest(folder), folder / HELDOUT, f"gemma3-270m-q4{LORA}{NAME}"
-        assessed = pipeline.assess(
-            [heldout] + ([control] if control else []), [manifest.base_model, tuned], args.work / "out",
-            modes=[cast(Mode, manifest.mode)], prompt_format="raw",
+        config = RunConfig(
+            (heldout, *([control] if control else [])), (manifest.base_model, tuned), args.work / "out",
+            modes=(cast(Mode, manifest.mode),), prompt_format="raw",
         )  # fmt: skip
+        assessed = pipeline.assess(config)
         analysis = next((f for f in pipeline.finetune_analysis(assessed.findings) if f.adapter == NAME), None)
     else:
         result = pipeline.finetune(
@@ -124,8 +126,10 @@ def main() -> int:
     heldout_suite = manifest.heldout_suite
     _accuracy("transformers (float32)", assessed.findings, heldout_suite)
     on_llama = pipeline.assess(
-        [heldout] + ([control] if control else []), ["gemma3-270m-q4@llama.cpp", f"{tuned}@llama.cpp"],
-        args.work / "out-llama", modes=["direct"], prompt_format="raw",
+        RunConfig(
+            (heldout, *([control] if control else [])), ("gemma3-270m-q4@llama.cpp", f"{tuned}@llama.cpp"),
+            args.work / "out-llama", modes=("direct",), prompt_format="raw",
+        )
     )  # fmt: skip
     _accuracy("llama.cpp (Q4_K_M base, GGUF adapter)", on_llama.findings, heldout_suite)
     print(f"\nreports: {assessed.report}, {on_llama.report}")

@@ -35,7 +35,7 @@ def main() -> int:
             continue
         store = Store(folder / DB_NAME, create=False)
         try:
-            findings = analyse(store)
+            findings = analyse(store.snapshot())
             runs = store.model_runs()
         finally:
             store.close()

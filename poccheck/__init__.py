@@ -15,6 +15,7 @@ from poccheck.errors import (
 from poccheck.version import __version__
 
 if TYPE_CHECKING:
+    from poccheck.config.run import RunConfig
     from poccheck.pipeline import assess, list_models, render_report, validate
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "ModelError",
     "PocCheckError",
     "Problem",
+    "RunConfig",
     "StoreError",
     "TaskFileError",
     "__version__",
@@ -40,4 +42,8 @@ def __getattr__(name: str) -> Any:
         from poccheck import pipeline
 
         return getattr(pipeline, name)
+    if name == "RunConfig":
+        from poccheck.config.run import RunConfig
+
+        return RunConfig
     raise AttributeError(f"module 'poccheck' has no attribute {name!r}")

@@ -12,6 +12,7 @@ from rich.markup import escape
 from poccheck import __version__, endpoints, models, pipeline
 from poccheck.backends.registry import BackendOptions
 from poccheck.config.plan import load_plan
+from poccheck.config.run import Flags, run_config
 from poccheck.console import (
     ProgressBar,
     TrainingBar,
@@ -142,8 +143,9 @@ def assess(
     lang: ReportLanguage = None,
     encoding: Encoding = None,
     target: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Accuracy target for the depth profile and scaling charts.")
-    ] = 0.8,
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Accuracy target for the depth profile and scaling charts (default 0.8)."),
+    ] = None,
     mode: Annotated[
         list[str] | None,
         typer.Option(
@@ -208,40 +210,19 @@ def assess(
     weights in PyTorch, a Hugging Face folder / cached hub id with @transformers, or NAME@openai for a
     model on an OpenAI-compatible server (--endpoint or the plan's endpoints:).
     """
-    chosen_format = parse_prompt_format(prompt_format)
-    plan_file = load_plan(plan) if plan else None
-    task_files: list[Path] = tasks or (list(plan_file.tasks) if plan_file else default_tasks())
-    if not task_files:
+    flags = Flags(
+        tasks=tasks or (), models=model or (), modes=parse_modes(mode) if mode else (),
+        endpoints=[endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []],
+        out=out_dir, fresh=fresh, limit=limit, encoding=encoding, redact=redact, target=target, language=lang,
+        prompt_format=parse_prompt_format(prompt_format), device=device, dtype=dtype, parallel=parallel,
+        reprobe=reprobe,
+    )  # fmt: skip
+    config = run_config(load_plan(plan) if plan else None, flags, default_tasks())
+    if not config.tasks:
         raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
-    ad_hoc = [endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []]
-    served = (*(plan_file.endpoints if plan_file else ()), *ad_hoc)
-    models = list(model or (list(plan_file.candidates) if plan_file else [] if ad_hoc else [DEFAULT_MODEL]))
-    models += [e.spec for e in ad_hoc if e.spec not in models]
-    modes = parse_modes(mode) if mode or not plan_file else list(plan_file.modes)
-    # --mode runs every model in the modes given; else a plan's candidate may have modes of its own
-    model_modes = {spec: plan_file.modes_of(spec) for spec in models} if plan_file and not mode else None
-    out_dir = out_dir or (plan_file.out if plan_file else Path("poc"))
     try:
         with ProgressBar() as progress:
-            result = pipeline.assess(
-                task_files,
-                models,
-                out_dir,
-                fresh=fresh,
-                limit=limit,
-                encoding=encoding,
-                progress=progress,
-                redact=redact,
-                options=BackendOptions(
-                    device=device, dtype=dtype, endpoints=served, parallel=parallel, reprobe=reprobe
-                ),
-                modes=modes,
-                target=target,
-                plan_file=plan_file,
-                language=lang,
-                prompt_format=chosen_format,
-                model_modes=model_modes,
-            )
+            result = pipeline.assess(config, progress)
     except KeyboardInterrupt:
         console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
         raise typer.Exit(130) from None

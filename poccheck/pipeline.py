@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -20,12 +20,13 @@ from poccheck import evidence, models, paths, report, runner
 from poccheck.analysis import Findings, analyse
 from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.finetune import FinetuneFindings, analyse_finetunes
-from poccheck.analysis.reasoning import DEFAULT_TARGET, Paired, analyse_reasoning, paired
+from poccheck.analysis.reasoning import Paired, analyse_reasoning, paired
 from poccheck.analysis.recommend import Recommendation, recommend
 from poccheck.analysis.summary import regraded
 from poccheck.backends.hf import HFSettings, TransformersBackend
 from poccheck.backends.registry import BackendOptions
 from poccheck.config.plan import Plan, default_plan_text, plan_from_record, plan_record
+from poccheck.config.run import DEFAULT_TARGET, RunConfig
 from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError, did_you_mean
 from poccheck.finetune import split as splits
 from poccheck.finetune import train as training
@@ -50,7 +51,7 @@ from poccheck.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from poccheck.private import make_private, private_umask, secure_dir
 from poccheck.probe.generate import RULES, probe_suite
 from poccheck.probe.logic import Language
-from poccheck.records import Mode, ModelInfo, PromptFormat, Suite, TaskItem, stable_hash
+from poccheck.records import Mode, ModelInfo, Suite, TaskItem, stable_hash
 from poccheck.report.decision import write_decision
 from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store
@@ -153,33 +154,14 @@ class AssessResult:
     findings: Findings
 
 
-def assess(
-    task_paths: Sequence[str | Path],
-    model_specs: Sequence[str],
-    out: Path,
-    *,
-    fresh: bool = False,
-    limit: int | None = None,
-    encoding: str | None = None,
-    progress: runner.Progress | None = None,
-    redact: bool = False,
-    options: BackendOptions | None = None,
-    modes: Sequence[Mode] = ("fewshot",),
-    target: float = DEFAULT_TARGET,
-    plan_file: Plan | None = None,
-    language: str | None = None,
-    prompt_format: PromptFormat | None = None,
-    model_modes: Mapping[str, Sequence[Mode]] | None = None,
-) -> AssessResult:
+def assess(config: RunConfig, progress: runner.Progress | None = None) -> AssessResult:
     """Validate tasks, run them through each model (resuming), grade, analyse and write the report.
 
-    ``model_modes`` gives a model its own prompting modes (the plan's ``candidates: - {model:, modes:}``); every
-    other model runs in ``modes``.
-
-    ``prompt_format`` (else the plan's) overrides every suite's own ``prompt_format`` (default ``auto``)."""
-    languages = report_languages(language or (plan_file.language if plan_file else None))  # before any model runs
-    suites = load_suites(task_paths, encoding)
-    chosen_format = prompt_format or (plan_file.prompt_format if plan_file else None)
+    ``config.prompt_format`` (else the plan's) overrides every suite's own ``prompt_format`` (default ``auto``)."""
+    plan_file, out, model_specs = config.plan, config.out, config.models
+    languages = report_languages(config.language or (plan_file.language if plan_file else None))  # before any run
+    suites = load_suites(config.tasks, config.encoding)
+    chosen_format = config.prompt_format or (plan_file.prompt_format if plan_file else None)
     if chosen_format is not None:
         suites = [replace(suite, prompt_format=chosen_format) for suite in suites]
     if not model_specs:
@@ -191,29 +173,29 @@ def assess(
     with OutputLock(out):
         store = Store(out / DB_NAME)
         try:
-            if fresh:
+            if config.fresh:
                 store.clear_results()
             unique_models = list(dict.fromkeys(model_specs))
-            own = {spec: list(dict.fromkeys(m)) for spec, m in (model_modes or {}).items() if spec in unique_models}
-            unique_modes = list(dict.fromkeys([*modes, *(m for listed in own.values() for m in listed)]))
+            own = {spec: list(dict.fromkeys(m)) for spec, m in config.model_modes.items() if spec in unique_models}
+            unique_modes = list(dict.fromkeys([*config.modes, *(m for listed in own.values() for m in listed)]))
             plan = {
                 "models": unique_models,
                 "modes": unique_modes,
                 "model_modes": own,
-                "target": target,
+                "target": config.target,
                 "assessment_plan": plan_record(plan_file) if plan_file else None,
                 "suites": [s.name for s in suites],
                 "prompt_formats": {s.name: s.prompt_format for s in suites},  # as asked for; see model runs for used
-                "task_files": [str(Path(p)) for p in task_paths],
-                "limit": limit,
+                "task_files": [str(p) for p in config.tasks],
+                "limit": config.limit,
                 "host": host_info(),
                 "engine": engine_info(),
             }
             outcome = runner.run(
-                suites, unique_models, store, progress, limit=limit, plan=plan, options=options, modes=unique_modes,
-                model_modes=own,
+                suites, unique_models, store, progress, limit=config.limit, plan=plan, options=config.options,
+                modes=unique_modes, model_modes=own,
             )  # fmt: skip
-            path, findings = _write_report(store, out, plan, plan_file, target, redact, languages)
+            path, findings = _write_report(store, out, plan, plan_file, config.target, config.redact, languages)
         finally:
             store.close()
     return AssessResult(path, outcome, findings)
@@ -257,14 +239,15 @@ def _write_report(
     languages: Sequence[str],
 ) -> tuple[Path, Findings]:
     """Grade what the store holds against today's answer keys, analyse it and write the report files."""
-    findings = analyse(store)
+    findings = analyse(store.snapshot())
     store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
     reasoning = analyse_reasoning(findings, target)
     costs, advice, problem = _decision(findings, plan_file)
-    path = report.render(
-        findings, out, redact=redact, context=context, reasoning=reasoning, costs=costs, advice=advice,
-        languages=languages, finetune=finetune_analysis(findings), decision_problem=problem,
+    content = report.ReportContent(
+        findings, reasoning, costs, advice, tuple(finetune_analysis(findings)), problem,
+        host=context.get("host", {}), engine=context.get("engine", {}), redact=redact,
     )  # fmt: skip
+    path = report.render(content, out, languages)
     write_decision(out, costs, advice, problem)
     return path, findings
 
@@ -437,7 +420,7 @@ def compare(first: str, second: str, out: Path = Path("poc")) -> Comparison:
 def _stored_findings(out: Path) -> Findings:
     store = Store(out / DB_NAME, create=False)
     try:
-        return analyse(store)
+        return analyse(store.snapshot())
     finally:
         store.close()
 
@@ -634,8 +617,10 @@ def _finetune(
         return result
     tasks = [heldout] + ([Path(control)] if control else [])
     assessed = assess(
-        tasks, [base_spec, tuned_spec], evaluate, modes=[mode], options=options, encoding=encoding,
-        prompt_format="raw",  # the adapter learned raw prompts: base and tuned are compared on those
+        RunConfig(
+            tuple(tasks), (base_spec, tuned_spec), evaluate, modes=(mode,), options=options or BackendOptions(),
+            encoding=encoding, prompt_format="raw",  # the adapter learned raw prompts: base and tuned compared on those
+        )
     )  # fmt: skip
     analysis = next((f for f in finetune_analysis(assessed.findings) if f.adapter == name), None)
     return replace(result, assessed=assessed, analysis=analysis)

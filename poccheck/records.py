@@ -243,3 +243,17 @@ class AttentionCapture:
     token_ids: tuple[int, ...]
     prompt_length: int
     weights: Any  # numpy array [layers, heads, answer tokens, all tokens]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Everything an output folder holds, read at once: what analysis works from, so that it never touches the
+    database (rows as ``poccheck.store.Store``'s ``results()``, ``items()`` and the rest return them)."""
+
+    plan: dict[str, Any]
+    runs: list[dict[str, Any]]
+    items: list[dict[str, Any]]
+    model_infos: dict[str, ModelInfo]
+    model_runs: list[dict[str, Any]]
+    results: list[dict[str, Any]]
+    attention: dict[tuple[str, str], list[dict[str, Any]]]  # (model fingerprint, settings key) -> entries

@@ -20,7 +20,7 @@ from typing import Any
 
 from poccheck.errors import StoreError
 from poccheck.private import secure_dir
-from poccheck.records import ModelInfo, ResultRow
+from poccheck.records import ModelInfo, ResultRow, Stored
 
 APP_ID = "poccheck"
 SCHEMA_VERSION = 2
@@ -335,6 +335,23 @@ class Store:
             (fingerprint, settings_key),
         )
         return [{"item_key": r[0], "kind": r[1], **_loads(r[2], self.path)} for r in rows]
+
+    def snapshot(self) -> Stored:
+        """The folder's plan, runs, items, models, results and attention evidence, for analysis."""
+        attention: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for fingerprint, settings_key in self.db.execute(
+            "SELECT DISTINCT model_fingerprint, settings_key FROM attention"
+        ):
+            attention[(fingerprint, settings_key)] = self.attention(fingerprint, settings_key)
+        return Stored(
+            self.plan() or {},
+            self.runs(),
+            self.items(),
+            self.model_infos(),
+            self.model_runs(),
+            self.results(),
+            attention,
+        )
 
     def results(self, where: str = "", parameters: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         rows = []

@@ -18,6 +18,7 @@ from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.chat import ChatTemplate
 from poccheck.backends.hf import HFSettings, TransformersBackend
 from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings
+from poccheck.config.run import RunConfig
 from poccheck.errors import ModelError
 from poccheck.records import Turn
 from poccheck.store import DB_NAME
@@ -177,8 +178,8 @@ def test_a_real_run_in_chat_and_in_raw_format(tmp_path: Path) -> None:
     task = tmp_path / "suite.yaml"
     task.write_text(SUITE, encoding="utf-8")
     out = tmp_path / "poc"
-    chat = pipeline.assess([task], [SMOLLM2], out, modes=("cot",))
-    raw = pipeline.assess([task], [SMOLLM2], out, modes=("cot",), prompt_format="raw")
+    chat = pipeline.assess(RunConfig([task], [SMOLLM2], out, modes=("cot",)))
+    raw = pipeline.assess(RunConfig([task], [SMOLLM2], out, modes=("cot",), prompt_format="raw"))
     assert [m.prompt_format for m in chat.findings.models + raw.findings.models] == ["chat", "raw"]
     with contextlib.closing(sqlite3.connect(out / DB_NAME)) as db:
         rows = db.execute("SELECT mode, item_id, prompt, output, completion_tokens, finish_reason, settings_key "

@@ -19,7 +19,7 @@ from poccheck.config.costs import CloudPrice, Workload, load_profiles, older_tha
 from poccheck.config.plan import default_plan_text, parse_plan
 from poccheck.errors import PocCheckError
 from poccheck.i18n import Translator
-from poccheck.report import render
+from poccheck.report import ReportContent, render
 from tests.test_i18n import _assessment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,7 +244,7 @@ def test_the_report_shows_each_cloud_price_with_its_date_source_and_marks(
         CandidateCost(price.name, d, d.per_1000_tasks.value, d.per_month.value)
         for price, d in zip(PRICES, deployments, strict=True)
     ]
-    page = render(findings, tmp_path, costs=costs, languages=(language,)).read_text(encoding="utf-8")
+    page = render(ReportContent(findings, costs=costs), tmp_path, (language,)).read_text(encoding="utf-8")
     rows = _cloud_rows(page, language)
     assert set(rows) == {price.name for price in PRICES}
     assert "2025-01-15" in rows["old-list-api"] and old in rows["old-list-api"]

@@ -22,6 +22,7 @@ from poccheck import models, pipeline, runner
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
 from poccheck.cli import app
+from poccheck.config.run import RunConfig
 from poccheck.errors import BackendError, FinetuneError, PocCheckError
 from poccheck.finetune.manifest import ADAPTER_WEIGHTS, CHECKPOINT, HELDOUT, MANIFEST, discard_adapter
 from poccheck.i18n import Translator
@@ -222,10 +223,10 @@ def test_results_stored_under_the_old_sampled_key_keep_resuming_scripted_backend
     suite.write_text(SUITE, encoding="utf-8")
     out = tmp_path / "poc"
     with scripted_model(AnsweringScripted, "sampled-old") as model:  # as an earlier version keyed them
-        first = pipeline.assess([suite], [model], out)
+        first = pipeline.assess(RunConfig([suite], [model], out))
     assert first.outcome.models[0].done == 2
     with scripted_model(AnsweringScripted, "whole-file-new", "sampled-old") as model:
-        again = pipeline.assess([suite], [model], out)
+        again = pipeline.assess(RunConfig([suite], [model], out))
     (outcome,) = again.outcome.models
     assert (outcome.done, outcome.skipped) == (0, 2), "the rerun started over instead of resuming"
     with contextlib.closing(sqlite3.connect(out / DB_NAME)) as db:
@@ -317,7 +318,7 @@ def test_a_run_stopped_while_scoring_keeps_every_item_scored_before_it_scripted_
     suite.write_text("id,input,type,choices,answer\n" + "\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "poc"
     with scripted_model(StoppedOnTheThirdCall) as model, pytest.raises(KeyboardInterrupt):
-        pipeline.assess([suite], [model], out)
+        pipeline.assess(RunConfig([suite], [model], out))
     assert calls == [1, 1, 1]
     with contextlib.closing(sqlite3.connect(out / DB_NAME)) as db:
         assert db.execute("SELECT item_id FROM results ORDER BY item_id").fetchall() == [("m0",), ("m1",)]

@@ -25,7 +25,7 @@ from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
 from poccheck.config.plan import Plan, PlanWorkload, Targets
 from poccheck.i18n import Translator
 from poccheck.records import Grade, ModelInfo, TaskItem
-from poccheck.report import render
+from poccheck.report import ReportContent, render
 from poccheck.report.decision import decision_record, option_id, schema, write_decision
 
 GROUPS = ("inspection", "maths", "rules")
@@ -256,7 +256,9 @@ def test_the_decision_page_the_cascade_section_and_decision_json_agree(tmp_path:
             break
     else:
         pytest.fail("no generated assessment recommends a cascade")
-    page = render(findings, tmp_path, costs=costs, advice=advice, languages=(language,)).read_text(encoding="utf-8")
+    page = render(ReportContent(findings, costs=costs, advice=advice), tmp_path, (language,)).read_text(
+        encoding="utf-8"
+    )
     decision = json.loads(write_decision(tmp_path, costs, advice, None).read_text(encoding="utf-8"))
     t = Translator(language, currency=plan.currency)
     chosen = advice.chosen

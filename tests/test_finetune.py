@@ -15,6 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 from poccheck import models, pipeline
+from poccheck.config.run import RunConfig
 from poccheck.errors import FinetuneError, ModelError
 from poccheck.finetune.manifest import (
     ADAPTER_WEIGHTS,
@@ -180,7 +181,9 @@ def test_assess_refuses_a_fine_tuned_candidate_on_its_training_items(
     trained: pipeline.FinetuneResult, tmp_path: Path
 ) -> None:
     with pytest.raises(FinetuneError, match="were in its training data"):
-        pipeline.assess([trained.manifest.tasks.path], [trained.tuned_spec], tmp_path / "out", modes=["direct"])
+        pipeline.assess(
+            RunConfig([trained.manifest.tasks.path], [trained.tuned_spec], tmp_path / "out", modes=["direct"])
+        )
 
 
 def test_adapter_on_another_base_or_llama_cpp_is_refused(trained: pipeline.FinetuneResult, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from poccheck.analysis.summary import analyse
 from poccheck.backends import GenerationRequest
 from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings, system_info
 from poccheck.backends.registry import BackendOptions
+from poccheck.config.run import RunConfig
 from poccheck.records import Completion, Mode
 from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suite
@@ -98,8 +99,8 @@ def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_de
     stored = {}
     for parallel in (1, 3):
         out = tmp_path / f"p{parallel}"
-        pipeline.assess([EXAMPLES / "factory_tasks.csv"], ["gemma3-270m-q4"], out, limit=8,
-                        options=BackendOptions(parallel=parallel))  # fmt: skip
+        pipeline.assess(RunConfig([EXAMPLES / "factory_tasks.csv"], ["gemma3-270m-q4"], out, limit=8,
+                        options=BackendOptions(parallel=parallel)))  # fmt: skip
         with closing(sqlite3.connect(out / DB_NAME)) as db:
             (settings,) = db.execute("SELECT settings FROM model_runs WHERE settings IS NOT NULL").fetchone()
             stored[parallel] = sorted(db.execute("SELECT item_key, settings_key, output FROM results").fetchall())
@@ -109,7 +110,7 @@ def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_de
             done, seconds = db.execute("SELECT items_done, seconds FROM model_runs WHERE seconds > 0").fetchone()
         store = Store(out / DB_NAME, create=False)
         try:
-            (found,) = analyse(store).models
+            (found,) = analyse(store.snapshot()).models
         finally:
             store.close()
         assert done == 8 and found.items_per_second == pytest.approx(done / seconds)

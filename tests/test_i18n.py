@@ -28,7 +28,7 @@ from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
 from poccheck.config.plan import Plan, PlanWorkload, Targets
 from poccheck.i18n import DASH, LANGUAGES, CatalogError, Message, Translator, catalog
 from poccheck.records import ITEM_TYPES, MODES, Grade, ModelInfo, TaskItem
-from poccheck.report import render
+from poccheck.report import ReportContent, render
 
 ROOT = Path(__file__).resolve().parents[1]
 # keys built at run time from a prefix and a closed set of names
@@ -306,10 +306,8 @@ def test_a_full_report_renders_in_each_language(tmp_path: Path, language: str, m
     advice = recommend(findings, plan, costs)
     reasoning = analyse_reasoning(findings, 0.6)
     assert advice.chosen is not None and advice.sensitivity and costs.cascades and reasoning.lifts and reasoning.probe
-    path = render(
-        findings, tmp_path, costs=costs, advice=advice, reasoning=reasoning, languages=(language,),
-        finetune=[_finetuned()],
-    )  # fmt: skip
+    content = ReportContent(findings, reasoning, costs, advice, finetune=(_finetuned(),))
+    path = render(content, tmp_path, (language,))
     page = path.read_text(encoding="utf-8")
     sections = ("decision", "summary", "costs", "categories", "speed", "reasoning", "finetune", "attention", "failures")
     for section in sections:
@@ -331,6 +329,8 @@ def test_a_full_report_renders_in_each_language(tmp_path: Path, language: str, m
 def test_both_languages_are_written_the_first_as_report_html(tmp_path: Path) -> None:
     findings, plan = _assessment()
     costs = cost_findings(findings, plan)
-    first = render(findings, tmp_path, costs=costs, advice=recommend(findings, plan, costs), languages=("ja", "en"))
+    first = render(
+        ReportContent(findings, costs=costs, advice=recommend(findings, plan, costs)), tmp_path, ("ja", "en")
+    )
     assert first.name == "report.html" and 'lang="ja"' in first.read_text(encoding="utf-8")
     assert 'lang="en"' in (tmp_path / "report.en.html").read_text(encoding="utf-8")

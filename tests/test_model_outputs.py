@@ -29,6 +29,7 @@ from poccheck import pipeline, runner
 from poccheck.analysis.summary import Findings
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.cli import app
+from poccheck.config.run import RunConfig
 from poccheck.grading.grade import grade_output
 from poccheck.i18n import LANGUAGES, Translator
 from poccheck.probe.generate import probe_suite
@@ -243,7 +244,7 @@ def assess(
     out: Path, outputs: Sequence[str], logprobs: Sequence[float] = (-1.0, -2.0), mean: float = -0.5
 ) -> pipeline.AssessResult:
     with scripted_model(outputs, logprobs, mean) as model:
-        result = pipeline.assess([suite_file()], [model], out, modes=MODES)
+        result = pipeline.assess(RunConfig([suite_file()], [model], out, modes=MODES))
     (outcome,) = result.outcome.models
     assert outcome.error is None, outcome.error  # a reply the store cannot hold would fail the model here
     with contextlib.closing(sqlite3.connect(out / DB_NAME)) as db:

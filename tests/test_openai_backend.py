@@ -22,6 +22,7 @@ from poccheck import models, pipeline
 from poccheck.backends.llama_cpp import LlamaCppBackend
 from poccheck.backends.openai_http import letter_request, read_letter
 from poccheck.backends.registry import BackendOptions
+from poccheck.config.run import RunConfig
 from poccheck.endpoints import Endpoint
 from poccheck.grading import grade_output
 from poccheck.runner import work_items
@@ -64,11 +65,13 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
     served = endpoint(server)
     started = time.perf_counter()
     result = pipeline.assess(
-        default_tasks(),
-        [served.spec],
-        tmp_path / "served",
-        options=BackendOptions(endpoints=(served,)),
-        limit=AGREEMENT_ITEMS,
+        RunConfig(
+            default_tasks(),
+            [served.spec],
+            tmp_path / "served",
+            options=BackendOptions(endpoints=(served,)),
+            limit=AGREEMENT_ITEMS,
+        )
     )
     served_seconds = time.perf_counter() - started
     outcome = result.outcome.models[0]
@@ -243,7 +246,7 @@ def test_log_likelihood_over_http_matches_in_process_llama_cpp(tmp_path: Path) -
     try:
         served = Endpoint("tiny", tiny.base_url, MODEL_ALIAS, concurrency=4, max_retries=1, extra_body=GREEDY)
         result = pipeline.assess(
-            default_tasks(), [served.spec], tmp_path / "served", options=BackendOptions(endpoints=(served,))
+            RunConfig(default_tasks(), [served.spec], tmp_path / "served", options=BackendOptions(endpoints=(served,)))
         )
     finally:
         tiny.stop()

@@ -24,11 +24,12 @@ from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
 from poccheck.backends import openai_http
 from poccheck.backends.openai_http import OpenAIBackend
 from poccheck.backends.registry import BackendOptions
+from poccheck.config.run import RunConfig
 from poccheck.endpoints import Endpoint
 from poccheck.errors import ModelError
 from poccheck.grading import grade_output
 from poccheck.records import Grade, TaskItem
-from poccheck.report import render
+from poccheck.report import ReportContent, render
 from poccheck.store import DB_NAME, SCHEMA_VERSION, Store
 from poccheck.tasks import load_suites
 from tests.test_cascade import _cost, _costs, cloud
@@ -254,8 +255,8 @@ def test_the_reprobe_flag_reaches_the_backend_options_with_assess_faked(
 ) -> None:
     seen: list[BackendOptions] = []
 
-    def fake_assess(*args: Any, options: BackendOptions, **kwargs: Any) -> None:
-        seen.append(options)
+    def fake_assess(config: RunConfig, progress: Any = None) -> None:
+        seen.append(config.options)
         raise SystemExit(0)
 
     monkeypatch.setattr(pipeline, "assess", fake_assess)
@@ -318,7 +319,9 @@ def test_letter_answers_from_a_fake_server_store_no_scores_and_the_report_says_s
     served = endpoint(fake_server)
     tasks = tmp_path / "tasks.csv"
     tasks.write_text(TASKS.replace(",B,colours", ",A,colours", 1), encoding="utf-8")  # m2 graded wrong: a failure
-    result = pipeline.assess([tasks], [served.spec], tmp_path / "out", options=BackendOptions(endpoints=(served,)))
+    result = pipeline.assess(
+        RunConfig([tasks], [served.spec], tmp_path / "out", options=BackendOptions(endpoints=(served,)))
+    )
     store = Store(tmp_path / "out" / DB_NAME, create=False)
     try:
         rows = {r["item_id"]: r for r in store.results()}
@@ -372,7 +375,7 @@ def test_a_small_model_answering_by_letter_is_no_cascade_small_tier_and_the_repo
     costs = _costs(cascade, [_cost("small", "cloud:x", 300.0), _cost("large", "cloud:x", 3000.0)])
     findings = Findings([small, large], ["general"], ["s"], 30, [])
     assert not [o for o in options(findings, costs) if o.deployment == "cascade"]  # not offered as a decision
-    page = render(findings, tmp_path, costs=costs).read_text(encoding="utf-8")
+    page = render(ReportContent(findings, costs=costs), tmp_path).read_text(encoding="utf-8")
     assert "small cannot be the small model of a cascade: 30 items it answered carry no confidence signal" in page
     reverse = simulate(  # answering by letter is no obstacle for the large tier: it is never asked how sure it is
         cloud(large, 300.0), cloud(small, 3000.0), targets={"general": 0.9}, latency_slo=None,

@@ -25,6 +25,7 @@ from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.chat import ChatTemplate, Piece, chat_tokens, resolve_format
 from poccheck.backends.openai_http import OpenAIBackend, letter_request
 from poccheck.config.plan import parse_plan
+from poccheck.config.run import RunConfig
 from poccheck.endpoints import Endpoint
 from poccheck.errors import BackendError, ModelError, TaskFileError
 from poccheck.gguf_header import read_header
@@ -354,7 +355,7 @@ def test_a_rerun_in_another_format_reuses_no_rows_and_the_report_shows_each_form
     out = tmp_path / "poc"
     modes = ("fewshot", "cot")
     with chat_model() as loaded:
-        first = pipeline.assess([task], ["chatty"], out, modes=modes)  # auto: the model has a template
+        first = pipeline.assess(RunConfig([task], ["chatty"], out, modes=modes))  # auto: the model has a template
         assert loaded[0].asked == ["auto"]
         chat_rows = stored(out)
         assert len(chat_rows) == 4 and all(r["prompt"].startswith("<|im_start|>system\n") for r in chat_rows)
@@ -367,10 +368,10 @@ def test_a_rerun_in_another_format_reuses_no_rows_and_the_report_shows_each_form
         mc = next(r for r in sent if isinstance(r, ChoiceRequest))
         assert mc.continuations == ("blue", "green")
 
-        pipeline.assess([task], ["chatty"], out, modes=modes)  # the same format again: everything is resumed
+        pipeline.assess(RunConfig([task], ["chatty"], out, modes=modes))  # the same format again: everything is resumed
         assert len(loaded[1].requests) == 0
 
-        raw = pipeline.assess([task], ["chatty"], out, modes=modes, prompt_format="raw")  # flag over suite
+        raw = pipeline.assess(RunConfig([task], ["chatty"], out, modes=modes, prompt_format="raw"))  # flag over suite
         assert loaded[2].asked == ["raw"] and len(loaded[2].requests) == 4  # nothing reused from the chat run
         rows = stored(out)
         assert len(rows) == 8 and len({r["settings_key"] for r in rows}) == 2
@@ -398,10 +399,10 @@ def test_a_model_without_a_template_runs_raw_under_auto_and_fails_clearly_under_
     task = tmp_path / "formats.yaml"
     task.write_text(SUITE_YAML, encoding="utf-8")
     with chat_model(template=False) as loaded:
-        result = pipeline.assess([task], ["chatty"], tmp_path / "auto")
+        result = pipeline.assess(RunConfig([task], ["chatty"], tmp_path / "auto"))
         assert result.findings.models[0].prompt_format == "raw" and not loaded[0].requests[0].turns
         (tmp_path / "chat.yaml").write_text(SUITE_YAML.replace("name: formats", "name: formats\nprompt_format: chat"))
-        failed = pipeline.assess([tmp_path / "chat.yaml"], ["chatty"], tmp_path / "chat")
+        failed = pipeline.assess(RunConfig([tmp_path / "chat.yaml"], ["chatty"], tmp_path / "chat"))
         (outcome,) = failed.outcome.models
         assert outcome.error is not None and "chatty has no chat template" in outcome.error
         plan_text = (
@@ -410,9 +411,9 @@ def test_a_model_without_a_template_runs_raw_under_auto_and_fails_clearly_under_
         )
         plan, _ = parse_plan(plan_text, tmp_path / "p.yaml")
         assert plan is not None
-        by_plan = pipeline.assess([task], ["chatty"], tmp_path / "plan", plan_file=plan)  # plan over suite
+        by_plan = pipeline.assess(RunConfig([task], ["chatty"], tmp_path / "plan", plan=plan))  # plan over suite
         assert by_plan.outcome.models[0].error is not None
-        by_flag = pipeline.assess([task], ["chatty"], tmp_path / "flag", plan_file=plan, prompt_format="auto")
+        by_flag = pipeline.assess(RunConfig([task], ["chatty"], tmp_path / "flag", plan=plan, prompt_format="auto"))
         assert by_flag.outcome.models[0].error is None  # flag over plan
 
 

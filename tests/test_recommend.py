@@ -102,13 +102,13 @@ def test_a_task_group_never_answered_is_not_met() -> None:
 
 def test_the_decision_page_renders(tmp_path: Path) -> None:
     from poccheck.analysis.deployment import cost_findings
-    from poccheck.report import render
+    from poccheck.report import ReportContent, render
 
     small = candidate("small", 300_000_000, 75, 100)
     both = findings(small)
     costs = cost_findings(both, plan(0.7))
     advice = recommend(both, plan(0.7), costs)
-    page = render(both, tmp_path, costs=costs, advice=advice).read_text(encoding="utf-8")
+    page = render(ReportContent(both, costs=costs, advice=advice), tmp_path).read_text(encoding="utf-8")
     assert "Not yet: no candidate meets every target" in page and "assess a model above 1.6B" in page
 
 
@@ -130,13 +130,13 @@ def test_length_normalised_accuracy_counts_only_choices_scored_by_log_likelihood
 
 def test_a_decision_that_cannot_be_worked_out_says_why_in_both_languages(tmp_path: Path) -> None:
     from poccheck import pipeline
-    from poccheck.report import render
+    from poccheck.report import ReportContent, render
 
     failed = ModelFindings(name="gone", info=None, error="model did not load", accuracy=wilson(0, 0))
     found = Findings([failed], ["rules"], ["s"], 0, [])
     costs, advice, problem = pipeline._decision(found, plan())  # no token counts measured, none in the plan
     assert costs is None and advice is None and problem and "token counts" in problem
-    path = render(found, tmp_path, decision_problem=problem, languages=("en", "ja"))
+    path = render(ReportContent(found, decision_problem=problem), tmp_path, ("en", "ja"))
     english = path.read_text(encoding="utf-8")
     japanese = (tmp_path / "report.ja.html").read_text(encoding="utf-8")
     assert 'id="decision"' in english and "No decision: the cost and decision analysis could not" in english

@@ -14,6 +14,7 @@ from poccheck import models, pipeline
 from poccheck.backends.registry import load_backend
 from poccheck.backends.scripted import UNLISTED_CHOICE, ScriptedBackend
 from poccheck.cli import app
+from poccheck.config.run import RunConfig
 from poccheck.errors import ModelError
 from poccheck.i18n import Translator
 from poccheck.store import DB_NAME
@@ -76,12 +77,12 @@ def test_a_scripted_model_is_run_graded_and_reported_in_both_languages(tmp_path:
 def test_an_interrupted_scripted_run_resumes_with_only_what_is_missing(tmp_path: Path) -> None:
     suite, model = write(tmp_path)
     out = tmp_path / "poc"
-    first = pipeline.assess([suite], [model], out, limit=2)
+    first = pipeline.assess(RunConfig([suite], [model], out, limit=2))
     assert (first.outcome.models[0].done, len(rows(out))) == (2, 2)
-    second = pipeline.assess([suite], [model], out)
+    second = pipeline.assess(RunConfig([suite], [model], out))
     (outcome,) = second.outcome.models
     assert (outcome.done, outcome.failed_items, outcome.skipped) == (2, 1, 2)
-    third = pipeline.assess([suite], [model], out)
+    third = pipeline.assess(RunConfig([suite], [model], out))
     assert third.outcome.models[0].done == 0 and len(rows(out)) == 5  # nothing duplicated
     assert second.findings.models[0].accuracy == third.findings.models[0].accuracy
 

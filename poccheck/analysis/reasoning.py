@@ -12,10 +12,9 @@ from importlib import resources
 from poccheck.analysis.scaling import Point, ThresholdFit, family_of_name, threshold
 from poccheck.analysis.stats import McNemar, Proportion, mcnemar_exact, wilson
 from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.config.run import DEFAULT_TARGET
 from poccheck.i18n import Message
 from poccheck.records import TaskItem
-
-DEFAULT_TARGET = 0.8
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from poccheck.analysis.stats import Proportion, median, percentile, wilson
 from poccheck.errors import StoreError
 from poccheck.grading import answered_by_letter, grade_output
 from poccheck.grading.attention import AttentionView, CopyScore, mean_scores
-from poccheck.records import Grade, Mode, ModelInfo, TaskItem
-from poccheck.store import Store
+from poccheck.records import Grade, Mode, ModelInfo, Stored, TaskItem
 
 
 @dataclass(frozen=True)
@@ -186,27 +185,27 @@ class StoredItem:
     answer_pattern: str | None
 
 
-def analyse(store: Store) -> Findings:
+def analyse(stored: Stored) -> Findings:
     """Grade every stored result of the latest plan and summarise it per model and prompting mode."""
-    plan = store.plan() or {}
+    plan = stored.plan
     wanted_models: list[str] = plan.get("models", [])
     wanted_suites: list[str] = plan.get("suites", [])
     modes: list[str] = plan.get("modes") or ["fewshot"]
     model_modes: dict[str, list[str]] = plan.get("model_modes") or {}  # candidates run in modes of their own
     items: dict[tuple[str, str], StoredItem] = {}
-    for row in store.items():
+    for row in stored.items:
         if wanted_suites and row["suite"] not in wanted_suites:
             continue
         item = item_from_record(row["item"])
         items[(row["suite"], row["item_key"])] = StoredItem(row["suite"], item, row["mode"], row["answer_pattern"])
-    infos = store.model_infos()
-    runs = store.model_runs()
+    infos = stored.model_infos
+    runs = stored.model_runs
     latest: dict[str, dict[str, Any]] = {}
     for run in runs:  # the latest run that got as far as loading the model, else the latest failure
         if run.get("settings_key") or run["model"] not in latest or not latest[run["model"]].get("settings_key"):
             latest[run["model"]] = run
     results_by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for result in store.results():  # by content fingerprint and settings, whatever name the model had then
+    for result in stored.results:  # by content fingerprint and settings, whatever name the model had then
         results_by_key[(result["model_fingerprint"], result["settings_key"])].append(result)
 
     findings = []
@@ -231,7 +230,7 @@ def analyse(store: Store) -> Findings:
                 model.rows.append(GradedRow(name, found.suite, found.item, result, grade, mode))
             _summarise(model, [r for r in runs if r["model"] == name], wanted_suites)
             if fingerprint and settings and mode == own[-1]:
-                _attach_attention(model, store.attention(fingerprint, settings), items)
+                _attach_attention(model, stored.attention.get((fingerprint, settings), []), items)
             findings.append(model)
     categories = sorted({s.item.category for s in items.values()})
     return Findings(
@@ -239,7 +238,7 @@ def analyse(store: Store) -> Findings:
         categories,
         sorted({s.suite for s in items.values()}),
         len({(s.suite, s.item.id) for s in items.values()}),  # each item once, however many modes ran it
-        store.runs(),
+        stored.runs,
         agreements(findings),
     )
 

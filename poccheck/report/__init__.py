@@ -1,5 +1,5 @@
 """The HTML report."""
 
-from poccheck.report.render import REPORT_NAME, render, render_explain
+from poccheck.report.render import REPORT_NAME, ReportContent, render, render_explain
 
-__all__ = ["REPORT_NAME", "render", "render_explain"]
+__all__ = ["REPORT_NAME", "ReportContent", "render", "render_explain"]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,30 @@ def environment(translator: Translator | None = None) -> jinja2.Environment:
         say=lambda m: Markup(t.text(m, html=True)),
         say_all=lambda ms: _join(t, "common.list_separator", ms),
         say_sentences=lambda ms: _join(t, "common.sentence_separator", ms),
+        deployment=lambda option: deployment_label(t, option.deployment, option.escalated_share),
+        deployment_mode=lambda mode: deployment_label(t, mode),
+        provenance=lambda what: provenance_label(t, what),
+        cascade_chart=lambda cascade: cascade_chart(cascade, t),
+        scaling_chart=lambda group, target: scaling_chart(group, target, t),
     )
     env.globals.update(t=t)
     return env
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """What one report shows: the findings and everything analysed from them, and how the page is to be shown."""
+
+    findings: Findings
+    reasoning: Reasoning | None = None
+    costs: CostFindings | None = None
+    advice: Recommendation | None = None
+    finetune: tuple[FinetuneFindings, ...] = ()
+    decision_problem: str | None = None  # why no decision could be made (the plan's workload gives none, ...)
+    host: Mapping[str, Any] = field(default_factory=dict)  # the machine the measurements were made on
+    engine: Mapping[str, Any] = field(default_factory=dict)  # the engines' versions and build
+    title: str | None = None
+    redact: bool = False  # item ids in place of item text and model output
 
 
 def _join(t: Translator, separator: str, messages: Sequence[Message]) -> Markup:
@@ -99,66 +121,38 @@ def report_file(language: str, primary: bool) -> str:
     return REPORT_NAME if primary else f"report.{language}.html"
 
 
-def render(
-    findings: Findings,
-    out_dir: Path,
-    title: str | None = None,
-    redact: bool = False,
-    context: dict[str, Any] | None = None,
-    reasoning: Reasoning | None = None,
-    costs: CostFindings | None = None,
-    advice: Recommendation | None = None,
-    languages: Sequence[str] = (DEFAULT_LANGUAGE,),
-    finetune: Sequence[FinetuneFindings] = (),
-    decision_problem: str | None = None,
-) -> Path:
+def render(content: ReportContent, out_dir: Path, languages: Sequence[str] = (DEFAULT_LANGUAGE,)) -> Path:
     """Write the report into ``out_dir`` in each of ``languages`` and return the first one's path
     (``report.html``; the others are ``report.<lang>.html``)."""
     paths = []
     for index, language in enumerate(dict.fromkeys(languages)):
-        t = Translator(language, costs.currency if costs else "USD")
-        page = _page(t, findings, title, redact, context or {}, reasoning, costs, advice, finetune, decision_problem)
+        t = Translator(language, content.costs.currency if content.costs else "USD")
         path = out_dir / report_file(language, primary=index == 0)
-        _write_private(path, page)
+        _write_private(path, _page(t, content))
         paths.append(path)
     return paths[0]
 
 
-def _page(
-    t: Translator,
-    findings: Findings,
-    title: str | None,
-    redact: bool,
-    context: dict[str, Any],
-    reasoning: Reasoning | None,
-    costs: CostFindings | None,
-    advice: Recommendation | None,
-    finetune: Sequence[FinetuneFindings],
-    decision_problem: str | None = None,
-) -> str:
+def _page(t: Translator, content: ReportContent) -> str:
+    findings = content.findings
     return (
         environment(t)
         .get_template("report.html.j2")
         .render(
-            title=title,
+            title=content.title,
             findings=findings,
             generated=t.datetime(_dt.datetime.now().astimezone()),
             version=__version__,
             accuracy_svg=accuracy_chart(findings.models, t),
             latency_svg=latency_chart(findings.models, t),
-            redact=redact,
-            host=context.get("host", {}),
-            engine=context.get("engine", {}),
-            reasoning=reasoning,
-            costs=costs,
-            advice=advice,
-            finetune=list(finetune),
-            decision_problem=decision_problem,
-            deployment=lambda option: deployment_label(t, option.deployment, option.escalated_share),
-            deployment_mode=lambda mode: deployment_label(t, mode),
-            provenance_label=lambda what: provenance_label(t, what),
-            cascade_chart=lambda c: cascade_chart(c, t),
-            scaling_chart=lambda group: scaling_chart(group, reasoning.target if reasoning else None, t),
+            redact=content.redact,
+            host=content.host,
+            engine=content.engine,
+            reasoning=content.reasoning,
+            costs=content.costs,
+            advice=content.advice,
+            finetune=list(content.finetune),
+            decision_problem=content.decision_problem,
         )
     )
 
