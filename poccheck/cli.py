@@ -24,6 +24,7 @@ from poccheck.console import (
     out,
 )
 from poccheck.errors import PocCheckError
+from poccheck.explain import explain as explain_item
 from poccheck.finetune.train import LoraSettings
 from poccheck.models import DEFAULT_MODEL
 from poccheck.probe.generate import RULES
@@ -411,7 +412,7 @@ def explain(
     encoding: Encoding = None,
 ) -> None:
     """Answer one item and write an HTML page showing which prompt tokens the answer attended to."""
-    result = pipeline.explain(
+    result = explain_item(
         model, tasks, item, out_file, layer=layer, head=head, options=BackendOptions(device=device, dtype=dtype),
         encoding=encoding,
     )  # fmt: skip

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any, Protocol, runtime_checkable
 
 from poccheck.errors import BackendError
+from poccheck.grading import grade_output
 from poccheck.grading.attention import copy_score, view
 from poccheck.records import AttentionCapture, TaskItem, Turn
 from poccheck.store import Store
@@ -58,7 +59,7 @@ def collect(
     """Compute and store attention views and copy scores that are not stored yet for this model setting."""
     have = store.attention_keys(fingerprint, settings_key)
     results = {r["item_key"]: r for r in store.results_for(fingerprint, settings_key) if r["error"] is None}
-    graded = [(w, results[w.key]) for w in work if w.key in results]
+    graded = [(w, {**results[w.key], "correct": _correct(w, results[w.key])}) for w in work if w.key in results]
     failures = [(w, r) for w, r in graded if not r["correct"]][:VIEW_FAILURES]
     successes = [(w, r) for w, r in graded if r["correct"]][:VIEW_SUCCESSES]
     for w, r in failures + successes:
@@ -83,3 +84,9 @@ def collect(
             continue
         payload = {"score": asdict(score) if score else None, "correct": bool(r["correct"])}
         store.save_attention(fingerprint, settings_key, w.key, "copy", payload)
+
+
+def _correct(work: Any, result: dict[str, Any]) -> bool:
+    """Whether the stored output answers the item (the runner stores outputs ungraded)."""
+    grade = grade_output(work.item, result["output"], result["choice_logprobs"], work.mode, work.suite.answer_pattern)
+    return grade.correct

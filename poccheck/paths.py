@@ -31,3 +31,8 @@ def converted_dir() -> Path:
 def adapters_dir() -> Path:
     """Fine-tuned LoRA adapters, one folder per name (``MODEL+lora:NAME``)."""
     return cache_dir() / "adapters"
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file or folder name: letters, digits, ``-_.`` kept, anything else ``_``, at most 80."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "item"

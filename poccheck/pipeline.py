@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import importlib
-import json
-import os
-import platform
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from poccheck import evidence, models, paths, report, runner
+from poccheck import models, paths, report, runner
 from poccheck.analysis import Findings, analyse
 from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.finetune import FinetuneFindings, analyse_finetunes
 from poccheck.analysis.reasoning import Paired, analyse_reasoning, paired
 from poccheck.analysis.recommend import Recommendation, recommend
-from poccheck.analysis.summary import regraded
 from poccheck.backends.hf import HFSettings, TransformersBackend
 from poccheck.backends.registry import BackendOptions
 from poccheck.config.plan import Plan, default_plan_text, plan_from_record, plan_record
 from poccheck.config.run import DEFAULT_TARGET, RunConfig
-from poccheck.errors import FinetuneError, ModelError, PocCheckError, Problem, StoreError, TaskFileError, did_you_mean
+from poccheck.errors import FinetuneError, ModelError, PocCheckError, StoreError, did_you_mean
 from poccheck.finetune import split as splits
 from poccheck.finetune import train as training
 from poccheck.finetune.export import ExportUnsupported, export_gguf_lora
@@ -45,15 +40,14 @@ from poccheck.finetune.manifest import (
     write_manifest,
 )
 from poccheck.finetune.train import LoraSettings, TrainProgress
-from poccheck.grading import attention, grade_output
-from poccheck.grading.attention import CopyScore
+from poccheck.grading.stage import grade_stored, grade_updates
+from poccheck.host import ENGINES, engine_info, host_info
 from poccheck.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from poccheck.private import make_private, private_umask, secure_dir
 from poccheck.probe.generate import RULES, probe_suite
 from poccheck.probe.logic import Language
 from poccheck.records import Mode, ModelInfo, Suite, TaskItem, stable_hash
 from poccheck.report.decision import write_decision
-from poccheck.runner import Output
 from poccheck.store import DB_NAME, OutputLock, Store
 from poccheck.tasks import load_suites
 from poccheck.tasks.suite import TaskCheck, check_tasks
@@ -114,37 +108,6 @@ def install_models(names: Sequence[str]) -> list[Path]:
             raise ModelError(f"pip failed (exit {done.returncode}): {' '.join(command)}", "see pip's output above")
     importlib.invalidate_caches()
     return [models.bundled_path(name) for name in names]
-
-
-def host_info() -> dict[str, Any]:
-    import psutil
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": cores,
-        "memory": f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM",
-        "platform": platform.platform(terse=True),
-        "python": platform.python_version(),
-    }
-
-
-def engine_info() -> dict[str, str]:
-    versions = {}
-    for package in ("llama-cpp-python", "gguf", "torch", "transformers"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 @dataclass(frozen=True)
@@ -239,8 +202,10 @@ def _write_report(
     languages: Sequence[str],
 ) -> tuple[Path, Findings]:
     """Grade what the store holds against today's answer keys, analyse it and write the report files."""
-    findings = analyse(store.snapshot())
-    store.update_grades(regraded(findings))  # results kept from earlier runs meet today's answer key
+    stored = store.snapshot()
+    grades = grade_stored(stored)  # results kept from earlier runs meet today's answer key
+    store.update_grades(grade_updates(grades))
+    findings = analyse(stored, grades)
     reasoning = analyse_reasoning(findings, target)
     costs, advice, problem = _decision(findings, plan_file)
     content = report.ReportContent(
@@ -250,85 +215,6 @@ def _write_report(
     path = report.render(content, out, languages)
     write_decision(out, costs, advice, problem)
     return path, findings
-
-
-@dataclass(frozen=True)
-class Explanation:
-    page: Path
-    item_id: str
-    answer: str
-    correct: bool
-    copy: CopyScore | None
-
-
-def explain(
-    model_spec: str,
-    task_path: str | Path,
-    item_id: str,
-    out_file: Path | None = None,
-    *,
-    layer: int = -1,
-    head: int | None = None,
-    options: BackendOptions | None = None,
-    encoding: str | None = None,
-) -> Explanation:
-    """Answer one item with a transformers model and write an HTML page of where its attention went."""
-    suite = load_suites([task_path], encoding)[0]
-    found = {item.id: item for item in suite.items}
-    if item_id not in found:
-        raise TaskFileError(
-            [Problem(str(task_path), None, "id", f"no item {item_id!r}{did_you_mean(item_id, list(found))}")]
-        )
-    item = found[item_id]
-    spec = models.parse_spec(model_spec)
-    if spec.backend != "transformers":  # attention is read from PyTorch: same weights, transformers backend
-        model_spec = f"{spec.target}@transformers"
-    info = models.resolve(model_spec)
-    options = options or BackendOptions()
-    backend = TransformersBackend(info, HFSettings(device=options.device, dtype=options.dtype))
-    try:
-        planned = next(w for w in runner.work_items(suite) if w.item.id == item_id)
-        formats = runner.suite_formats(backend, [suite], info.name)
-        work = runner.for_format(planned, formats[suite.name], backend)
-        if work.error:
-            raise ModelError(work.error)
-        if item.is_multiple_choice:
-            scores = backend.score_choices([work.choice_request])[0]
-            output = Output(choice_logprobs=scores.logprobs)
-        else:
-            completion = backend.generate(work.generation_request)
-            output = Output(text=completion.text)
-        grade = grade_output(item, output.text, output.choice_logprobs)
-        answer = evidence.model_answer(
-            item, {"output": output.text, "choice_logprobs": output.choice_logprobs}, work.prompt.continuations
-        )
-        capture = backend.capture_attention(work.prompt.text, answer, work.prompt.turns)
-        try:
-            shown = attention.view(capture, layer, head)
-        except ValueError as exc:
-            raise ModelError(str(exc)) from exc
-        gold = evidence.gold_text(item)
-        if gold and work.prompt.turns:  # the assistant's reply starts right after the template's turn header
-            gold = gold.lstrip()
-        copy = None
-        if gold:
-            copy = attention.copy_score(backend.capture_attention(work.prompt.text, gold, work.prompt.turns))
-    finally:
-        backend.close()
-    if item.is_multiple_choice:
-        expected = item.gold_choice
-    else:
-        expected = item.answer if isinstance(item.answer, str) else json.dumps(item.answer, ensure_ascii=False)
-    page = out_file or Path(f"explain-{_safe_name(item_id)}.html")
-    report.render_explain(
-        page, model=model_spec, item=item, answer=answer, expected=expected or "(schema)", correct=grade.correct,
-        detail=grade.detail, view=shown, copy=copy,
-    )  # fmt: skip
-    return Explanation(page, item_id, answer, grade.correct, copy)
-
-
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "item"
 
 
 def write_probe(
@@ -420,7 +306,8 @@ def compare(first: str, second: str, out: Path = Path("poc")) -> Comparison:
 def _stored_findings(out: Path) -> Findings:
     store = Store(out / DB_NAME, create=False)
     try:
-        return analyse(store.snapshot())
+        stored = store.snapshot()
+        return analyse(stored, grade_stored(stored))
     finally:
         store.close()
 
@@ -529,7 +416,7 @@ def _finetune(
     if spec.adapter:
         raise FinetuneError(f"{model_spec} already has an adapter", "fine-tune the base model instead")
     base_spec = f"{spec.target}@transformers"
-    name = name or _safe_name(suite.name)
+    name = name or paths.safe_name(suite.name)
     folder = adapter_path(name)
     if (folder / MANIFEST).exists() and not fresh:
         raise FinetuneError(
@@ -606,7 +493,7 @@ def _finetune(
         hyperparameters={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
         training=record,
         export=export,
-        versions={**engine_info(), **_version("peft")},
+        versions=engine_info((*ENGINES, "peft")),
         warnings=warnings,
     )  # fmt: skip
     write_manifest(folder, manifest)
@@ -624,10 +511,3 @@ def _finetune(
     )  # fmt: skip
     analysis = next((f for f in finetune_analysis(assessed.findings) if f.adapter == name), None)
     return replace(result, assessed=assessed, analysis=analysis)
-
-
-def _version(package: str) -> dict[str, str]:
-    try:
-        return {package: metadata.version(package)}
-    except metadata.PackageNotFoundError:
-        return {}

@@ -11,6 +11,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from poccheck.errors import StoreError
 from poccheck.i18n import Message
 
 LETTERS = string.ascii_uppercase  # multiple-choice letters: choice i is LETTERS[i]; at most 26 choices
@@ -257,3 +258,16 @@ class Stored:
     model_runs: list[dict[str, Any]]
     results: list[dict[str, Any]]
     attention: dict[tuple[str, str], list[dict[str, Any]]]  # (model fingerprint, settings key) -> entries
+
+
+def item_from_record(record: dict[str, Any]) -> TaskItem:
+    """The task item stored with a result; a record that is no longer one (a damaged database) is a StoreError."""
+    try:
+        record = dict(record)
+        record["choices"] = tuple(record.get("choices") or ())
+        return TaskItem(**record)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"a stored task item is damaged ({exc})",
+            "the results database is damaged: restore it from a copy, or run the assessment again into a new --out",
+        ) from exc

@@ -2,7 +2,8 @@
 
 Results are keyed by (model fingerprint, item key, settings key); the item key hashes only what the model
 sees (the rendered prompt, choices, stop strings and token cap), so a rerun skips finished items and a
-changed answer key is re-graded without re-running.
+changed answer key is re-graded without re-running. The runner stores raw outputs: grading is the next stage
+(``grading.stage``), run by the pipeline over what the folder holds.
 
 Each item is rendered as raw text and, unless its suite asks for raw, as chat turns; which of the two a model gets
 (its effective prompt format) is known once it is loaded. A chat prompt has its own item key (it hashes the turns),
@@ -23,7 +24,6 @@ from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_ba
 from poccheck.backends.base import BatchedGenerationBackend, ChatBackend, ConcurrentBackend, effective_format
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
-from poccheck.grading import grade_output
 from poccheck.memory import PeakRSS
 from poccheck.records import (
     ChoiceScores,
@@ -379,11 +379,6 @@ def _run_items(
     slots: int = 1,
 ) -> None:
     def save(work: WorkItem, output: Output) -> None:
-        grade = (
-            None
-            if output.error
-            else grade_output(work.item, output.text, output.choice_logprobs, work.mode, work.suite.answer_pattern)
-        )
         row = ResultRow(
             model=info.name,
             model_fingerprint=info.fingerprint,
@@ -404,9 +399,6 @@ def _run_items(
             finish_reason=output.finish_reason,
             mean_logprob=output.mean_logprob,
             error=output.error,
-            prediction=grade.prediction if grade else None,
-            correct=grade.correct if grade else None,
-            margin=grade.margin if grade else None,
         )
         store.add_result(run_id, row)
         if row.error:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from poccheck.backends.hf import HFSettings, TransformersBackend
+from poccheck.explain import explain
 from poccheck.grading.attention import copy_score, mean_scores, view
 from poccheck.models import resolve
-from poccheck.pipeline import explain
 from poccheck.records import AttentionCapture
 
 from .tiny_models import build_model

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -133,3 +134,29 @@ def test_a_bad_script_names_the_file_line_and_field(tmp_path: Path, script: str,
 def test_a_missing_script_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="scripted model .*nothing.yaml"):
         models.resolve(f"{tmp_path / 'nothing.yaml'}@scripted")
+
+
+def test_each_stored_result_is_graded_once_per_assess_by_the_grading_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from poccheck.grading import stage
+    from poccheck.store import Store
+
+    calls: list[str] = []
+    real = stage.grade_output
+
+    def counted(item: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(item.id)
+        return real(item, *args, **kwargs)
+
+    added: list[Any] = []
+    add_result = Store.add_result
+    monkeypatch.setattr(stage, "grade_output", counted)
+    monkeypatch.setattr(
+        Store, "add_result", lambda self, run_id, row: (added.append(row), add_result(self, run_id, row))
+    )
+    suite, model = write(tmp_path)
+    pipeline.assess(RunConfig([suite], [model], tmp_path / "poc"))
+    assert sorted(calls) == ["g1", "g2", "m1", "m2"]  # once each; g3 failed and has no grade
+    assert [r.correct for r in added] == [None] * 5  # the runner stores outputs, ungraded
+    assert rows(tmp_path / "poc")["g1"] == (1, None)  # the stage saved the grades

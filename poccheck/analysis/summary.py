@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from poccheck.analysis.stats import Proportion, median, percentile, wilson
-from poccheck.errors import StoreError
-from poccheck.grading import answered_by_letter, grade_output
+from poccheck.grading import answered_by_letter
 from poccheck.grading.attention import AttentionView, CopyScore, mean_scores
-from poccheck.records import Grade, Mode, ModelInfo, Stored, TaskItem
+from poccheck.grading.stage import GradeKey
+from poccheck.records import Grade, ModelInfo, Stored, TaskItem, item_from_record
 
 
 @dataclass(frozen=True)
@@ -141,42 +142,6 @@ class Findings:
     agreements: list[Agreement] = field(default_factory=list)
 
 
-def item_from_record(record: dict[str, Any]) -> TaskItem:
-    """The task item stored with a result; a record that is no longer one (a damaged database) is a StoreError."""
-    try:
-        record = dict(record)
-        record["choices"] = tuple(record.get("choices") or ())
-        return TaskItem(**record)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(
-            f"a stored task item is damaged ({exc})",
-            "the results database is damaged: restore it from a copy, or run the assessment again into a new --out",
-        ) from exc
-
-
-def grade_row(stored: StoredItem, result: dict[str, Any]) -> Grade | None:
-    if result["error"]:
-        return None
-    mode: Mode = "cot" if stored.mode == "cot" else "fewshot"
-    return grade_output(stored.item, result["output"], result["choice_logprobs"], mode, stored.answer_pattern)
-
-
-def regraded(findings: Findings) -> list[tuple[str | None, bool | None, float | None, str, str, str]]:
-    """The current grade of every analysed row, for :meth:`Store.update_grades`."""
-    return [
-        (
-            row.grade.prediction if row.grade else None,
-            row.grade.correct if row.grade else None,
-            row.grade.margin if row.grade else None,
-            row.result["model_fingerprint"],
-            row.result["item_key"],
-            row.result["settings_key"],
-        )
-        for model in findings.models
-        for row in model.rows
-    ]
-
-
 @dataclass(frozen=True)
 class StoredItem:
     suite: str
@@ -185,8 +150,9 @@ class StoredItem:
     answer_pattern: str | None
 
 
-def analyse(stored: Stored) -> Findings:
-    """Grade every stored result of the latest plan and summarise it per model and prompting mode."""
+def analyse(stored: Stored, grades: Mapping[GradeKey, Grade | None]) -> Findings:
+    """Summarise the stored results of the latest plan per model and prompting mode, with their ``grades``
+    (``grading.stage.grade_stored``)."""
     plan = stored.plan
     wanted_models: list[str] = plan.get("models", [])
     wanted_suites: list[str] = plan.get("suites", [])
@@ -226,7 +192,7 @@ def analyse(stored: Stored) -> Findings:
                 found = items.get((result["suite"], result["item_key"]))
                 if found is None or found.mode != mode:
                     continue
-                grade = grade_row(found, result)
+                grade = grades.get((result["model_fingerprint"], result["item_key"], result["settings_key"]))
                 model.rows.append(GradedRow(name, found.suite, found.item, result, grade, mode))
             _summarise(model, [r for r in runs if r["model"] == name], wanted_suites)
             if fingerprint and settings and mode == own[-1]:
