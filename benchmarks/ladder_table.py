@@ -14,6 +14,7 @@ from pathlib import Path
 
 from poccheck.analysis.stats import wilson
 from poccheck.analysis.summary import analyse
+from poccheck.grading.stage import grade_stored
 from poccheck.store import DB_NAME, Store
 
 
@@ -35,7 +36,8 @@ def main() -> int:
             continue
         store = Store(folder / DB_NAME, create=False)
         try:
-            findings = analyse(store.snapshot())
+            stored = store.snapshot()
+            findings = analyse(stored, grade_stored(stored))
             runs = store.model_runs()
         finally:
             store.close()

@@ -20,6 +20,7 @@ from poccheck.backends import GenerationRequest
 from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings, system_info
 from poccheck.backends.registry import BackendOptions
 from poccheck.config.run import RunConfig
+from poccheck.grading.stage import grade_stored
 from poccheck.records import Completion, Mode
 from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suite
@@ -110,7 +111,7 @@ def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_de
             done, seconds = db.execute("SELECT items_done, seconds FROM model_runs WHERE seconds > 0").fetchone()
         store = Store(out / DB_NAME, create=False)
         try:
-            (found,) = analyse(store.snapshot()).models
+            (found,) = analyse(snapshot := store.snapshot(), grade_stored(snapshot)).models
         finally:
             store.close()
         assert done == 8 and found.items_per_second == pytest.approx(done / seconds)
