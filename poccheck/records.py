@@ -249,7 +249,8 @@ class AttentionCapture:
 @dataclass(frozen=True)
 class Stored:
     """Everything an output folder holds, read at once: what analysis works from, so that it never touches the
-    database (rows as ``poccheck.store.Store``'s ``results()``, ``items()`` and the rest return them)."""
+    database (rows as ``poccheck.store.Store``'s ``results()``, ``items()`` and the rest return them, each stored
+    item already read back as a :class:`TaskItem` under ``"item"``)."""
 
     plan: dict[str, Any]
     runs: list[dict[str, Any]]

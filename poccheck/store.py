@@ -20,7 +20,7 @@ from typing import Any
 
 from poccheck.errors import StoreError
 from poccheck.private import secure_dir
-from poccheck.records import ModelInfo, ResultRow, Stored
+from poccheck.records import ModelInfo, ResultRow, Stored, item_from_record
 
 APP_ID = "poccheck"
 SCHEMA_VERSION = 2
@@ -343,10 +343,11 @@ class Store:
             "SELECT DISTINCT model_fingerprint, settings_key FROM attention"
         ):
             attention[(fingerprint, settings_key)] = self.attention(fingerprint, settings_key)
+        items = [{**row, "item": item_from_record(row["item"])} for row in self.items()]  # each parsed once, here
         return Stored(
             self.plan() or {},
             self.runs(),
-            self.items(),
+            items,
             self.model_infos(),
             self.model_runs(),
             self.results(),

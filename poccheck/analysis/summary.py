@@ -12,7 +12,7 @@ from poccheck.analysis.stats import Proportion, median, percentile, wilson
 from poccheck.grading import answered_by_letter
 from poccheck.grading.attention import AttentionView, CopyScore, mean_scores
 from poccheck.grading.stage import GradeKey
-from poccheck.records import Grade, ModelInfo, Stored, TaskItem, item_from_record
+from poccheck.records import Grade, ModelInfo, Stored, TaskItem
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,9 @@ def analyse(stored: Stored, grades: Mapping[GradeKey, Grade | None]) -> Findings
     for row in stored.items:
         if wanted_suites and row["suite"] not in wanted_suites:
             continue
-        item = item_from_record(row["item"])
-        items[(row["suite"], row["item_key"])] = StoredItem(row["suite"], item, row["mode"], row["answer_pattern"])
+        items[(row["suite"], row["item_key"])] = StoredItem(
+            row["suite"], row["item"], row["mode"], row["answer_pattern"]
+        )
     infos = stored.model_infos
     runs = stored.model_runs
     latest: dict[str, dict[str, Any]] = {}

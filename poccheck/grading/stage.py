@@ -8,7 +8,7 @@ analysis with the stored results.
 from __future__ import annotations
 
 from poccheck.grading.grade import grade_output
-from poccheck.records import Grade, Mode, Stored, item_from_record
+from poccheck.records import Grade, Mode, Stored
 
 GradeKey = tuple[str, str, str]  # (model fingerprint, item key, settings key): one stored result
 GradeUpdate = tuple[str | None, bool | None, float | None, str, str, str]  # prediction, correct, margin, *key
@@ -27,8 +27,9 @@ def grade_stored(stored: Stored) -> dict[GradeKey, Grade | None]:
             grades[key] = None
             continue
         mode: Mode = "cot" if row["mode"] == "cot" else "fewshot"
-        item = item_from_record(row["item"])
-        grades[key] = grade_output(item, result["output"], result["choice_logprobs"], mode, row["answer_pattern"])
+        grades[key] = grade_output(
+            row["item"], result["output"], result["choice_logprobs"], mode, row["answer_pattern"]
+        )
     return grades
 
 
