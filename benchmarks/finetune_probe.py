@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import cast
 
 from poccheck import pipeline
+from poccheck.adapters import HELDOUT, MANIFEST, adapter_path, read_manifest
 from poccheck.analysis.summary import Findings
 from poccheck.config.run import RunConfig
-from poccheck.finetune.manifest import HELDOUT, MANIFEST, adapter_path, read_manifest
 from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.models import LORA
 from poccheck.records import Mode

@@ -33,8 +33,8 @@ import yaml
 
 from poccheck import endpoints as served
 from poccheck import paths
+from poccheck.adapters import GGUF_ADAPTER, adapter_path, read_manifest, weights_hash
 from poccheck.errors import ModelError
-from poccheck.finetune.manifest import GGUF_ADAPTER, adapter_path, read_manifest, weights_hash
 from poccheck.gguf_header import GGUFFormatError, count_parameters, read_header
 from poccheck.records import ModelInfo
 

@@ -5,48 +5,32 @@ from __future__ import annotations
 import importlib
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from poccheck import models, paths, report, runner
+from poccheck.adapters import Manifest, read_manifest
 from poccheck.analysis import Findings, analyse
 from poccheck.analysis.deployment import CostFindings, cost_findings
 from poccheck.analysis.finetune import FinetuneFindings, analyse_finetunes
 from poccheck.analysis.reasoning import Paired, analyse_reasoning, paired
 from poccheck.analysis.recommend import Recommendation, recommend
-from poccheck.backends.hf import HFSettings, TransformersBackend
 from poccheck.backends.registry import BackendOptions
 from poccheck.config.plan import Plan, default_plan_text, plan_from_record, plan_record
 from poccheck.config.run import DEFAULT_TARGET, RunConfig
-from poccheck.errors import FinetuneError, ModelError, PocCheckError, StoreError, did_you_mean
-from poccheck.finetune import split as splits
-from poccheck.finetune import train as training
-from poccheck.finetune.export import ExportUnsupported, export_gguf_lora
-from poccheck.finetune.manifest import (
-    GGUF_ADAPTER,
-    HELDOUT,
-    MANIFEST,
-    TRANSFORMERS_ONLY,
-    DataRecord,
-    Manifest,
-    adapter_path,
-    discard_adapter,
-    read_manifest,
-    weights_hash,
-    write_manifest,
-)
+from poccheck.errors import ModelError, PocCheckError, StoreError, did_you_mean
+from poccheck.finetune.run import TrainedAdapter, refuse_trained_items, train_adapter
 from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.grading.stage import grade_stored, grade_updates
-from poccheck.host import ENGINES, engine_info, host_info
+from poccheck.host import engine_info, host_info
 from poccheck.i18n import DEFAULT_LANGUAGE, LANGUAGES
-from poccheck.private import make_private, private_umask, secure_dir
+from poccheck.private import secure_dir
 from poccheck.probe.generate import RULES, probe_suite
 from poccheck.probe.logic import Language
-from poccheck.records import Mode, ModelInfo, Suite, TaskItem, stable_hash
+from poccheck.records import Mode, ModelInfo, Suite
 from poccheck.report.decision import write_decision
 from poccheck.store import DB_NAME, OutputLock, Store
 from poccheck.tasks import load_suites
@@ -130,8 +114,7 @@ def assess(config: RunConfig, progress: runner.Progress | None = None) -> Assess
     if not model_specs:
         raise ModelError("no model given", f"pass --model, e.g. --model {models.DEFAULT_MODEL}")
     for spec in model_specs:
-        if models.parse_spec(spec).adapter:
-            _refuse_trained_items(spec, suites)
+        refuse_trained_items(spec, suites)
     secure_dir(out)
     with OutputLock(out):
         store = Store(out / DB_NAME)
@@ -325,21 +308,6 @@ def _decision(findings: Findings, plan: Plan | None) -> tuple[CostFindings | Non
         return None, None, str(exc)
 
 
-def _refuse_trained_items(spec: str, suites: Sequence[Suite]) -> None:
-    """A fine-tuned candidate must not be assessed on items it was trained on (compared by content hash)."""
-    parsed = models.parse_spec(spec)
-    assert parsed.adapter is not None
-    manifest = read_manifest(adapter_path(parsed.adapter))
-    trained = manifest.trained_hashes
-    seen = [f"{s.name}/{i.id}" for s in suites for i in s.items if splits.content_hash(i) in trained]
-    if seen:
-        raise FinetuneError(
-            f"{len(seen)} item(s) given to {spec} were in its training data: {', '.join(seen[:5])}"
-            + (" ..." if len(seen) > 5 else ""),
-            f"assess it on the held-out file {adapter_path(parsed.adapter) / 'heldout.yaml'} (and a control suite)",
-        )
-
-
 def finetune_analysis(findings: Findings) -> list[FinetuneFindings]:
     """Before/after per fine-tuned candidate in ``findings`` (held-out split and control suite); the report's
     fine-tuning section (templates/finetune.html.j2, variable ``finetune``) renders this list."""
@@ -354,12 +322,7 @@ def finetune_analysis(findings: Findings) -> list[FinetuneFindings]:
 
 
 @dataclass(frozen=True)
-class FinetuneResult:
-    manifest: Manifest
-    folder: Path
-    heldout: Path
-    tuned_spec: str  # the candidate to assess: MODEL+lora:NAME
-    base_spec: str  # the same weights without the adapter (transformers)
+class FinetuneResult(TrainedAdapter):
     assessed: AssessResult | None = None
     analysis: FinetuneFindings | None = None
 
@@ -378,136 +341,23 @@ def finetune(
     evaluate: Path | None = None,
     encoding: str | None = None,
 ) -> FinetuneResult:
-    """Train a LoRA adapter on a suite's training split (resuming an interrupted run), write it with its
-    manifest and held-out task file under ``$POCCHECK_CACHE/adapters/<name>/``; with ``evaluate``, assess the
-    base and the fine-tuned model on the held-out items (and the control suite) into that output directory.
-
-    Everything written (held-out items, checkpoints, weights, manifest) is the owner's only (SECURITY.md)."""
-    with private_umask():
-        return _finetune(
-            task_path, model_spec, control=control, name=name, mode=mode, settings=settings, fresh=fresh,
-            options=options, progress=progress, evaluate=evaluate, encoding=encoding,
-        )  # fmt: skip
-
-
-def _finetune(
-    task_path: str | Path,
-    model_spec: str,
-    *,
-    control: str | Path | None,
-    name: str | None,
-    mode: Mode,
-    settings: LoraSettings | None,
-    fresh: bool,
-    options: BackendOptions | None,
-    progress: TrainProgress | None,
-    evaluate: Path | None,
-    encoding: str | None,
-) -> FinetuneResult:
-    settings = settings or LoraSettings()
-    suite = load_suites([task_path], encoding)[0]
-    split = splits.split_suite(suite, settings.seed)
-    control_suite = load_suites([control], encoding)[0] if control else None
-    if control_suite is not None:
-        splits.check_no_overlap(
-            split.train + split.validation, control_suite.items, "the training items", "the control items"
-        )
-    spec = models.parse_spec(model_spec)
-    if spec.adapter:
-        raise FinetuneError(f"{model_spec} already has an adapter", "fine-tune the base model instead")
-    base_spec = f"{spec.target}@transformers"
-    name = name or paths.safe_name(suite.name)
-    folder = adapter_path(name)
-    if (folder / MANIFEST).exists() and not fresh:
-        raise FinetuneError(
-            f"an adapter named {name!r} already exists ({folder})", "pass --fresh to retrain it, or choose --name"
-        )
-    if fresh:
-        discard_adapter(folder)
-    info = models.resolve(base_spec)
-    models.check_memory(info, 4096)
-    secure_dir(folder)
-    make_private(folder)  # files an earlier version wrote with the umask's mode
-    warnings = splits.warnings_for(split)
-    heldout_name = f"{suite.name}-heldout"
-    heldout = folder / HELDOUT
-    document = yaml.safe_dump(
-        splits.heldout_document(split, heldout_name), allow_unicode=True, sort_keys=False, width=1000
-    )
-    heldout.write_text(f"# poccheck finetune {name}: held-out items of {suite.path}\n{document}", encoding="utf-8")
-    load_suites([heldout])  # the file must read back as a valid suite
-    options = options or BackendOptions()
-    backend = TransformersBackend(info, HFSettings(device=options.device, dtype=options.dtype))
-    try:
-        train_examples, skipped = training.build_examples(backend, suite, split.train, mode, settings.max_length)
-        val_examples, skipped_val = training.build_examples(backend, suite, split.validation, mode, settings.max_length)
-        if skipped or skipped_val:
-            warnings.append(
-                f"{len(skipped) + len(skipped_val)} item(s) left out of training (no writable gold answer, or "
-                f"longer than {settings.max_length} tokens): {', '.join((skipped + skipped_val)[:5])}"
-            )
-        identity = stable_hash(
-            {
-                "base": info.fingerprint,
-                "mode": mode,
-                # the most epochs and the patience only bound the loop (the learning rate is constant and each
-                # epoch's order is seeded on its own), so a stopped run may be resumed with more or fewer epochs
-                "settings": replace(settings, epochs=0, patience=0),
-                "train": [(e.prompt, e.target) for e in train_examples],
-                "validation": [(e.prompt, e.target) for e in val_examples],
-            }
-        )
-        record = training.train(backend, train_examples, val_examples, settings, folder, identity, progress)
-    finally:
-        backend.close()
-
-    def data(path: str | Path, suite_name: str, parts: dict[str, tuple[TaskItem, ...]]) -> DataRecord:
-        return DataRecord(
-            str(path),
-            splits.file_hash(Path(path)),
-            suite_name,
-            {p: [i.id for i in items] for p, items in parts.items()},
-            {p: sorted({splits.content_hash(i) for i in items}) for p, items in parts.items()},
-        )
-
-    try:
-        export_gguf_lora(folder, Path(info.path))
-        export = f"llama.cpp and transformers (GGUF LoRA adapter {GGUF_ADAPTER} beside the base GGUF)"
-    except ExportUnsupported as exc:
-        export = f"{TRANSFORMERS_ONLY} ({exc})"
-    parts = {"train": split.train, "validation": split.validation, "test": split.test}
-    manifest = Manifest(
-        name=name,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        base_model=base_spec,
-        base_fingerprint=info.fingerprint,
-        base_path=info.path,
-        adapter_sha256=weights_hash(folder),
-        mode=mode,
-        split_source=split.source,
-        seed=settings.seed,
-        tasks=data(task_path, suite.name, parts),
-        control=data(control, control_suite.name, {"control": control_suite.items}) if control and control_suite
-        else None,
-        heldout_suite=heldout_name,
-        hyperparameters={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()},
-        training=record,
-        export=export,
-        versions=engine_info((*ENGINES, "peft")),
-        warnings=warnings,
+    """Train a LoRA adapter on a suite's training split (:func:`poccheck.finetune.run.train_adapter`); with
+    ``evaluate``, assess the base and the fine-tuned model on the held-out items (and the control suite) into that
+    output directory and compare them."""
+    trained = train_adapter(
+        task_path, model_spec, control=control, name=name, mode=mode, settings=settings, fresh=fresh,
+        options=options, progress=progress, encoding=encoding,
     )  # fmt: skip
-    write_manifest(folder, manifest)
-    training.clear_checkpoint(folder)
-    tuned_spec = f"{spec.target}{models.LORA}{name}"
-    result = FinetuneResult(manifest, folder, heldout, tuned_spec, base_spec)
+    result = FinetuneResult(**{f.name: getattr(trained, f.name) for f in fields(trained)})
     if evaluate is None:
         return result
-    tasks = [heldout] + ([Path(control)] if control else [])
+    tasks = [trained.heldout] + ([Path(control)] if control else [])
     assessed = assess(
         RunConfig(
-            tuple(tasks), (base_spec, tuned_spec), evaluate, modes=(mode,), options=options or BackendOptions(),
-            encoding=encoding, prompt_format="raw",  # the adapter learned raw prompts: base and tuned compared on those
+            tuple(tasks), (trained.base_spec, trained.tuned_spec), evaluate, modes=(mode,),
+            options=options or BackendOptions(), encoding=encoding,
+            prompt_format="raw",  # the adapter learned raw prompts: base and tuned compared on those
         )
     )  # fmt: skip
-    analysis = next((f for f in finetune_analysis(assessed.findings) if f.adapter == name), None)
+    analysis = next((f for f in finetune_analysis(assessed.findings) if f.adapter == trained.manifest.name), None)
     return replace(result, assessed=assessed, analysis=analysis)

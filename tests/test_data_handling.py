@@ -19,12 +19,12 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from poccheck import models, pipeline, runner
+from poccheck.adapters import ADAPTER_WEIGHTS, CHECKPOINT, HELDOUT, MANIFEST, discard_adapter
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.registry import BackendOptions
 from poccheck.cli import app
 from poccheck.config.run import RunConfig
 from poccheck.errors import BackendError, FinetuneError, PocCheckError
-from poccheck.finetune.manifest import ADAPTER_WEIGHTS, CHECKPOINT, HELDOUT, MANIFEST, discard_adapter
 from poccheck.i18n import Translator
 from poccheck.private import make_private, private_umask
 from poccheck.records import ChoiceScores, Completion, ModelInfo

@@ -15,9 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 from poccheck import models, pipeline
-from poccheck.config.run import RunConfig
-from poccheck.errors import FinetuneError, ModelError
-from poccheck.finetune.manifest import (
+from poccheck.adapters import (
     ADAPTER_WEIGHTS,
     HELDOUT,
     MANIFEST,
@@ -25,6 +23,8 @@ from poccheck.finetune.manifest import (
     read_manifest,
     weights_hash,
 )
+from poccheck.config.run import RunConfig
+from poccheck.errors import FinetuneError, ModelError
 from poccheck.finetune.split import content_hash, split_suite, warnings_for
 from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.tasks import load_suites

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from poccheck import models
+from poccheck.adapters import GGUF_ADAPTER
 from poccheck.backends.hf import TransformersBackend, apply_adapter, load_pretrained
 from poccheck.finetune.export import ExportUnsupported, export_gguf_lora
-from poccheck.finetune.manifest import GGUF_ADAPTER
 
 PROMPTS = [
     "Q: Every wumpus is a yumpus. Sam is a wumpus. Prove: Sam is a yumpus.\nA:",

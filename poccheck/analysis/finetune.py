@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from poccheck.adapters import Manifest
 from poccheck.analysis.reasoning import Paired, paired
 from poccheck.analysis.summary import Findings, ModelFindings
-from poccheck.finetune.manifest import Manifest
 
 SIGNIFICANT = 0.05
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from poccheck.adapters import GGUF_ADAPTER
 from poccheck.backends.base import LOOP_RULE, ChoiceRequest, GenerationRequest, default_threads, looping
 from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
-from poccheck.finetune.manifest import GGUF_ADAPTER
 from poccheck.records import ChoiceScores, Completion, FinishReason, ModelInfo, Turn
 
 

@@ -1,1 +1,2 @@
-"""Fine-tuning a small model: the split, LoRA training, the manifest and the export to GGUF."""
+"""Fine-tuning a small model: the split, LoRA training, the export to GGUF, and the whole run (run.py); the
+adapter folder and its manifest are in poccheck.adapters."""

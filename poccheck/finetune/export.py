@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from poccheck.finetune.manifest import ADAPTER_WEIGHTS, GGUF_ADAPTER
+from poccheck.adapters import ADAPTER_WEIGHTS, GGUF_ADAPTER
 from poccheck.gguf_header import read_header
 
 EXPORTABLE = ("gemma3",)  # GGUF architectures checked against transformers (see tests/test_finetune_gguf.py)

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from poccheck.adapters import CHECKPOINT, TrainingRecord
 from poccheck.errors import FinetuneError
-from poccheck.finetune.manifest import CHECKPOINT, TrainingRecord
 from poccheck.memory import PeakRSS
 from poccheck.records import LETTERS, Mode, Suite, TaskItem
 from poccheck.tasks.prompts import ANSWER_IS, render_prompt

@@ -1,4 +1,4 @@
-"""The manifest written beside each adapter: what it was trained from, how, and what came out.
+"""LoRA adapters on disk, and the manifest written beside each: what it was trained from, how, and what came out.
 
 An adapter lives in ``$POCCHECK_CACHE/adapters/<name>/`` (default ``~/.cache/poccheck/adapters/<name>/``):
 ``adapter_model.safetensors`` and ``adapter_config.json`` (peft), ``manifest.json`` (this record),
