@@ -73,6 +73,9 @@ def test_no_shipped_price_is_older_than_six_months_on_the_day_it_was_checked() -
         ("retrieved", "2026-13", "must be a date such as"),
         ("retrieved", "2026-02-30", "must be a date such as"),  # the shape of a date, but no such day
         ("retrieved", dt.date(2026, 12, 3), 'must be quoted text such as "2026-12-03"'),
+        ("retrieved", dt.datetime(2026, 12, 3, 10, 0), "must be a date such as"),  # quoted, it would not do either
+        ("retrieved", "2026-12-3", "must be a date such as"),
+        ("retrieved", 20261203, 'must be a date such as "2026-12-03" or a month such as "2026-12", not 20261203'),
         ("confirmed", "yes", "must be true or false, not 'yes'"),
         ("confirmed", 1, "must be true or false, not 1"),
         ("retired", "no", "must be true or false, not 'no'"),
@@ -107,6 +110,29 @@ def test_a_plan_file_with_a_bad_value_names_the_file_the_line_and_the_key() -> N
     line = lines.index('      confirmed: "true"') + 1
     where = f"poccheck.yaml:{line} [{key}]: "
     assert where + "must be true or false, not 'true'" in shown[key]
+
+
+def test_a_plan_file_gives_the_line_of_each_cost_profile_problem_the_schema_finds() -> None:
+    text = _plan_with(
+        "cost_profiles:\n  onprem_gpu:\n    gpus: two\n    lifetme_years: 5\n"
+        "  cloud_apis:\n    our-api:\n      input_per_million: 1.0\n  exchange_rates:\n    EUR: 0\n"
+    )
+    plan, problems = parse_plan(text, ROOT / "poccheck.yaml")
+    assert plan is None
+    lines = text.splitlines()
+    assert {p.field: (p.line, p.message) for p in problems} == {
+        "cost_profiles.onprem_gpu.gpus": (
+            lines.index("    gpus: two") + 1,
+            "must be a whole number above 0, not 'two'",
+        ),
+        "cost_profiles.onprem_gpu.lifetme_years": (
+            lines.index("    lifetme_years: 5") + 1,
+            "unknown key (did you mean 'lifetime_years'?)",
+        ),
+        # a key that is not there is shown at the deepest one that is
+        "cost_profiles.cloud_apis.our-api.output_per_million": (lines.index("    our-api:") + 1, "missing"),
+        "cost_profiles.exchange_rates.EUR": (lines.index("    EUR: 0") + 1, "must be above 0, not 0"),
+    }
 
 
 def test_a_plan_may_write_the_retrieval_date_with_or_without_quotes() -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
+from importlib import resources
+from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
 from poccheck.analysis.cost import (
     GIB,
@@ -23,6 +29,7 @@ from poccheck.analysis.cost import (
     server_cost_per_hour,
     servers_for_latency,
 )
+from poccheck.config import costs
 from poccheck.config.costs import CloudPrice, ServerProfile, Workload, load_profiles, override_problems
 from poccheck.errors import PocCheckError
 
@@ -270,3 +277,125 @@ def test_bad_overrides_name_every_bad_key() -> None:
     assert override_problems({}) == []
     with pytest.raises(PocCheckError, match="must be a mapping"):
         load_profiles({"onprem_gpu": 5})
+
+
+# ---------------------------------------------------------------- the schema
+
+
+def _data(name: str) -> str:
+    return resources.files("poccheck").joinpath(f"data/{name}").read_text(encoding="utf-8")
+
+
+def _resolved(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    return _resolved(costs.SCHEMA["$defs"][ref.removeprefix("#/$defs/")]) if ref else schema
+
+
+def test_the_shipped_profiles_fit_the_packaged_schema_under_a_plain_draft_2020_12_validator() -> None:
+    schema = json.loads(_data("cost_profiles.schema.json"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema == costs.SCHEMA  # the module checks against the packaged file, not a copy of its own
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    assert list(validator.iter_errors(yaml.safe_load(_data("cost_profiles.yaml")))) == []
+    assert override_problems(None) == [] and override_problems({}) == []
+    refs = re.findall(r'"\$ref": "([^"]+)"', json.dumps(schema))
+    assert refs and all(ref.removeprefix("#/$defs/") in schema["$defs"] for ref in refs)  # local, and they resolve
+
+
+def test_the_schema_is_the_one_statement_of_the_fields() -> None:
+    shipped = yaml.safe_load(_data("cost_profiles.yaml"))
+    sections = costs.SCHEMA["properties"]
+    assert costs.SECTIONS == tuple(sections) == tuple(shipped)
+    for kind, name in ((ServerProfile, "onprem_cpu"), (ServerProfile, "onprem_gpu"), (CloudPrice, "cloud_apis")):
+        schema = (
+            _resolved(sections[name]) if kind is ServerProfile else _resolved(sections[name]["additionalProperties"])
+        )
+        fields = {f.name: f for f in dataclasses.fields(kind) if f.name != "name"}
+        assert set(schema["properties"]) == set(fields), name  # the dataclass holds exactly the schema's fields
+        without_default = {n for n, f in fields.items() if f.default is dataclasses.MISSING}
+        assert set(schema["required"]) == without_default, name
+        whole = {n for n, sub in schema["properties"].items() if _resolved(sub).get("type") == "integer"}
+        assert whole == {n for n, f in fields.items() if "int" in str(f.type).split(" | ")}, name
+    for name in costs.SERVER_SECTIONS:
+        assert sections[name] == {"$ref": "#/$defs/server"}
+        assert set(_resolved(sections[name])["required"]) <= set(shipped[name]), name
+    assert set(sections["electricity_price_per_kwh"]["required"]) <= set(shipped["electricity_price_per_kwh"])
+    for model, entry in shipped["cloud_apis"].items():
+        assert set(costs.SCHEMA["$defs"]["cloud_price"]["required"]) <= set(entry), model
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("onprem_cpu.purchase_price", "abc", "must be a number of at least 0, not 'abc'"),
+        ("onprem_cpu.purchase_price", True, "must be a number of at least 0, not True"),  # a bool is no number
+        ("onprem_cpu.purchase_price", -1, "must be at least 0, not -1"),
+        ("onprem_cpu.power_watts", float("inf"), "must be a number of at least 0, not inf"),
+        ("onprem_cpu.lifetime_years", 0, "must be above 0, not 0"),
+        ("onprem_cpu.utilisation", "high", "must be a number above 0 and at most 1, not 'high'"),
+        ("onprem_gpu.gpus", 2.0, "must be a whole number above 0, not 2.0"),
+        ("onprem_gpu.gpus", 0, "must be above 0, not 0"),
+        ("onprem_gpu.date", "2024-13", "must be a year and month such as \"2025-01\", not '2024-13'"),
+        ("onprem_gpu.source", "  ", "must be a non-empty text, not '  '"),
+        ("electricity_price_per_kwh", -0.1, None),
+        ("electricity_price_per_kwh.source", 5, "must be a non-empty text, not 5"),
+        ("onprem_gpu", 5, "must be a mapping, not 5"),
+        ("cloud_apis.gpt-4o", "cheap", "must be a mapping of input_per_million, output_per_million, not 'cheap'"),
+        ("cloud_apis.gpt-4o.output_per_million", False, "must be a number of at least 0, not False"),
+        ("exchange_rates.JPY", "abc", "must be a number above 0, not 'abc'"),
+        ("exchange_rates.JPY", 0, "must be above 0, not 0"),
+        ("exchange_rates.USD", 2, "must be 1.0 (rates are units of currency per 1 USD), not 2"),
+        ("exchange_rates.USD", -1, "must be above 0, not -1"),  # one problem per key
+        ("exchange_rates.date", "2025-06-01", "must be a year and month such as \"2025-01\", not '2025-06-01'"),
+        ("exchange_rates.jpy", 150, "unknown key: use a currency code such as JPY, or date/source"),
+        ("onprem_gpu.lifetme_years", 5, "unknown key (did you mean 'lifetime_years'?)"),
+        ("cloud_apis.gpt-4o.confirmd", True, "unknown key (did you mean 'confirmed'?)"),
+        ("cost_apis", {}, "unknown key (did you mean 'cloud_apis'?)"),
+    ],
+)
+def test_a_value_that_does_not_fit_the_schema_is_named_by_its_key(path: str, value: Any, message: str | None) -> None:
+    *sections, key = path.split(".")
+    overrides: dict[str, Any] = {key: value}
+    for section in reversed(sections):
+        overrides = {section: overrides}
+    where = tuple(path.split("."))
+    if message is None:  # the price alone stands for its value
+        where, message = (*where, "value"), "must be at least 0, not -0.1"
+    assert override_problems(overrides) == [(where, message)]
+    with pytest.raises(PocCheckError) as caught:
+        load_profiles(overrides)
+    assert f"cost_profiles.{'.'.join(where)}: {message}" in str(caught.value)
+
+
+def test_a_field_left_empty_is_not_given() -> None:
+    gpu = load_profiles({"onprem_gpu": {"decode_efficiency": None, "memory_bandwidth_gbs": 1000}}).onprem_gpu
+    assert (gpu.decode_efficiency, gpu.memory_bandwidth_gbs) == (0.6, 1000.0)  # the default, not the shipped 0.607
+    assert override_problems({"onprem_cpu": {"purchase_price": None}}) == [
+        (("onprem_cpu", "purchase_price"), "missing")
+    ]
+
+
+def test_the_profiles_hold_floats_and_whole_counts() -> None:
+    profiles = load_profiles({"onprem_gpu": {"purchase_price": 31000, "gpus": 2}, "exchange_rates": {"JPY": 150}})
+    assert type(profiles.onprem_gpu.purchase_price) is float and type(profiles.onprem_gpu.gpus) is int
+    assert type(profiles.exchange_rates["JPY"]) is float and profiles.exchange_rates["USD"] == 1.0
+
+
+def test_problems_come_unknown_keys_first_then_sorted_by_section_and_key_path() -> None:
+    overrides = {
+        "cloud_apis": {"zz-api": {"input_per_million": "x"}, "aa-api": {"output_per_million": -1}},
+        "exchange_rates": {"EUR": 0},
+        "onprem_cpu": {"gpus": 0, "purchse_price": 1},
+        "electricity": 0.3,
+    }
+    expected = [
+        ("onprem_cpu", "purchse_price"),
+        ("electricity",),
+        ("onprem_cpu", "gpus"),
+        ("cloud_apis", "aa-api", "input_per_million"),
+        ("cloud_apis", "aa-api", "output_per_million"),
+        ("cloud_apis", "zz-api", "input_per_million"),
+        ("cloud_apis", "zz-api", "output_per_million"),
+        ("exchange_rates", "EUR"),
+    ]
+    assert [path for path, _ in override_problems(overrides)] == expected  # not in the order the plan gave them

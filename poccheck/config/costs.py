@@ -1,11 +1,12 @@
 """The cost profiles: own servers (CPU and GPU), electricity, cloud API prices and exchange rates, each figure
-with its date and source; the shipped ``data/cost_profiles.yaml`` with a plan's ``costs:`` overrides merged on top
-and checked, every problem named by its key. Also the workload a deployment must serve. The formulas that price
-them are in :mod:`poccheck.analysis.cost`."""
+with its date and source; the shipped ``data/cost_profiles.yaml`` with a plan's ``cost_profiles:`` overrides merged
+on top and checked against ``data/cost_profiles.schema.json``, every problem named by its key. Also the workload a
+deployment must serve. The formulas that price them are in :mod:`poccheck.analysis.cost`."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -14,53 +15,46 @@ from importlib import resources
 from typing import Any
 
 import yaml
+from jsonschema import Draft202012Validator, TypeChecker, ValidationError, validators
 
 from poccheck.errors import PocCheckError, did_you_mean
 
 DEFAULT_DECODE_EFFICIENCY = 0.6
 DEFAULT_PREFILL_EFFICIENCY = 0.5
 
-SERVER_SECTIONS = ("onprem_cpu", "onprem_gpu")
-SECTIONS = (*SERVER_SECTIONS, "electricity_price_per_kwh", "cloud_apis", "exchange_rates")
 
-# name -> (required, kind, minimum, minimum is exclusive, maximum); kind "number", "int", "date" (YYYY-MM), "day"
-# (YYYY-MM-DD or YYYY-MM), "bool" or "text"
-_SERVER_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = {
-    "purchase_price": (True, "number", 0, False, None),
-    "lifetime_years": (True, "number", 0, True, None),
-    "power_watts": (True, "number", 0, False, None),
-    "utilisation": (True, "number", 0, True, 1),
-    "operations_per_year": (True, "number", 0, False, None),
-    "memory_gib": (True, "number", 0, True, None),
-    "memory_bandwidth_gbs": (True, "number", 0, True, None),
-    "compute_tflops": (True, "number", 0, True, None),
-    "decode_efficiency": (False, "number", 0, True, 1),
-    "prefill_efficiency": (False, "number", 0, True, 1),
-    "cores": (False, "int", 0, True, None),
-    "gpu_memory_gib": (False, "number", 0, True, None),
-    "gpus": (False, "int", 0, True, None),
-    "date": (True, "date", None, False, None),
-    "source": (True, "text", None, False, None),
-}
-_ELECTRICITY_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = {
-    "value": (True, "number", 0, False, None),
-    "date": (True, "date", None, False, None),
-    "source": (True, "text", None, False, None),
-}
-_CLOUD_FIELDS: dict[str, tuple[bool, str, float | None, bool, float | None]] = {
-    "input_per_million": (True, "number", 0, False, None),
-    "output_per_million": (True, "number", 0, False, None),
-    "date": (True, "date", None, False, None),
-    "source": (True, "text", None, False, None),
-    "retrieved": (False, "day", None, False, None),  # when the source was read (or the page's own date)
-    "confirmed": (False, "bool", None, False, None),  # the source states exactly this price for this model
-    "retired": (False, "bool", None, False, None),  # the provider has shut the model down
-}
+def _data(name: str) -> str:
+    return resources.files("poccheck").joinpath(f"data/{name}").read_text(encoding="utf-8")
+
+
+# the fields of every profile with their kinds and ranges (JSON Schema, Draft 2020-12); the merged profiles must fit
+SCHEMA: dict[str, Any] = json.loads(_data("cost_profiles.schema.json"))
+SERVER_SECTIONS = ("onprem_cpu", "onprem_gpu")
+SECTIONS = tuple(SCHEMA["properties"])
+
+
+def _finite_number(checker: TypeChecker, value: Any) -> bool:
+    # not a bool (an int in Python), nor YAML's .inf or .nan, which JSON has not, nor an int too large for a float
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _whole_number(checker: TypeChecker, value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON Schema would take 2.0 as a count
+
+
+_TYPES = Draft202012Validator.TYPE_CHECKER.redefine_many({"number": _finite_number, "integer": _whole_number})
+_CHECKER: type[Draft202012Validator] = validators.extend(  # type: ignore[no-untyped-call]  # untyped in the stubs
+    Draft202012Validator, type_checker=_TYPES
+)
+_VALIDATOR = _CHECKER(SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
 _CLOUD_FIGURES = ("input_per_million", "output_per_million")
 PRICE_MAX_AGE_MONTHS = 6
-_DATE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _DAY = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-\d{2})?$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 KeyPath = tuple[str, ...]
 
@@ -224,75 +218,64 @@ def override_problems(overrides: Mapping[str, Any] | None) -> list[tuple[KeyPath
 
 
 def _shipped() -> dict[str, Any]:
-    text = resources.files("poccheck").joinpath("data/cost_profiles.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = yaml.safe_load(_data("cost_profiles.yaml"))
     if not isinstance(data, dict):
         raise PocCheckError("the packaged cost_profiles.yaml is not a mapping; the installation is broken")
     return data
 
 
 def _load(overrides: Mapping[str, Any] | None) -> tuple[CostProfiles | None, list[tuple[KeyPath, str]]]:
-    base = _shipped()
-    problems: list[tuple[KeyPath, str]] = []
     if overrides is None:
         overrides = {}
     if not isinstance(overrides, Mapping):
         return None, [((), "must be a mapping (same keys as cost_profiles.yaml)")]
-    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in base.items()}
+    merged = _merge(_shipped(), overrides)
+    problems = _problems(merged)
+    return (None if problems else _build(merged)), problems
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` set over ``base`` key by key, whatever they hold: the schema judges the result."""
+    merged = dict(base)
     for key, value in overrides.items():
         name = str(key)
-        if name not in SECTIONS:
-            problems.append(((name,), f"unknown key{did_you_mean(name, SECTIONS)}"))
-        elif name == "electricity_price_per_kwh" and _is_number(value):
-            _override_section(merged.setdefault(name, {}), (name,), {"value": value}, _ELECTRICITY_FIELDS, problems)
-        elif not isinstance(value, Mapping):
-            problems.append(((name,), "must be a mapping"))
-        elif name in SERVER_SECTIONS:
-            _override_section(merged.setdefault(name, {}), (name,), value, _SERVER_FIELDS, problems)
-        elif name == "electricity_price_per_kwh":
-            _override_section(merged.setdefault(name, {}), (name,), value, _ELECTRICITY_FIELDS, problems)
+        if name == "electricity_price_per_kwh" and _VALIDATOR.is_type(value, "number"):
+            value = {"value": value}  # the price alone
+        if name not in SECTIONS or not isinstance(value, Mapping):
+            merged[name] = value
         elif name == "cloud_apis":
-            _override_cloud(merged, value, problems)
+            merged[name] = _merge_cloud(merged.get(name), value)
         else:
-            _override_rates(merged, value, problems)
-    profiles = _build(merged, problems)
-    return (None if problems else profiles), problems
+            merged[name] = _merge_keys(merged.get(name), value, "rates" if name == "exchange_rates" else "figures")
+    # a field left empty (null) counts as not given: a required one is missing, an optional one takes its default
+    for name in (*SERVER_SECTIONS, "electricity_price_per_kwh"):
+        if name in merged:
+            merged[name] = _given(merged[name])
+    if isinstance(merged.get("cloud_apis"), dict):
+        merged["cloud_apis"] = {model: _given(entry) for model, entry in merged["cloud_apis"].items()}
+    return merged
 
 
-def _override_section(
-    target: dict[str, Any],
-    path: KeyPath,
-    value: Mapping[str, Any],
-    fields: Mapping[str, tuple[bool, str, float | None, bool, float | None]],
-    problems: list[tuple[KeyPath, str]],
-) -> None:
-    changed = []
-    for key, item in value.items():
-        name = str(key)
-        if name not in fields:
-            problems.append(((*path, name), f"unknown key{did_you_mean(name, tuple(fields))}"))
-            continue
-        target[name] = item
-        if name not in ("date", "source"):
-            changed.append(name)
-    _credit_override(target, value, changed, "figures")
-
-
-def _credit_override(target: dict[str, Any], value: Mapping[str, Any], changed: list[str], others: str) -> None:
-    """When a plan changes figures without giving a source, say so instead of crediting the shipped source."""
-    if changed and "source" not in value and "source" in target:
+def _merge_keys(section: Any, value: Mapping[Any, Any], others: str) -> dict[str, Any]:
+    """``section`` with the keys of ``value`` set. When a plan changes figures without giving a source, the source
+    says so instead of crediting the shipped one."""
+    target = dict(section) if isinstance(section, Mapping) else {}
+    given = {str(key): item for key, item in value.items()}
+    target.update(given)
+    changed = [key for key in given if key not in ("date", "source")]
+    if changed and "source" not in given and "source" in target:
         target["source"] = f"plan override of {', '.join(changed)} (undated); other {others}: {target['source']}"
+    return target
 
 
-def _override_cloud(merged: dict[str, Any], value: Mapping[str, Any], problems: list[tuple[KeyPath, str]]) -> None:
-    cloud = merged.setdefault("cloud_apis", {})
+def _merge_cloud(section: Any, value: Mapping[Any, Any]) -> dict[str, Any]:
+    cloud = dict(section) if isinstance(section, Mapping) else {}
     for model, entry in value.items():
         name = str(model)
         if not isinstance(entry, Mapping):
-            problems.append((("cloud_apis", name), "must be a mapping of input_per_million, output_per_million"))
+            cloud[name] = entry
             continue
-        target = dict(cloud.get(name) or {})
-        _override_section(target, ("cloud_apis", name), entry, _CLOUD_FIELDS, problems)
+        target = _merge_keys(cloud.get(name), entry, "figures")
         if any(str(key) in _CLOUD_FIGURES for key in entry):
             # a price of the plan's own: the shipped date, retrieval and confirmation were of another figure
             for key, unknown in (("date", ""), ("retrieved", ""), ("confirmed", False)):
@@ -301,119 +284,133 @@ def _override_cloud(merged: dict[str, Any], value: Mapping[str, Any], problems: 
         target.setdefault("source", "given in the plan (no source stated)")
         target.setdefault("date", "")
         cloud[name] = target
+    return cloud
 
 
-def _override_rates(merged: dict[str, Any], value: Mapping[str, Any], problems: list[tuple[KeyPath, str]]) -> None:
-    rates = merged.setdefault("exchange_rates", {})
-    changed = []
-    for key, rate in value.items():
-        name = str(key)
-        if name not in ("date", "source") and not _CURRENCY.match(name):
-            problems.append((("exchange_rates", name), "unknown key: use a currency code such as JPY, or date/source"))
-            continue
-        rates[name] = rate
-        if name not in ("date", "source"):
-            changed.append(name)
-    _credit_override(rates, value, changed, "rates")
+def _given(value: Any) -> Any:
+    return {key: item for key, item in value.items() if item is not None} if isinstance(value, dict) else value
 
 
-def _build(merged: dict[str, Any], problems: list[tuple[KeyPath, str]]) -> CostProfiles | None:
-    servers = {}
-    for name in SERVER_SECTIONS:
-        values = _check_fields(merged.get(name), (name,), _SERVER_FIELDS, problems)
-        servers[name] = ServerProfile(name=name, **values) if values is not None else None
-    electricity = _check_fields(
-        merged.get("electricity_price_per_kwh"), ("electricity_price_per_kwh",), _ELECTRICITY_FIELDS, problems
-    )
-    cloud: dict[str, CloudPrice] = {}
-    for model, entry in (merged.get("cloud_apis") or {}).items():
-        values = _check_fields(entry, ("cloud_apis", str(model)), _CLOUD_FIELDS, problems)
-        if values is not None:
-            cloud[str(model)] = CloudPrice(name=str(model), **values)
-    raw_rates = dict(merged.get("exchange_rates") or {})
-    rates_date = raw_rates.pop("date", "")
-    rates_source = raw_rates.pop("source", "")
-    rates: dict[str, float] = {}
-    for currency, rate in raw_rates.items():
-        if not _is_number(rate) or rate <= 0:
-            problems.append((("exchange_rates", str(currency)), f"must be a number above 0, not {rate!r}"))
+# ---------------------------------------------------------------- checking
+
+
+def _problems(merged: dict[str, Any]) -> list[tuple[KeyPath, str]]:
+    """Every way ``merged`` does not fit the schema, one (key path, message) per key: unknown keys first, then
+    missing and wrong values, each by section (in the schema's order) and key path."""
+    found: list[tuple[int, KeyPath, str]] = []
+    for error in _VALIDATOR.iter_errors(merged):
+        path = tuple(str(part) for part in error.absolute_path)
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        value = error.instance
+        if error.validator == "additionalProperties" and isinstance(value, Mapping):
+            named = schema.get("properties", {})
+            extras = [str(key) for key in value if key not in named and not _patterned(str(key), schema)]
+            found += [(0, (*path, key), _unknown(key, schema)) for key in extras]
+        elif error.validator == "required" and isinstance(value, Mapping):
+            found += [(1, (*path, str(key)), "missing") for key in error.validator_value if key not in value]
         else:
-            rates[str(currency)] = float(rate)
-    if "USD" in rates and rates["USD"] != 1.0:
-        problems.append((("exchange_rates", "USD"), "must be 1.0: rates are units of currency per 1 USD"))
+            found.append((1, path, _message(error)))
+    found.sort(key=_order)
+    problems: dict[KeyPath, str] = {}
+    for _, path, message in found:
+        problems.setdefault(path, message)  # the first the schema finds (a wrong type before a wrong value)
+    return list(problems.items())
+
+
+def _order(problem: tuple[int, KeyPath, str]) -> tuple[int, int, KeyPath]:
+    kind, path, _ = problem
+    section = SECTIONS.index(path[0]) if path and path[0] in SECTIONS else len(SECTIONS)
+    return kind, section, path
+
+
+def _message(error: ValidationError) -> str:
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    value = error.instance
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        return f"must be {_bounds(schema)}, not {value!r}"
+    if isinstance(value, _dt.date) and _VALIDATOR.evolve(schema=schema).is_valid(value.isoformat()):
+        # YAML reads an unquoted 2026-12-03 as a date, which JSON cannot store
+        return f'must be quoted text such as "{value.isoformat()}", not an unquoted date'
+    if "description" in schema:
+        return f"must be {schema['description']}, not {value!r}"
+    if error.validator == "type":
+        kind = _KINDS.get(str(error.validator_value), str(error.validator_value))
+        bounds = _bounds(schema).replace("at least", "of at least")
+        return f"must be {kind}{' ' + bounds if bounds else ''}, not {value!r}"
+    return error.message
+
+
+_KINDS = {"object": "a mapping", "number": "a number", "integer": "a whole number", "string": "a text"}
+
+
+def _bounds(schema: Mapping[str, Any]) -> str:
+    low = ""
+    if "exclusiveMinimum" in schema:
+        low = f"above {schema['exclusiveMinimum']:g}"
+    elif "minimum" in schema:
+        low = f"at least {schema['minimum']:g}"
+    high = f"at most {schema['maximum']:g}" if "maximum" in schema else ""
+    return " and ".join(part for part in (low, high) if part)
+
+
+def _unknown(key: str, schema: Mapping[str, Any]) -> str:
+    named = tuple(schema.get("properties", {}))
+    if schema.get("patternProperties"):  # exchange_rates: currency codes, and the keys it names
+        others = "/".join(name for name in named if not _patterned(name, schema))
+        return f"unknown key: use a currency code such as JPY, or {others}"
+    return f"unknown key{did_you_mean(key, named)}"
+
+
+def _patterned(key: str, schema: Mapping[str, Any]) -> bool:
+    return any(re.search(pattern, key) for pattern in schema.get("patternProperties", {}))
+
+
+def _resolved(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = schema.get("$ref")
+    return _resolved(SCHEMA["$defs"][ref.removeprefix("#/$defs/")]) if isinstance(ref, str) else schema
+
+
+# ---------------------------------------------------------------- building
+
+
+def _build(merged: dict[str, Any]) -> CostProfiles:
+    """The profiles of ``merged``, which fits the schema."""
+    sections = SCHEMA["properties"]
+    cpu, gpu = (ServerProfile(name=name, **_values(merged[name], sections[name])) for name in SERVER_SECTIONS)
+    electricity = _values(merged["electricity_price_per_kwh"], sections["electricity_price_per_kwh"])
+    price = sections["cloud_apis"]["additionalProperties"]
+    cloud = {
+        name: CloudPrice(name=name, **_values(entry, price)) for name, entry in merged.get("cloud_apis", {}).items()
+    }
+    rates = _values(merged.get("exchange_rates", {}), sections["exchange_rates"])
+    rates_date, rates_source = rates.pop("date", ""), rates.pop("source", "")
     rates.setdefault("USD", 1.0)
-    cpu, gpu = servers["onprem_cpu"], servers["onprem_gpu"]
-    if problems or cpu is None or gpu is None or electricity is None:
-        return None
     return CostProfiles(
         onprem_cpu=cpu,
         onprem_gpu=gpu,
-        electricity_price_per_kwh=float(electricity["value"]),
+        electricity_price_per_kwh=electricity["value"],
         cloud=cloud,
         exchange_rates=rates,
-        electricity_date=str(electricity["date"]),
-        electricity_source=str(electricity["source"]),
-        exchange_rates_date=str(rates_date),
-        exchange_rates_source=str(rates_source),
+        electricity_date=electricity["date"],
+        electricity_source=electricity["source"],
+        exchange_rates_date=rates_date,
+        exchange_rates_source=rates_source,
     )
 
 
-def _check_fields(
-    raw: Any,
-    path: KeyPath,
-    fields: Mapping[str, tuple[bool, str, float | None, bool, float | None]],
-    problems: list[tuple[KeyPath, str]],
-) -> dict[str, Any] | None:
-    if not isinstance(raw, Mapping):
-        problems.append((path, "must be a mapping"))
-        return None
+def _values(raw: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of ``raw`` as a profile holds them: texts without surrounding blanks, numbers as floats unless
+    the schema asks for whole numbers."""
+    fields = _resolved(schema).get("properties", {})
     values: dict[str, Any] = {}
-    count = len(problems)
-    for name, (required, kind, low, exclusive, high) in fields.items():
-        value = raw.get(name)
-        where = (*path, name)
-        if value is None:
-            if required:
-                problems.append((where, "missing"))
-            continue
-        if kind == "text":
-            if not isinstance(value, str) or not value.strip():
-                problems.append((where, "must be a non-empty text"))
-            values[name] = str(value).strip()
-            continue
-        if kind == "date":
-            if not isinstance(value, str) or not (_DATE.match(value) or value == ""):
-                problems.append((where, f'must be a year and month such as "2025-01", not {value!r}'))
-            values[name] = str(value)
-            continue
-        if kind == "day":
-            if isinstance(value, _dt.date):  # YAML reads an unquoted 2026-12-03 as a date, which JSON cannot store
-                problems.append((where, f'must be quoted text such as "{value.isoformat()}", not an unquoted date'))
-            elif not (value == "" or _parse_day(value) is not None):
-                example = 'a date such as "2026-12-03" or a month such as "2026-12"'
-                problems.append((where, f"must be {example}, not {value!r}"))
-            values[name] = str(value)
-            continue
-        if kind == "bool":
-            if not isinstance(value, bool):
-                problems.append((where, f"must be true or false, not {value!r}"))
-            values[name] = bool(value)
-            continue
-        if not _is_number(value) or (kind == "int" and not isinstance(value, int)):
-            problems.append((where, f"must be {'a whole number' if kind == 'int' else 'a number'}, not {value!r}"))
-            continue
-        too_low = low is not None and (value <= low if exclusive else value < low)
-        if too_low or (high is not None and value > high):
-            bound = f"above {low:g}" if exclusive else f"at least {low:g}"
-            text = f"{bound} and at most {high:g}" if high is not None else bound
-            problems.append((where, f"must be {text}, not {value!r}"))
-            continue
-        values[name] = int(value) if kind == "int" else float(value)
-    return values if len(problems) == count else None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    for key, value in raw.items():
+        kind = _resolved(fields[key]).get("type") if key in fields else None
+        if isinstance(value, str):
+            value = value.strip()
+        elif isinstance(value, int | float) and not isinstance(value, bool) and kind != "integer":
+            value = float(value)
+        values[key] = value
+    return values
 
 
 # ---------------------------------------------------------------- formulas
