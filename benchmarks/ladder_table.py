@@ -15,6 +15,7 @@ from pathlib import Path
 from poccheck.analysis.stats import wilson
 from poccheck.analysis.summary import analyse
 from poccheck.grading.stage import grade_stored
+from poccheck.records import ModelRun
 from poccheck.store import DB_NAME, Store
 
 
@@ -57,12 +58,12 @@ def main() -> int:
             print(f"| {folder.name} | {model.name} | {model.mode} | " + " | ".join(per) + f" | {every} |")
     print()
     for folder, _, runs in tables:
-        latest = {}
+        latest: dict[str, ModelRun] = {}
         for run in runs:
-            if run.get("seconds") is not None:
-                latest[run["model"]] = run
-        total = sum(r["seconds"] + (r.get("load_seconds") or 0) for r in latest.values())
-        parts = ", ".join(f"{name} {r['seconds']:.0f} s" for name, r in latest.items())
+            if run.seconds is not None:
+                latest[run.model] = run
+        total = sum((r.seconds or 0) + (r.load_seconds or 0) for r in latest.values())
+        parts = ", ".join(f"{name} {r.seconds or 0:.0f} s" for name, r in latest.items())
         print(f"{folder.name}: {parts}; {total / 60:.1f} min in all (item work and loading)")
     return 0
 

@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from poccheck.errors import ModelError
@@ -57,6 +57,14 @@ class Endpoint:
                 f"export {self.api_key_env}=... before running poccheck (keys are never read from files)",
             )
         return key
+
+
+def endpoint_record(endpoint: Endpoint) -> dict[str, Any]:
+    """An endpoint as JSON-ready data (``Endpoint(**record)`` reads it back): how to reach the model and the name
+    of the variable that holds its key, never a key (an Endpoint has none)."""
+    record = {f.name: getattr(endpoint, f.name) for f in fields(endpoint)}
+    record["extra_body"] = dict(endpoint.extra_body)
+    return record
 
 
 def fingerprint(endpoint: Endpoint) -> str:

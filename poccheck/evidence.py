@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from poccheck.errors import BackendError
 from poccheck.grading import grade_output
 from poccheck.grading.attention import copy_score, view
-from poccheck.records import AttentionCapture, TaskItem, Turn
+from poccheck.records import AttentionCapture, StoredResult, TaskItem, Turn
 from poccheck.store import Store
 
 VIEW_FAILURES = 2
@@ -41,12 +41,11 @@ def gold_text(item: TaskItem) -> str | None:
     return f" {answer}" if answer else None
 
 
-def model_answer(item: TaskItem, result: dict[str, Any], continuations: Sequence[str]) -> str:
-    """The text the model produced (generation) or chose (multiple choice)."""
-    if item.is_multiple_choice and result.get("choice_logprobs"):
-        scores = result["choice_logprobs"]
+def model_answer(item: TaskItem, output: str, scores: Sequence[float] | None, continuations: Sequence[str]) -> str:
+    """The text the model produced (generation) or chose (multiple choice: the best of its choice ``scores``)."""
+    if item.is_multiple_choice and scores:
         return continuations[max(range(len(scores)), key=scores.__getitem__)]
-    return str(result.get("output") or "")
+    return output
 
 
 def collect(
@@ -58,21 +57,21 @@ def collect(
 ) -> None:
     """Compute and store attention views and copy scores that are not stored yet for this model setting."""
     have = store.attention_keys(fingerprint, settings_key)
-    results = {r["item_key"]: r for r in store.results_for(fingerprint, settings_key) if r["error"] is None}
-    graded = [(w, {**results[w.key], "correct": _correct(w, results[w.key])}) for w in work if w.key in results]
-    failures = [(w, r) for w, r in graded if not r["correct"]][:VIEW_FAILURES]
-    successes = [(w, r) for w, r in graded if r["correct"]][:VIEW_SUCCESSES]
-    for w, r in failures + successes:
+    results = {r.item_key: r for r in store.results_for(fingerprint, settings_key) if r.error is None}
+    graded = [(w, results[w.key], _correct(w, results[w.key])) for w in work if w.key in results]
+    failures = [(w, r, ok) for w, r, ok in graded if not ok][:VIEW_FAILURES]
+    successes = [(w, r, ok) for w, r, ok in graded if ok][:VIEW_SUCCESSES]
+    for w, r, correct in failures + successes:
         if (w.key, "view") in have:
             continue
-        answer = model_answer(w.item, r, w.prompt.continuations)
+        answer = model_answer(w.item, r.output, r.choice_logprobs, w.prompt.continuations)
         try:
             capture = backend.capture_attention(w.prompt.text, answer, w.prompt.turns)
         except BackendError:  # e.g. prompt and answer longer than the model's context: no view for this item
             continue
-        payload = {"view": asdict(view(capture)), "answer": answer, "correct": bool(r["correct"])}
+        payload = {"view": asdict(view(capture)), "answer": answer, "correct": correct}
         store.save_attention(fingerprint, settings_key, w.key, "view", payload)
-    for w, r in graded[:MAX_SCORED_ITEMS]:
+    for w, _, correct in graded[:MAX_SCORED_ITEMS]:
         gold = gold_text(w.item)
         if gold is None or (w.key, "copy") in have:
             continue
@@ -82,11 +81,11 @@ def collect(
             score = copy_score(backend.capture_attention(w.prompt.text, gold, w.prompt.turns))
         except BackendError:
             continue
-        payload = {"score": asdict(score) if score else None, "correct": bool(r["correct"])}
+        payload = {"score": asdict(score) if score else None, "correct": correct}
         store.save_attention(fingerprint, settings_key, w.key, "copy", payload)
 
 
-def _correct(work: Any, result: dict[str, Any]) -> bool:
+def _correct(work: Any, result: StoredResult) -> bool:
     """Whether the stored output answers the item (the runner stores outputs ungraded)."""
-    grade = grade_output(work.item, result["output"], result["choice_logprobs"], work.mode, work.suite.answer_pattern)
+    grade = grade_output(work.item, result.output, result.choice_logprobs, work.mode, work.suite.answer_pattern)
     return grade.correct

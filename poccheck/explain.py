@@ -63,9 +63,7 @@ def explain(
             completion = backend.generate(work.generation_request)
             output = Output(text=completion.text)
         grade = grade_output(item, output.text, output.choice_logprobs)
-        answer = evidence.model_answer(
-            item, {"output": output.text, "choice_logprobs": output.choice_logprobs}, work.prompt.continuations
-        )
+        answer = evidence.model_answer(item, output.text, output.choice_logprobs, work.prompt.continuations)
         capture = backend.capture_attention(work.prompt.text, answer, work.prompt.turns)
         try:
             shown = attention.view(capture, layer, head)

@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -19,7 +18,8 @@ from poccheck.analysis.finetune import FinetuneFindings, analyse_finetunes
 from poccheck.analysis.reasoning import Paired, analyse_reasoning, paired
 from poccheck.analysis.recommend import Recommendation, recommend
 from poccheck.backends.registry import BackendOptions
-from poccheck.config.plan import Plan, default_plan_text, plan_from_record, plan_record
+from poccheck.config.manifest import RunManifest, manifest_from_record, manifest_record, run_manifest
+from poccheck.config.plan import Plan, default_plan_text
 from poccheck.config.run import DEFAULT_TARGET, RunConfig
 from poccheck.errors import ModelError, PocCheckError, StoreError, did_you_mean
 from poccheck.finetune.run import TrainedAdapter, refuse_trained_items, train_adapter
@@ -121,27 +121,12 @@ def assess(config: RunConfig, progress: runner.Progress | None = None) -> Assess
         try:
             if config.fresh:
                 store.clear_results()
-            unique_models = list(dict.fromkeys(model_specs))
-            own = {spec: list(dict.fromkeys(m)) for spec, m in config.model_modes.items() if spec in unique_models}
-            unique_modes = list(dict.fromkeys([*config.modes, *(m for listed in own.values() for m in listed)]))
-            plan = {
-                "models": unique_models,
-                "modes": unique_modes,
-                "model_modes": own,
-                "target": config.target,
-                "assessment_plan": plan_record(plan_file) if plan_file else None,
-                "suites": [s.name for s in suites],
-                "prompt_formats": {s.name: s.prompt_format for s in suites},  # as asked for; see model runs for used
-                "task_files": [str(p) for p in config.tasks],
-                "limit": config.limit,
-                "host": host_info(),
-                "engine": engine_info(),
-            }
+            manifest = run_manifest(config, suites, host_info(), engine_info())
             outcome = runner.run(
-                suites, unique_models, store, progress, limit=config.limit, plan=plan, options=config.options,
-                modes=unique_modes, model_modes=own,
+                suites, manifest.schedule(), store, manifest=manifest_record(manifest), options=config.options,
+                progress=progress,
             )  # fmt: skip
-            path, findings = _write_report(store, out, plan, plan_file, config.target, config.redact, languages)
+            path, findings = _write_report(store, out, manifest, config.redact, languages)
         finally:
             store.close()
     return AssessResult(path, outcome, findings)
@@ -161,10 +146,10 @@ def render_report(out: Path, redact: bool = False, language: str | None = None) 
         raise StoreError(f"{out} is not a directory", "pass the --out directory of an earlier assess")
     store = Store(out / DB_NAME, create=False)
     try:
-        plan = store.plan() or {}
-        stored = plan_from_record(plan["assessment_plan"]) if plan.get("assessment_plan") else None
-        languages = report_languages(language or (stored.language if stored else None))
-        return _write_report(store, out, plan, stored, plan.get("target") or DEFAULT_TARGET, redact, languages)
+        manifest = manifest_from_record(store.plan() or {})
+        plan = manifest.config.plan if manifest else None
+        languages = report_languages(language or (plan.language if plan else None))
+        return _write_report(store, out, manifest, redact, languages)
     except (TypeError, KeyError, ValueError, UnicodeDecodeError, sqlite3.DatabaseError) as exc:
         # stored records that no longer fit their types: damaged pages or flipped bytes in the database file
         raise StoreError(
@@ -176,24 +161,18 @@ def render_report(out: Path, redact: bool = False, language: str | None = None) 
 
 
 def _write_report(
-    store: Store,
-    out: Path,
-    context: dict[str, Any],
-    plan_file: Plan | None,
-    target: float,
-    redact: bool,
-    languages: Sequence[str],
+    store: Store, out: Path, manifest: RunManifest | None, redact: bool, languages: Sequence[str]
 ) -> tuple[Path, Findings]:
     """Grade what the store holds against today's answer keys, analyse it and write the report files."""
     stored = store.snapshot()
     grades = grade_stored(stored)  # results kept from earlier runs meet today's answer key
     store.update_grades(grade_updates(grades))
     findings = analyse(stored, grades)
-    reasoning = analyse_reasoning(findings, target)
-    costs, advice, problem = _decision(findings, plan_file)
+    reasoning = analyse_reasoning(findings, manifest.config.target if manifest else DEFAULT_TARGET)
+    costs, advice, problem = _decision(findings, manifest.config.plan if manifest else None)
     content = report.ReportContent(
         findings, reasoning, costs, advice, tuple(finetune_analysis(findings)), problem,
-        host=context.get("host", {}), engine=context.get("engine", {}), redact=redact,
+        host=dict(manifest.host) if manifest else {}, engine=dict(manifest.engine) if manifest else {}, redact=redact,
     )  # fmt: skip
     path = report.render(content, out, languages)
     write_decision(out, costs, advice, problem)

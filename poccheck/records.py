@@ -246,19 +246,82 @@ class AttentionCapture:
     weights: Any  # numpy array [layers, heads, answer tokens, all tokens]
 
 
+@dataclass(frozen=True, kw_only=True)
+class StoredResult(ResultRow):
+    """A result as the store gives it back: the row as it went in, the run that wrote it and when."""
+
+    run_id: int
+    created: float
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """A task item as stored with the results (what reports re-grade against): under its content key, with the
+    prompting mode and answer pattern it was run with."""
+
+    suite: str
+    item_key: str
+    mode: str
+    answer_pattern: str | None
+    item: TaskItem
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One ``poccheck assess`` into an output folder: when, how it ended, and its manifest (what was asked for)."""
+
+    id: int
+    started: float
+    finished: float | None
+    status: str  # running, done, interrupted or failed
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model within one run: how far it got, what it cost in time and memory, and the settings it ran with
+    (``settings`` as recorded; None for a model that failed to load)."""
+
+    run_id: int
+    model: str
+    fingerprint: str | None = None
+    settings_key: str | None = None
+    load_seconds: float | None = None
+    peak_rss: int | None = None
+    baseline_rss: int | None = None
+    items_done: int = 0
+    seconds: float | None = None
+    error: str | None = None
+    settings: dict[str, Any] | None = None
+    peak_vram: int | None = None
+
+
+@dataclass(frozen=True)
+class AttentionRecord:
+    """Attention evidence stored for one item: a ``view`` of the model's own answer, or the ``copy`` score of the
+    gold text. ``view`` and ``score`` are the JSON forms of ``grading.attention``'s AttentionView and CopyScore
+    (a layer above the store, which analysis turns them back into)."""
+
+    item_key: str
+    kind: Literal["view", "copy"]
+    correct: bool
+    answer: str | None = None
+    view: dict[str, Any] | None = None
+    score: dict[str, Any] | None = None
+
+
 @dataclass(frozen=True)
 class Stored:
-    """Everything an output folder holds, read at once: what analysis works from, so that it never touches the
-    database (rows as ``poccheck.store.Store``'s ``results()``, ``items()`` and the rest return them, each stored
-    item already read back as a :class:`TaskItem` under ``"item"``)."""
+    """Everything an output folder holds, read at once (``poccheck.store.Store.snapshot``): what analysis works
+    from, so that it never touches the database."""
 
-    plan: dict[str, Any]
-    runs: list[dict[str, Any]]
-    items: list[dict[str, Any]]
+    manifest: dict[str, Any]  # the latest run's manifest ({} before any run)
+    runs: tuple[RunRecord, ...]
+    items: tuple[StoredItem, ...]
     model_infos: dict[str, ModelInfo]
-    model_runs: list[dict[str, Any]]
-    results: list[dict[str, Any]]
-    attention: dict[tuple[str, str], list[dict[str, Any]]]  # (model fingerprint, settings key) -> entries
+    model_runs: tuple[ModelRun, ...]
+    results: tuple[StoredResult, ...]
+    attention: dict[tuple[str, str], tuple[AttentionRecord, ...]]  # (model fingerprint, settings key) -> records
 
 
 def item_from_record(record: dict[str, Any]) -> TaskItem:

@@ -221,22 +221,34 @@ class Progress:
         """Show a plain-text note (``style`` is a hint such as 'red')."""
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """Which models run, in which prompting modes, on how many items: every model in ``modes`` unless
+    ``model_modes`` gives it modes of its own (which ``modes`` must include); ``limit``: the first N items of each
+    suite."""
+
+    models: tuple[str, ...]
+    modes: tuple[Mode, ...] = ("fewshot",)
+    model_modes: Mapping[str, tuple[Mode, ...]] = field(default_factory=dict)
+    limit: int | None = None
+
+    def modes_of(self, model: str) -> tuple[Mode, ...]:
+        return self.model_modes.get(model, self.modes)
+
+
 def run(
     suites: Sequence[Suite],
-    model_specs: Sequence[str],
+    schedule: Schedule,
     store: Store,
-    progress: Progress | None = None,
-    limit: int | None = None,
-    plan: dict[str, Any] | None = None,
+    *,
+    manifest: Mapping[str, Any] | None = None,
     options: BackendOptions | None = None,
-    modes: Sequence[Mode] = ("fewshot",),
-    model_modes: Mapping[str, Sequence[Mode]] | None = None,
+    progress: Progress | None = None,
 ) -> RunOutcome:
-    """Run every suite through every model in every prompting mode (a model in ``model_modes`` in its own modes,
-    which ``modes`` must include); one failing model does not stop the others."""
+    """Run every suite through every model of ``schedule``; one failing model does not stop the others. The run
+    is recorded with ``manifest`` (the pipeline's ``config.manifest``; by default the models and suites)."""
     progress = progress or Progress()
-    model_modes = model_modes or {}
-    work = [w for suite in suites for mode in modes for w in work_items(suite, mode)[: limit or None]]
+    work = [w for suite in suites for mode in schedule.modes for w in work_items(suite, mode)[: schedule.limit or None]]
     for suite in suites:  # both forms of each item: a model's results match the one it was prompted with
         store.save_items(
             suite.name,
@@ -248,13 +260,13 @@ def run(
                 if key is not None
             ],
         )
-    run_id = store.start_run(plan or {"models": list(model_specs), "suites": [s.name for s in suites]})
+    run_id = store.start_run(dict(manifest or {"models": list(schedule.models), "suites": [s.name for s in suites]}))
     outcome = RunOutcome(run_id)
     status = "interrupted"
     try:
-        for spec in model_specs:
+        for spec in schedule.models:
             try:
-                own = model_modes.get(spec, modes)
+                own = schedule.modes_of(spec)
                 mine = [w for w in work if w.mode in own]
                 result = _run_model(spec, suites, mine, store, run_id, progress, options or BackendOptions())
             except Exception as exc:  # e.g. GPU out of memory: this model fails, the others still run

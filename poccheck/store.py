@@ -20,7 +20,17 @@ from typing import Any
 
 from poccheck.errors import StoreError
 from poccheck.private import secure_dir
-from poccheck.records import ModelInfo, ResultRow, Stored, item_from_record
+from poccheck.records import (
+    AttentionRecord,
+    ModelInfo,
+    ModelRun,
+    ResultRow,
+    RunRecord,
+    Stored,
+    StoredItem,
+    StoredResult,
+    item_from_record,
+)
 
 APP_ID = "poccheck"
 SCHEMA_VERSION = 2
@@ -196,11 +206,15 @@ class Store:
             db.execute("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
 
     def plan(self) -> dict[str, Any] | None:
+        """The latest run's manifest, or None before any run."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()
         return _loads(row[0], self.path) if row else None
 
-    def runs(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
+    def runs(self) -> list[RunRecord]:
+        return [
+            RunRecord(r["id"], r["started"], r["finished"], r["status"], _loads(r["plan"], self.path))
+            for r in self.db.execute("SELECT * FROM runs ORDER BY id")
+        ]
 
     def clear_results(self) -> None:
         """Forget every result (``--fresh``); models and runs history stay."""
@@ -235,12 +249,15 @@ class Store:
                 ],  # noqa: E501
             )
 
-    def items(self) -> list[dict[str, Any]]:
-        """Stored items: suite, item_key, mode, answer_pattern and item (a dict)."""
+    def items(self) -> list[StoredItem]:
+        """The stored items, each read back as a TaskItem (a damaged one is a StoreError)."""
         return [
-            {**dict(row), "item": _loads(row["item"], self.path)}
+            StoredItem(
+                row["suite"], row["item_key"], row["mode"], row["answer_pattern"],
+                item_from_record(_loads(row["item"], self.path)),
+            )
             for row in self.db.execute("SELECT * FROM items ORDER BY rowid")
-        ]
+        ]  # fmt: skip
 
     def record_model_run(self, run_id: int, model: str, **fields: Any) -> None:
         columns = ["run_id", "model", *fields]
@@ -255,8 +272,13 @@ class Store:
                 values,
             )
 
-    def model_runs(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM model_runs ORDER BY run_id")]
+    def model_runs(self) -> list[ModelRun]:
+        runs = []
+        for r in self.db.execute("SELECT * FROM model_runs ORDER BY run_id"):
+            fields = dict(r)
+            fields["settings"] = _loads(fields["settings"], self.path) if fields["settings"] else None
+            runs.append(ModelRun(**fields))
+        return runs
 
     # ------------------------------------------------------------------ results
 
@@ -312,7 +334,7 @@ class Store:
                 grades,
             )
 
-    def results_for(self, fingerprint: str, settings_key: str) -> list[dict[str, Any]]:
+    def results_for(self, fingerprint: str, settings_key: str) -> list[StoredResult]:
         return self.results("WHERE model_fingerprint = ? AND settings_key = ?", (fingerprint, settings_key))
 
     def save_attention(self, fingerprint: str, settings_key: str, item_key: str, kind: str, payload: Any) -> None:
@@ -329,37 +351,48 @@ class Store:
         )
         return {(r[0], r[1]) for r in rows}
 
-    def attention(self, fingerprint: str, settings_key: str) -> list[dict[str, Any]]:
+    def attention(self, fingerprint: str, settings_key: str) -> list[AttentionRecord]:
         rows = self.db.execute(
             "SELECT item_key, kind, payload FROM attention WHERE model_fingerprint = ? AND settings_key = ?",
             (fingerprint, settings_key),
         )
-        return [{"item_key": r[0], "kind": r[1], **_loads(r[2], self.path)} for r in rows]
+        records = []
+        for item_key, kind, payload in rows:
+            entry = _loads(payload, self.path)
+            records.append(
+                AttentionRecord(
+                    item_key, kind, bool(entry.get("correct")), entry.get("answer"), entry.get("view"),
+                    entry.get("score"),
+                )
+            )  # fmt: skip
+        return records
 
     def snapshot(self) -> Stored:
         """The folder's plan, runs, items, models, results and attention evidence, for analysis."""
-        attention: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for fingerprint, settings_key in self.db.execute(
-            "SELECT DISTINCT model_fingerprint, settings_key FROM attention"
-        ):
-            attention[(fingerprint, settings_key)] = self.attention(fingerprint, settings_key)
-        items = [{**row, "item": item_from_record(row["item"])} for row in self.items()]  # each parsed once, here
+        attention = {
+            (fingerprint, settings_key): tuple(self.attention(fingerprint, settings_key))
+            for fingerprint, settings_key in self.db.execute(
+                "SELECT DISTINCT model_fingerprint, settings_key FROM attention"
+            )
+        }
         return Stored(
             self.plan() or {},
-            self.runs(),
-            items,
+            tuple(self.runs()),
+            tuple(self.items()),  # each item parsed once, here
             self.model_infos(),
-            self.model_runs(),
-            self.results(),
+            tuple(self.model_runs()),
+            tuple(self.results()),
             attention,
         )
 
-    def results(self, where: str = "", parameters: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    def results(self, where: str = "", parameters: tuple[Any, ...] = ()) -> list[StoredResult]:
         rows = []
         for r in self.db.execute(f"SELECT * FROM results {where} ORDER BY created, rowid", parameters):
-            row = dict(r)
-            row["choice_logprobs"] = _loads(row["choice_logprobs"], self.path) if row["choice_logprobs"] else None
-            rows.append(row)
+            fields = dict(r)
+            scores = fields["choice_logprobs"]
+            fields["choice_logprobs"] = tuple(_loads(scores, self.path)) if scores else None
+            fields["correct"] = None if fields["correct"] is None else bool(fields["correct"])
+            rows.append(StoredResult(**fields))
         return rows
 
     # ------------------------------------------------------------------ probed multiple-choice methods

@@ -16,6 +16,8 @@ from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
 from poccheck.config.costs import Workload
 from poccheck.records import Grade, TaskItem
 
+from .rows import stored_result
+
 DAYS = 30.4
 
 
@@ -27,7 +29,7 @@ def model(name: str, outcomes: list[tuple[bool, float]], groups: list[str] | Non
             id=f"q{index:03d}", input="?", type="multiple_choice", answer=0, choices=("a", "b"), category=category
         )
         grade = Grade(correct=correct, prediction="A. a", margin=margin)
-        rows.append(GradedRow(name, "s", item, {"mean_logprob": None}, grade))
+        rows.append(GradedRow(name, "s", item, stored_result(item), grade))
     return ModelFindings(name=name, info=None, error=None, rows=rows, expected_items=len(rows))
 
 

@@ -31,6 +31,8 @@ from poccheck.records import ChoiceScores, Completion, ModelInfo
 from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suite
 
+from .rows import stored_result
+
 SECRET = "KONFIDENTIELL-4711"
 SUITE = f"""name: private
 items:
@@ -245,8 +247,8 @@ def test_rekeying_keeps_a_result_already_stored_under_the_new_key(tmp_path: Path
     store.add_result(run, replace(row("b"), model_fingerprint="old", output="old b"))
     store.add_result(run, replace(row("a"), model_fingerprint="new", output="new a"))
     assert store.rekey_model("old", "new") == 1
-    assert sorted((r["item_key"], r["output"]) for r in store.results()) == [("a", "new a"), ("b", "old b")]
-    assert {r["model_fingerprint"] for r in store.results()} == {"new"}
+    assert sorted((r.item_key, r.output) for r in store.results()) == [("a", "new a"), ("b", "old b")]
+    assert {r.model_fingerprint for r in store.results()} == {"new"}
     store.close()
 
 
@@ -284,7 +286,7 @@ def test_a_category_named_all_is_compared_on_its_own_items_not_merged_with_the_w
     def findings(right: set[str]) -> ModelFindings:
         categories = ["all", "all", "spec", "spec", "spec"]
         items = [TaskItem(f"i{k}", "q", "exact", "a", category=c) for k, c in enumerate(categories)]
-        rows = [GradedRow("m", "s", item, {}, Grade(item.id in right, "a")) for item in items]
+        rows = [GradedRow("m", "s", item, stored_result(item), Grade(item.id in right, "a")) for item in items]
         return ModelFindings("m", None, None, rows=rows)
 
     diffs = paired(findings({"i0"}), findings({"i0", "i1", "i2"}))

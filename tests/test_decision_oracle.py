@@ -28,6 +28,8 @@ from poccheck.records import Grade, ModelInfo, TaskItem
 from poccheck.report import ReportContent, render
 from poccheck.report.decision import decision_record, option_id, schema, write_decision
 
+from .rows import stored_result
+
 GROUPS = ("inspection", "maths", "rules")
 SIZES = (135_000_000, 270_000_000, 494_000_000, 1_540_000_000, 3_000_000_000)
 
@@ -45,17 +47,22 @@ def _model(rng: random.Random, name: str, parameters: int, items: int, skill: fl
         )  # fmt: skip
         correct = rng.random() < skill
         confidence = rng.gauss(2.0 if correct else 0.5, 1.0)  # right answers tend to be surer
-        result = {
-            "latency": rng.uniform(0.2, 3.0), "ttft": 0.1, "prompt_tokens": rng.randint(80, 400),
-            "completion_tokens": 1 if multiple else rng.randint(4, 120), "finish_reason": "stop",
-            "mean_logprob": None if multiple else -abs(confidence), "error": None,
-        }  # fmt: skip
+        result = stored_result(
+            item,
+            latency=rng.uniform(0.2, 3.0),
+            ttft=0.1,
+            prompt_tokens=rng.randint(80, 400),
+            completion_tokens=1 if multiple else rng.randint(4, 120),
+            finish_reason="stop",
+            mean_logprob=None if multiple else -abs(confidence),
+            error=None,
+        )
         grade = Grade(correct, "A" if multiple else "x", margin=abs(confidence) if multiple else None)
         rows.append(GradedRow(name, "s", item, result, grade))
     accuracy = wilson(sum(r.correct for r in rows), items)
     model = ModelFindings(name=name, info=info, error=None, rows=rows, accuracy=accuracy)
-    model.tokens_in = sum(r.result["prompt_tokens"] for r in rows)
-    model.tokens_out = sum(r.result["completion_tokens"] for r in rows)
+    model.tokens_in = sum(r.result.prompt_tokens for r in rows)
+    model.tokens_out = sum(r.result.completion_tokens for r in rows)
     model.expected_items = items
     return model
 
@@ -150,7 +157,7 @@ def brute_force_rule(cascade: Cascade, small: Tier, large: Tier, plan: Plan) -> 
 def _sureness(row: GradedRow) -> float:
     if row.item.is_multiple_choice:
         return row.grade.margin if row.grade and row.grade.margin is not None else -math.inf
-    value = row.result.get("mean_logprob")
+    value = row.result.mean_logprob
     return -math.inf if value is None else float(value)
 
 

@@ -30,6 +30,8 @@ from poccheck.i18n import DASH, LANGUAGES, CatalogError, Message, Translator, ca
 from poccheck.records import ITEM_TYPES, MODES, Grade, ModelInfo, TaskItem
 from poccheck.report import ReportContent, render
 
+from .rows import stored_result
+
 ROOT = Path(__file__).resolve().parents[1]
 # keys built at run time from a prefix and a closed set of names
 DYNAMIC = {
@@ -234,9 +236,16 @@ def _model(name: str, family: str, parameters: int, mode: str, right: int, n: in
             metadata={"rule": "modus_ponens", "hops": 1 + index % 2} if proof else {},
         )  # fmt: skip
         correct = index < right
-        result = {"latency": 0.4 + index / 100, "ttft": 0.1, "prompt_tokens": 200, "completion_tokens": 20,
-                  "finish_reason": "length" if index == n - 1 else "stop", "mean_logprob": -index / n,
-                  "error": None}  # fmt: skip
+        result = stored_result(
+            item,
+            latency=0.4 + index / 100,
+            ttft=0.1,
+            prompt_tokens=200,
+            completion_tokens=20,
+            finish_reason="length" if index == n - 1 else "stop",
+            mean_logprob=-index / n,
+            error=None,
+        )
         detail = None if correct else Message.of("grade.expected_got", want="x", got="y")
         rows.append(GradedRow(name, "s", item, result, Grade(correct, "y", detail=detail, lenient=correct or proof),
                               mode=mode))  # fmt: skip

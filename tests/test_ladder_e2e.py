@@ -69,14 +69,14 @@ def test_the_ladder_in_chat_and_raw_format_gives_four_sizes_and_a_decision(
     assert done.returncode == 0, done.stderr[-3000:]
 
     stored = results(out)
-    assert all(r["error"] is None for r in stored), [r["error"] for r in stored if r["error"]]
-    per_model = {name: [r for r in stored if r["model"] == name] for name in {r["model"] for r in stored}}
+    assert all(r.error is None for r in stored), [r.error for r in stored if r.error]
+    per_model = {name: [r for r in stored if r.model == name] for name in {r.model for r in stored}}
     assert sorted(per_model) == sorted([*LADDER, TRANSFORMERS])
     assert all(len(per_model[name]) == len(ITEMS) * 2 for name in LADDER)
-    assert {r["mode"] for r in per_model[TRANSFORMERS]} == {"fewshot"} and len(per_model[TRANSFORMERS]) == len(ITEMS)
+    assert {r.mode for r in per_model[TRANSFORMERS]} == {"fewshot"} and len(per_model[TRANSFORMERS]) == len(ITEMS)
     # instruct models in their chat template, the base Gemma in plain text
     for name, found in per_model.items():
-        chat = [r for r in found if "<|im_start|>" in r["prompt"]]
+        chat = [r for r in found if "<|im_start|>" in r.prompt]
         assert len(chat) == (0 if name.startswith("gemma") else len(found)), name
 
     _, findings = pipeline.render_report(out)
@@ -84,7 +84,7 @@ def test_the_ladder_in_chat_and_raw_format_gives_four_sizes_and_a_decision(
     assert reasoning.scaling and reasoning.sizes == 4  # the same weights through transformers are not a fifth size
     for group in reasoning.scaling:
         assert sorted(p.parameters for p in group.fit.points) == [134_515_008, 268_098_176, 494_032_768, 1_543_714_304]
-    cut = sum(1 for r in stored if r["finish_reason"] in {"length", "context", "loop"})
+    cut = sum(1 for r in stored if r.finish_reason in {"length", "context", "loop"})
     english = page_text(out / "report.html")
     japanese = page_text(out / "report.ja.html")
     for text in ("Decision", "1.54B", "494M", "chat template", "plain text", "Does chain-of-thought help?"):
@@ -110,8 +110,8 @@ def test_the_ladder_in_chat_and_raw_format_gives_four_sizes_and_a_decision(
     raw = cli("assess", "--plan", str(plan), *four, "--prompt-format", "raw", "--limit", "1", "--out", str(raw_out))
     assert raw.returncode == 0, raw.stderr[-3000:]
     raw_rows = results(raw_out)
-    assert raw_rows and all(r["error"] is None and "<|im_start|>" not in r["prompt"] for r in raw_rows)
-    assert {r["mode"] for r in raw_rows} == {"fewshot", "cot"} and {r["model"] for r in raw_rows} == set(LADDER)
+    assert raw_rows and all(r.error is None and "<|im_start|>" not in r.prompt for r in raw_rows)
+    assert {r.mode for r in raw_rows} == {"fewshot", "cot"} and {r.model for r in raw_rows} == set(LADDER)
     raw_page = page_text(raw_out / "report.html")
     # the methods text names both formats; only the chat run shows models in their template
     assert "plain text" in raw_page and raw_page.count("chat template") < english.count("chat template")

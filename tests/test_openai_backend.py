@@ -78,8 +78,8 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
     assert outcome.error is None
     store = Store(tmp_path / "served" / DB_NAME, create=False)
     try:
-        rows = {(r["suite"], r["item_id"]): r for r in store.results()}
-        settings = store.model_runs()[-1]["settings"]
+        rows = {(r.suite, r.item_id): r for r in store.results()}
+        settings = (store.model_runs()[-1].settings or {})["multiple_choice"]
     finally:
         store.close()
     assert "generation + letter" in settings  # this server gives no prompt log-probs (see tests/llama_server.py)
@@ -98,8 +98,8 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
                 local = read_letter(
                     backend.generate(letter_request(request, "completions")).text, request.continuations
                 )
-                remote = None if row["error"] else LETTERS.index(row["prediction"][0])  # error: no letter in reply
-                assert row["error"] or row["completion_tokens"] > 0  # the letter reply's tokens are counted
+                remote = None if row.error else LETTERS.index(row.prediction[0])  # error: no letter in reply
+                assert row.error or row.completion_tokens > 0  # the letter reply's tokens are counted
                 both = letters_match(local, remote)  # a letter missing on both sides is no agreement
                 answered += local is not None and remote is not None
                 agree += both
@@ -109,15 +109,15 @@ def test_served_predictions_agree_with_in_process_llama_cpp(
                 scores = backend.score_choices([request])[0].logprobs
                 likelihood_agree += max(range(len(scores)), key=lambda i: scores[i]) == remote
             else:
-                assert row["error"] is None
+                assert row.error is None
                 completion = backend.generate(w.generation_request)
                 local_prediction = grade_output(
                     w.item, completion.text, None, w.mode, w.suite.answer_pattern
                 ).prediction
-                agree += local_prediction == row["prediction"]
-                differ += [] if local_prediction == row["prediction"] else [w.item.id]
-                same_text += completion.text == row["output"]
-                assert row["prompt_tokens"] > 0 and row["ttft"] is not None and row["ttft"] <= row["latency"]
+                agree += local_prediction == row.prediction
+                differ += [] if local_prediction == row.prediction else [w.item.id]
+                same_text += completion.text == row.output
+                assert row.prompt_tokens > 0 and row.ttft is not None and row.ttft <= row.latency
     finally:
         backend.close()
     share = agree / len(work)
@@ -253,8 +253,8 @@ def test_log_likelihood_over_http_matches_in_process_llama_cpp(tmp_path: Path) -
     assert result.outcome.models[0].error is None
     store = Store(tmp_path / "served" / DB_NAME, create=False)
     try:
-        rows = {(r["suite"], r["item_id"]): r for r in store.results()}
-        assert "log-likelihood (echo + logprobs)" in store.model_runs()[-1]["settings"]
+        rows = {(r.suite, r.item_id): r for r in store.results()}
+        assert "log-likelihood (echo + logprobs)" in (store.model_runs()[-1].settings or {})["multiple_choice"]
     finally:
         store.close()
     work = [w for suite in load_suites(default_tasks()) for w in work_items(suite) if w.scored]
@@ -265,16 +265,16 @@ def test_log_likelihood_over_http_matches_in_process_llama_cpp(tmp_path: Path) -
     worst = max(
         abs(a - b)
         for w, scores in zip(work, expected, strict=True)
-        for a, b in zip(rows[(w.suite.name, w.item.id)]["choice_logprobs"] or [], scores.logprobs, strict=False)
+        for a, b in zip(rows[(w.suite.name, w.item.id)].choice_logprobs or [], scores.logprobs, strict=False)
     )
     print(f"\nlog-likelihood over HTTP: {len(work)} items, largest difference from in-process {worst:.1e} nats")
     for w, scores in zip(work, expected, strict=True):
         row = rows[(w.suite.name, w.item.id)]
-        assert row["error"] is None
-        assert row["prediction"][0] == LETTERS[max(range(len(scores.logprobs)), key=scores.logprobs.__getitem__)]
+        assert row.error is None
+        assert row.prediction[0] == LETTERS[max(range(len(scores.logprobs)), key=scores.logprobs.__getitem__)]
         # counted as in-process (the prompt once, every choice); what the echo requests generated is the server's
         # own usage count (this server reports a few tokens per item for its max_tokens=1 requests)
-        assert row["prompt_tokens"] == scores.prompt_tokens + sum(scores.token_counts)
-        assert row["completion_tokens"] > 0
+        assert row.prompt_tokens == scores.prompt_tokens + sum(scores.token_counts)
+        assert row.completion_tokens > 0
         # float32 weights: no 8-bit activations, so the two KV layouts differ only in rounding
-        assert row["choice_logprobs"] == pytest.approx(list(scores.logprobs), abs=1e-3), w.item.id
+        assert list(row.choice_logprobs or ()) == pytest.approx(list(scores.logprobs), abs=1e-3), w.item.id

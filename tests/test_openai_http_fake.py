@@ -34,6 +34,8 @@ from poccheck.store import DB_NAME, SCHEMA_VERSION, Store
 from poccheck.tasks import load_suites
 from tests.test_cascade import _cost, _costs, cloud
 
+from .rows import stored_result
+
 SECRET = "SECRET-7f3a"  # in every reply and error body the fake server writes that must not be stored
 MC_ITEMS = 4
 TASKS = """id,input,type,choices,answer,category
@@ -158,7 +160,7 @@ def suites(tmp_path: Path, text: str = TASKS) -> list[Any]:
 def assess(server: FakeServer, tmp_path: Path, store: Store, text: str = TASKS, reprobe: bool = False) -> Any:
     served = endpoint(server)
     options = BackendOptions(endpoints=(served,), reprobe=reprobe)
-    return runner.run(suites(tmp_path, text), [served.spec], store, options=options).models[0]
+    return runner.run(suites(tmp_path, text), runner.Schedule((served.spec,)), store, options=options).models[0]
 
 
 # ---------------------------------------------------------------- 1. stored errors quote nothing
@@ -171,7 +173,7 @@ def test_stored_errors_from_a_fake_server_quote_neither_the_reply_nor_the_error_
     store = Store(tmp_path / "out" / DB_NAME)
     try:
         outcome = assess(fake_server, tmp_path, store, FAILING)
-        errors = {row["item_id"]: row["error"] for row in store.results()}
+        errors = {row.item_id: row.error for row in store.results()}
     finally:
         store.close()
     assert outcome.error is None and outcome.failed_items == 3
@@ -205,7 +207,7 @@ def test_the_probed_method_is_recorded_and_reused_when_a_faked_slow_probe_would_
         first = assess(fake_server, tmp_path, store)
         assert (first.error, first.done) == (None, items)
         assert store.probed_method(fake_server.base_url, "m") == "logprobs"
-        assert all(r["choice_logprobs"] for r in store.results() if r["item_id"].startswith("m"))
+        assert all(r.choice_logprobs for r in store.results() if r.item_id.startswith("m"))
         sent = len(fake_server.requests)
 
         # faked: every echo probe now takes "too long", as on a busy server, so a fresh probe picks letters
@@ -216,12 +218,12 @@ def test_the_probed_method_is_recorded_and_reused_when_a_faked_slow_probe_would_
         second = assess(fake_server, tmp_path, store)  # reuses the recorded method: resumes, sends nothing
         assert (second.error, second.done, second.skipped) == (None, 0, items)
         assert len(store.results()) == items and len(fake_server.requests) == sent
-        assert "log-likelihood" in store.model_runs()[-1]["settings"]
+        assert "log-likelihood" in (store.model_runs()[-1].settings or {})["multiple_choice"]
 
         third = assess(fake_server, tmp_path, store, reprobe=True)  # --reprobe: probed again, letters now
         assert (third.error, third.done) == (None, items)
         assert store.probed_method(fake_server.base_url, "m") == "generation"
-        assert "generation + letter" in store.model_runs()[-1]["settings"]
+        assert "generation + letter" in (store.model_runs()[-1].settings or {})["multiple_choice"]
     finally:
         store.close()
     reopened = Store(db, create=False)  # a database of this version opens, with what it recorded
@@ -324,12 +326,12 @@ def test_letter_answers_from_a_fake_server_store_no_scores_and_the_report_says_s
     )
     store = Store(tmp_path / "out" / DB_NAME, create=False)
     try:
-        rows = {r["item_id"]: r for r in store.results()}
+        rows = {r.item_id: r for r in store.results()}
     finally:
         store.close()
     for item in ("m1", "m2", "m3", "m4"):
-        assert rows[item]["error"] is None and rows[item]["choice_logprobs"] is None and rows[item]["margin"] is None
-    assert rows["m1"]["prediction"] == "A. blue" and rows["m2"]["correct"] == 0
+        assert rows[item].error is None and rows[item].choice_logprobs is None and rows[item].margin is None
+    assert rows["m1"].prediction == "A. blue" and rows["m2"].correct == 0
     (found,) = result.findings.models
     assert found.letter_answers == MC_ITEMS and found.accuracy_norm is None
     assert found.accuracy.successes == MC_ITEMS  # three letters right, and g1
@@ -355,10 +357,18 @@ def served_model(name: str, count: int, letters: bool) -> ModelFindings:
     for index in range(count):
         item = TaskItem(id=f"q{index:03d}", input="?", type="multiple_choice", answer=0, choices=("a", "b"))
         output, scores = (" A" if index % 3 else " B", None) if letters else ("", [-0.1, -2.0 + index / count])
-        result = {
-            "output": output, "choice_logprobs": scores, "latency": 0.5, "ttft": None, "prompt_tokens": 20,
-            "completion_tokens": 1, "finish_reason": None, "mean_logprob": None, "error": None,
-        }  # fmt: skip
+        result = stored_result(
+            item,
+            output=output,
+            choice_logprobs=scores,
+            latency=0.5,
+            ttft=None,
+            prompt_tokens=20,
+            completion_tokens=1,
+            finish_reason=None,
+            mean_logprob=None,
+            error=None,
+        )
         rows.append(GradedRow(name, "s", item, result, grade_output(item, output, scores)))
     return ModelFindings(name=name, info=None, error=None, rows=rows, expected_items=count)
 
@@ -386,9 +396,9 @@ def test_a_small_model_answering_by_letter_is_no_cascade_small_tier_and_the_repo
 
 def test_graded_rows_say_which_answers_are_letters() -> None:
     item = TaskItem(id="q", input="?", type="multiple_choice", answer=0, choices=("a", "b"))
-    scored = GradedRow("m", "s", item, {"output": "", "choice_logprobs": [-1.0, -2.0]}, Grade(True, "A. a", True, 1.0))
-    chain = GradedRow(
-        "m", "s", item, {"output": "... the answer is A", "choice_logprobs": None}, Grade(True, "A. a"), "cot"
+    scored = GradedRow(
+        "m", "s", item, stored_result(item, choice_logprobs=[-1.0, -2.0]), Grade(True, "A. a", True, 1.0)
     )
-    letter = GradedRow("m", "s", item, {"output": " A", "choice_logprobs": None}, Grade(True, "A. a"))
+    chain = GradedRow("m", "s", item, stored_result(item, output="... the answer is A"), Grade(True, "A. a"), "cot")
+    letter = GradedRow("m", "s", item, stored_result(item, output=" A"), Grade(True, "A. a"))
     assert (scored.letter_answer, chain.letter_answer, letter.letter_answer) == (False, False, True)

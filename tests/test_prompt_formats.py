@@ -12,7 +12,6 @@ import contextlib
 import html
 import json
 import re
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,13 @@ from poccheck.records import (
     Exemplar,
     ModelInfo,
     PromptFormat,
+    StoredResult,
     Suite,
     TaskItem,
     Turn,
     stable_hash,
 )
-from poccheck.store import DB_NAME
+from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suite
 from poccheck.tasks.prompts import render_prompt
 
@@ -343,10 +343,9 @@ def chat_model(template: bool = True) -> Iterator[list[ChatScripted]]:
         yield loaded
 
 
-def stored(out: Path) -> list[dict[str, Any]]:
-    with contextlib.closing(sqlite3.connect(out / DB_NAME)) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM results ORDER BY rowid")]
+def stored(out: Path) -> list[StoredResult]:
+    with contextlib.closing(Store(out / DB_NAME, create=False)) as store:
+        return store.results()
 
 
 def test_a_rerun_in_another_format_reuses_no_rows_and_the_report_shows_each_format(tmp_path: Path) -> None:
@@ -358,7 +357,7 @@ def test_a_rerun_in_another_format_reuses_no_rows_and_the_report_shows_each_form
         first = pipeline.assess(RunConfig([task], ["chatty"], out, modes=modes))  # auto: the model has a template
         assert loaded[0].asked == ["auto"]
         chat_rows = stored(out)
-        assert len(chat_rows) == 4 and all(r["prompt"].startswith("<|im_start|>system\n") for r in chat_rows)
+        assert len(chat_rows) == 4 and all(r.prompt.startswith("<|im_start|>system\n") for r in chat_rows)
         sent = loaded[0].requests
         assert all(r.turns for r in sent)
         gen = next(r for r in sent if isinstance(r, GenerationRequest) and r.max_tokens == 8)
@@ -374,9 +373,9 @@ def test_a_rerun_in_another_format_reuses_no_rows_and_the_report_shows_each_form
         raw = pipeline.assess(RunConfig([task], ["chatty"], out, modes=modes, prompt_format="raw"))  # flag over suite
         assert loaded[2].asked == ["raw"] and len(loaded[2].requests) == 4  # nothing reused from the chat run
         rows = stored(out)
-        assert len(rows) == 8 and len({r["settings_key"] for r in rows}) == 2
-        assert {r["item_key"] for r in rows[:4]}.isdisjoint({r["item_key"] for r in rows[4:]})
-        assert not any(r["prompt"].startswith("<|im_start|>") for r in rows[4:])
+        assert len(rows) == 8 and len({r.settings_key for r in rows}) == 2
+        assert {r.item_key for r in rows[:4]}.isdisjoint({r.item_key for r in rows[4:]})
+        assert not any(r.prompt.startswith("<|im_start|>") for r in rows[4:])
 
     for result, shown in ((first, "chat"), (raw, "raw")):
         for model in result.findings.models:

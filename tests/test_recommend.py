@@ -12,6 +12,8 @@ from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
 from poccheck.config.plan import Plan, PlanWorkload, Targets
 from poccheck.records import Grade, ModelInfo, TaskItem
 
+from .rows import stored_result
+
 
 def candidate(
     name: str, parameters: int, right: int, n: int, latency: float = 0.5, completion: int = 20
@@ -21,8 +23,16 @@ def candidate(
     rows = []
     for index in range(n):
         item = TaskItem(id=f"q{index}", input="?", type="exact", answer="x", category="rules")
-        result = {"latency": latency, "ttft": 0.1, "prompt_tokens": 200, "completion_tokens": completion,
-                  "finish_reason": "stop", "mean_logprob": -0.5, "error": None}  # fmt: skip
+        result = stored_result(
+            item,
+            latency=latency,
+            ttft=0.1,
+            prompt_tokens=200,
+            completion_tokens=completion,
+            finish_reason="stop",
+            mean_logprob=-0.5,
+            error=None,
+        )
         rows.append(GradedRow(name, "s", item, result, Grade(index < right, "x")))
     model = ModelFindings(name=name, info=info, error=None, rows=rows, accuracy=wilson(right, n))
     model.latency_p95 = latency
@@ -116,8 +126,16 @@ def test_length_normalised_accuracy_counts_only_choices_scored_by_log_likelihood
     from poccheck.analysis.summary import _summarise
 
     item = TaskItem(id="mc", input="?", type="multiple_choice", answer=0, choices=("a", "b"))
-    result = {"latency": 0.1, "ttft": None, "prompt_tokens": 9, "completion_tokens": 0, "finish_reason": None,
-              "mean_logprob": None, "error": None}  # fmt: skip
+    result = stored_result(
+        item,
+        latency=0.1,
+        ttft=None,
+        prompt_tokens=9,
+        completion_tokens=0,
+        finish_reason=None,
+        mean_logprob=None,
+        error=None,
+    )
     scored = GradedRow("m", "s", item, result, Grade(True, "A. a", correct_norm=False))
     generated = GradedRow("m", "s", item, result, Grade(True, "A. a"))  # a chain of thought's letter: no log-probs
     model = ModelFindings(name="m", info=None, error=None, rows=[generated, generated])

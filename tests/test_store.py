@@ -55,7 +55,7 @@ def test_reopen_keeps_results_and_plan(tmp_path: Path) -> None:
     store.close()
     again = Store(tmp_path / "poccheck.db", create=False)
     assert again.plan() == {"models": ["m"], "suites": ["s"]}
-    assert [r["item_id"] for r in again.results()] == ["a"]
+    assert [r.item_id for r in again.results()] == ["a"]
     again.clear_results()
     assert again.results() == []
 
@@ -99,8 +99,24 @@ def test_items_with_dates_in_metadata_are_stored(tmp_path: Path) -> None:
     import datetime
 
     store = Store(tmp_path / "poccheck.db")
-    store.save_items("s", [("k", "fewshot", None, {"id": "a", "metadata": {"due": datetime.date(2024, 5, 1)}})])
-    assert store.items()[0]["item"]["metadata"]["due"] == "2024-05-01"
+    store.save_items(
+        "s",
+        [
+            (
+                "k",
+                "fewshot",
+                None,
+                {
+                    "id": "a",
+                    "input": "q",
+                    "type": "exact",
+                    "answer": "x",
+                    "metadata": {"due": datetime.date(2024, 5, 1)},
+                },
+            )
+        ],
+    )
+    assert store.items()[0].item.metadata["due"] == "2024-05-01"
 
 
 def test_a_reply_with_lone_surrogates_is_stored_not_refused(tmp_path: Path) -> None:
@@ -108,4 +124,4 @@ def test_a_reply_with_lone_surrogates_is_stored_not_refused(tmp_path: Path) -> N
     store = Store(tmp_path / "poccheck.db")
     store.add_result(store.start_run({}), replace(row("a"), output="x\ud800y\ud83d\ude00\x00", prediction="\udfff"))
     (stored,) = store.results()
-    assert (stored["output"], stored["prediction"]) == ("x\ufffdy😀\x00", "\ufffd")
+    assert (stored.output, stored.prediction) == ("x\ufffdy😀\x00", "\ufffd")

@@ -126,7 +126,7 @@ def confidence(row: GradedRow) -> float | None:
         return None
     if row.item.is_multiple_choice and row.grade.margin is not None:
         return row.grade.margin
-    value = row.result.get("mean_logprob")
+    value = row.result.mean_logprob
     return float(value) if value is not None else None
 
 

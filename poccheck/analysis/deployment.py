@@ -168,9 +168,7 @@ def cost_findings(findings: Findings, plan: Plan) -> CostFindings:
 
 def measured_latency(model: ModelFindings) -> Latency:
     """Latency as measured on the deployment that served the requests."""
-    per_item = {
-        r.key: math.inf if r.grade is None or r.result.get("error") else float(r.result["latency"]) for r in model.rows
-    }
+    per_item = {r.key: math.inf if r.grade is None or r.result.error else r.result.latency for r in model.rows}
     return Latency(nearest_rank(list(per_item.values()), 95), False, per_item)
 
 
@@ -179,11 +177,11 @@ def projected_latency(model: ModelFindings, profile: ServerProfile, parameters: 
     output token: a deployed multiple-choice answer is a generated letter)."""
     per_item = {}
     for row in model.rows:
-        if row.grade is None or row.result.get("error"):
+        if row.grade is None or row.result.error:
             per_item[row.key] = math.inf
             continue
-        tokens_in = float(row.result.get("prompt_tokens") or 0)
-        tokens_out = max(1.0, float(row.result.get("completion_tokens") or 0))
+        tokens_in = float(row.result.prompt_tokens)
+        tokens_out = max(1.0, float(row.result.completion_tokens))
         per_item[row.key] = projected_seconds_per_task(parameters, weights, tokens_in, tokens_out, profile)
     return Latency(nearest_rank(list(per_item.values()), 95), True, per_item)
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from poccheck.analysis.stats import Proportion, median, percentile, wilson
+from poccheck.config.manifest import manifest_from_record
 from poccheck.grading import answered_by_letter
 from poccheck.grading.attention import AttentionView, CopyScore, mean_scores
 from poccheck.grading.stage import GradeKey
-from poccheck.records import Grade, ModelInfo, Stored, TaskItem
+from poccheck.records import (
+    AttentionRecord,
+    Grade,
+    ModelInfo,
+    ModelRun,
+    RunRecord,
+    Stored,
+    StoredItem,
+    StoredResult,
+    TaskItem,
+)
 
 
 @dataclass(frozen=True)
@@ -22,7 +32,7 @@ class GradedRow:
     model: str
     suite: str
     item: TaskItem
-    result: dict[str, Any]
+    result: StoredResult
     grade: Grade | None
     mode: str = "fewshot"
 
@@ -41,7 +51,7 @@ class GradedRow:
         scores, so no margin, no length-normalised answer and no cascade confidence."""
         if self.grade is None or not self.item.is_multiple_choice or self.mode == "cot":
             return False
-        return answered_by_letter(str(self.result.get("output") or ""), self.result.get("choice_logprobs"))
+        return answered_by_letter(self.result.output or "", self.result.choice_logprobs)
 
 
 @dataclass
@@ -138,66 +148,54 @@ class Findings:
     categories: list[str]
     suites: list[str]
     items: int
-    runs: list[dict[str, Any]]
+    runs: tuple[RunRecord, ...]
     agreements: list[Agreement] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StoredItem:
-    suite: str
-    item: TaskItem
-    mode: str
-    answer_pattern: str | None
 
 
 def analyse(stored: Stored, grades: Mapping[GradeKey, Grade | None]) -> Findings:
     """Summarise the stored results of the latest plan per model and prompting mode, with their ``grades``
     (``grading.stage.grade_stored``)."""
-    plan = stored.plan
-    wanted_models: list[str] = plan.get("models", [])
-    wanted_suites: list[str] = plan.get("suites", [])
-    modes: list[str] = plan.get("modes") or ["fewshot"]
-    model_modes: dict[str, list[str]] = plan.get("model_modes") or {}  # candidates run in modes of their own
+    manifest = manifest_from_record(stored.manifest)
+    wanted_models = list(manifest.config.models) if manifest else []
+    wanted_suites = list(manifest.suites) if manifest else []
+    modes: tuple[str, ...] = manifest.modes if manifest else ("fewshot",)
     items: dict[tuple[str, str], StoredItem] = {}
-    for row in stored.items:
-        if wanted_suites and row["suite"] not in wanted_suites:
-            continue
-        items[(row["suite"], row["item_key"])] = StoredItem(
-            row["suite"], row["item"], row["mode"], row["answer_pattern"]
-        )
+    for stored_item in stored.items:
+        if not wanted_suites or stored_item.suite in wanted_suites:
+            items[(stored_item.suite, stored_item.item_key)] = stored_item
     infos = stored.model_infos
     runs = stored.model_runs
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, ModelRun] = {}
     for run in runs:  # the latest run that got as far as loading the model, else the latest failure
-        if run.get("settings_key") or run["model"] not in latest or not latest[run["model"]].get("settings_key"):
-            latest[run["model"]] = run
-    results_by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        if run.settings_key or run.model not in latest or not latest[run.model].settings_key:
+            latest[run.model] = run
+    results_by_key: dict[tuple[str, str], list[StoredResult]] = defaultdict(list)
     for result in stored.results:  # by content fingerprint and settings, whatever name the model had then
-        results_by_key[(result["model_fingerprint"], result["settings_key"])].append(result)
+        results_by_key[(result.model_fingerprint, result.settings_key)].append(result)
 
     findings = []
     for name in wanted_models or list(latest):
-        run = latest.get(name, {})
-        fingerprint = run.get("fingerprint")
+        chosen = latest.get(name)
+        fingerprint = chosen.fingerprint if chosen else None
         info = infos.get(name) if fingerprint else None
-        settings = run.get("settings_key")
-        own = model_modes.get(name, modes)
+        settings = chosen.settings_key if chosen else None
+        own = manifest.modes_of(name) if manifest else modes  # candidates may run in modes of their own
         for mode in own:
             # an item is stored under its raw and its chat key: count each once
             expected = len({(s.suite, s.item.id) for s in items.values() if s.mode == mode})
             model = ModelFindings(
-                name=name, info=info, error=run.get("error"), expected_items=expected, mode=mode,
+                name=name, info=info, error=chosen.error if chosen else None, expected_items=expected, mode=mode,
                 multimode=len(modes) > 1,
             )  # fmt: skip
             for result in results_by_key.get((str(fingerprint), str(settings)), []):
-                found = items.get((result["suite"], result["item_key"]))
+                found = items.get((result.suite, result.item_key))
                 if found is None or found.mode != mode:
                     continue
-                grade = grades.get((result["model_fingerprint"], result["item_key"], result["settings_key"]))
+                grade = grades.get((result.model_fingerprint, result.item_key, result.settings_key))
                 model.rows.append(GradedRow(name, found.suite, found.item, result, grade, mode))
-            _summarise(model, [r for r in runs if r["model"] == name], wanted_suites)
+            _summarise(model, [r for r in runs if r.model == name], wanted_suites)
             if fingerprint and settings and mode == own[-1]:
-                _attach_attention(model, stored.attention.get((fingerprint, settings), []), items)
+                _attach_attention(model, stored.attention.get((fingerprint, settings), ()), items)
             findings.append(model)
     categories = sorted({s.item.category for s in items.values()})
     return Findings(
@@ -211,20 +209,18 @@ def analyse(stored: Stored, grades: Mapping[GradeKey, Grade | None]) -> Findings
 
 
 def _attach_attention(
-    model: ModelFindings, stored: list[dict[str, Any]], items: dict[tuple[str, str], StoredItem]
+    model: ModelFindings, stored: Sequence[AttentionRecord], items: dict[tuple[str, str], StoredItem]
 ) -> None:
     by_key = {key: s.item for (_, key), s in items.items()}
     scores: dict[bool, list[CopyScore]] = {True: [], False: []}
     for entry in stored:
-        item = by_key.get(entry["item_key"])
+        item = by_key.get(entry.item_key)
         if item is None:
             continue
-        if entry["kind"] == "view":
-            model.views.append(
-                ItemView(item, entry["answer"], entry["correct"], AttentionView(**_tuples(entry["view"])))
-            )
-        elif entry["kind"] == "copy" and entry["score"]:
-            scores[bool(entry["correct"])].append(CopyScore(**entry["score"]))
+        if entry.kind == "view" and entry.view is not None:
+            model.views.append(ItemView(item, entry.answer or "", entry.correct, AttentionView(**_tuples(entry.view))))
+        elif entry.kind == "copy" and entry.score:
+            scores[entry.correct].append(CopyScore(**entry.score))
     model.views.sort(key=lambda v: v.correct)
     overall = mean_scores(scores[True] + scores[False])
     if overall is not None:
@@ -260,7 +256,7 @@ def agreements(models: list[ModelFindings]) -> list[Agreement]:
     return found
 
 
-def _summarise(model: ModelFindings, runs: list[dict[str, Any]], suites: list[str] | None = None) -> None:
+def _summarise(model: ModelFindings, runs: list[ModelRun], suites: list[str] | None = None) -> None:
     rows = model.rows
     graded = [r for r in rows if r.grade is not None]
     model.errors = len(rows) - len(graded)
@@ -276,36 +272,36 @@ def _summarise(model: ModelFindings, runs: list[dict[str, Any]], suites: list[st
             groups[getattr(row.item, attribute)].append(row)
         setattr(model, key, {g: wilson(sum(r.correct for r in rs), len(rs)) for g, rs in sorted(groups.items())})
     ok = [r.result for r in graded]
-    latencies = [r["latency"] for r in ok]
+    latencies = [r.latency for r in ok]
     model.latency_p50 = median(latencies)
     model.latency_p95 = percentile(latencies, 95)
-    model.ttft_p50 = median([r["ttft"] for r in ok if r["ttft"] is not None])
+    model.ttft_p50 = median([r.ttft for r in ok if r.ttft is not None])
     decode = []
     for r in ok:
-        if r["ttft"] is not None and r["completion_tokens"] > 1 and r["latency"] > r["ttft"]:
-            decode.append((r["completion_tokens"] - 1) / (r["latency"] - r["ttft"]))
+        if r.ttft is not None and r.completion_tokens > 1 and r.latency > r.ttft:
+            decode.append((r.completion_tokens - 1) / (r.latency - r.ttft))
     model.decode_tokens_per_second = median(decode)
     # throughput: items over the wall time of the runs that answered them (several in flight at once count once);
     # a store without run times falls back to the sum of the items' latencies
-    walls = [(r["items_done"], r["seconds"]) for r in runs if r.get("items_done") and r.get("seconds")]
+    walls = [(run.items_done, run.seconds) for run in runs if run.items_done and run.seconds]
     total_time = sum(s for _, s in walls) if walls else sum(latencies)
     answered = sum(n for n, _ in walls) if walls else len(ok)
     model.items_per_second = answered / total_time if total_time > 0 else None
-    model.tokens_in = sum(r["prompt_tokens"] for r in ok)
-    model.tokens_out = sum(r["completion_tokens"] for r in ok)
-    model.capped = sum(1 for r in ok if r["finish_reason"] == "length")
-    model.context_cut = sum(1 for r in ok if r["finish_reason"] == "context")
-    model.looped = sum(1 for r in ok if r["finish_reason"] == "loop")
-    model.generated = sum(1 for r in ok if r["finish_reason"] is not None)
+    model.tokens_in = sum(r.prompt_tokens for r in ok)
+    model.tokens_out = sum(r.completion_tokens for r in ok)
+    model.capped = sum(1 for r in ok if r.finish_reason == "length")
+    model.context_cut = sum(1 for r in ok if r.finish_reason == "context")
+    model.looped = sum(1 for r in ok if r.finish_reason == "loop")
+    model.generated = sum(1 for r in ok if r.finish_reason is not None)
     model.unparsed = sum(1 for r in graded if r.mode == "cot" and r.grade is not None and not r.grade.answered)
-    peaks = [r["peak_rss"] for r in runs if r.get("peak_rss")]
+    peaks = [run.peak_rss for run in runs if run.peak_rss]
     model.peak_rss = max(peaks) if peaks else None
-    loads = [r["load_seconds"] for r in runs if r.get("load_seconds")]
+    loads = [run.load_seconds for run in runs if run.load_seconds]
     model.load_seconds = loads[-1] if loads else None
-    vram = [r["peak_vram"] for r in runs if r.get("peak_vram")]
+    vram = [run.peak_vram for run in runs if run.peak_vram]
     model.peak_vram = max(vram) if vram else None
-    settings = [r["settings"] for r in runs if r.get("settings")]
-    model.settings = json.loads(settings[-1]) if settings else {}
+    settings = [run.settings for run in runs if run.settings]
+    model.settings = settings[-1] if settings else {}
     model.prompt_formats = prompt_formats(model.settings, suites or sorted({r.suite for r in rows}))
 
 

@@ -565,9 +565,14 @@ out: poc
 
 
 def plan_record(plan: Plan) -> dict[str, Any]:
-    """What a report needs of a plan, as JSON-ready data (stored with the results)."""
+    """The whole plan as JSON-ready data, stored with the results in the run manifest (:func:`plan_from_record`
+    reads it back)."""
     return {
         "path": str(plan.path),
+        "tasks": [str(p) for p in plan.tasks],
+        "candidates": list(plan.candidates),
+        "modes": list(plan.modes),
+        "candidate_modes": {spec: list(modes) for spec, modes in plan.candidate_modes.items()},
         "targets": {
             "accuracy": dict(plan.targets.accuracy),
             "p95_latency_seconds": plan.targets.p95_latency_seconds,
@@ -584,20 +589,28 @@ def plan_record(plan: Plan) -> dict[str, Any]:
         "exchange_rate": plan.exchange_rate,
         "language": plan.language,
         "cost_profiles": plan.cost_profiles,
+        "out": str(plan.out),
+        "endpoints": [served.endpoint_record(e) for e in plan.endpoints],
+        "prompt_format": plan.prompt_format,
     }
 
 
 def plan_from_record(record: dict[str, Any]) -> Plan:
-    """Rebuild the parts of a plan a report needs from :func:`plan_record` data (task paths are not kept)."""
+    """The plan :func:`plan_record` stored. Records of earlier versions kept only what a report needs (no tasks,
+    candidates, modes, endpoints or folder): those parts come back empty or at their defaults."""
     return Plan(
         path=Path(record["path"]),
-        tasks=(),
-        candidates=(),
-        modes=("fewshot",),
+        tasks=tuple(Path(p) for p in record.get("tasks", ())),
+        candidates=tuple(record.get("candidates", ())),
+        modes=tuple(record.get("modes", ("fewshot",))),
         targets=Targets(**record["targets"]),
         workload=PlanWorkload(**record["workload"]),
         currency=record["currency"],
         exchange_rate=record["exchange_rate"],
         language=record["language"],
         cost_profiles=record["cost_profiles"],
+        out=Path(record.get("out", "poc")),
+        endpoints=tuple(served.Endpoint(**e) for e in record.get("endpoints", ())),
+        prompt_format=record.get("prompt_format"),
+        candidate_modes={spec: tuple(modes) for spec, modes in record.get("candidate_modes", {}).items()},
     )

@@ -16,20 +16,18 @@ GradeUpdate = tuple[str | None, bool | None, float | None, str, str, str]  # pre
 
 def grade_stored(stored: Stored) -> dict[GradeKey, Grade | None]:
     """The grade of every stored result whose item is stored (None: the model failed on it)."""
-    items = {(row["suite"], row["item_key"]): row for row in stored.items}
+    items = {(stored_item.suite, stored_item.item_key): stored_item for stored_item in stored.items}
     grades: dict[GradeKey, Grade | None] = {}
     for result in stored.results:
-        row = items.get((result["suite"], result["item_key"]))
-        if row is None:
+        found = items.get((result.suite, result.item_key))
+        if found is None:
             continue
-        key = (result["model_fingerprint"], result["item_key"], result["settings_key"])
-        if result["error"]:
+        key = (result.model_fingerprint, result.item_key, result.settings_key)
+        if result.error:
             grades[key] = None
             continue
-        mode: Mode = "cot" if row["mode"] == "cot" else "fewshot"
-        grades[key] = grade_output(
-            row["item"], result["output"], result["choice_logprobs"], mode, row["answer_pattern"]
-        )
+        mode: Mode = "cot" if found.mode == "cot" else "fewshot"
+        grades[key] = grade_output(found.item, result.output, result.choice_logprobs, mode, found.answer_pattern)
     return grades
 
 

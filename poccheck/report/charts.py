@@ -65,7 +65,7 @@ def latency_chart(models: list[ModelFindings], t: Translator) -> str | None:
     shown = [m for m in models if any(r.grade is not None for r in m.rows)]
     if not shown:
         return None
-    data = [[r.result["latency"] for r in m.rows if r.grade is not None] for m in shown]
+    data = [[r.result.latency for r in m.rows if r.grade is not None] for m in shown]
     figure, axis = plt.subplots(figsize=(6.5, 0.6 + 0.45 * len(shown)))
     axis.boxplot(data[::-1], vert=False, widths=0.5, showfliers=True)
     axis.set_yticks(range(1, len(shown) + 1), [_short(m.label) for m in shown][::-1])
