@@ -20,14 +20,15 @@ from typer.testing import CliRunner, Result
 
 from poccheck import models, pipeline, runner
 from poccheck.adapters import ADAPTER_WEIGHTS, CHECKPOINT, HELDOUT, MANIFEST, discard_adapter
-from poccheck.backends import ChoiceRequest, GenerationRequest
+from poccheck.backends import ChoiceRequest
 from poccheck.backends.registry import BackendOptions
+from poccheck.backends.scripted import ScriptedBackend
 from poccheck.cli import app
 from poccheck.config.run import RunConfig
-from poccheck.errors import BackendError, FinetuneError, PocCheckError
+from poccheck.errors import FinetuneError, PocCheckError
 from poccheck.i18n import Translator
 from poccheck.private import make_private, private_umask
-from poccheck.records import ChoiceScores, Completion, ModelInfo
+from poccheck.records import ChoiceScores, ModelInfo
 from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suite
 
@@ -48,59 +49,43 @@ items:
 """
 
 
-class FailingScripted:
-    """Scripted (fake) backend: every generation fails with an error quoting the prompt, as a server might."""
-
-    choice_batch = 1
-
-    def __init__(self, info: ModelInfo) -> None:
-        self.info = info
-
-    def score_choices(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
-        return [ChoiceScores((-1.0, -2.0), (1, 1), 12, 0.01) for _ in requests]
-
-    def generate(self, request: GenerationRequest) -> Completion:
-        raise BackendError(f"server said: 500 could not process {request.prompt[-60:]!r}")
-
-    def settings(self) -> dict[str, object]:
-        return {"scripted": True}
-
-    def peak_vram(self) -> int | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-class AnsweringScripted(FailingScripted):
-    """Scripted (fake) backend answering every generation with "42"."""
-
-    def generate(self, request: GenerationRequest) -> Completion:
-        return Completion("42", 12, 1, 0.25, 0.05, "stop", -0.1)
+FAILING = f"""\
+# every generation fails with an error that quotes the item, as a server might
+replies: [{{error: "server said: 500 could not process 'What is the part number of {SECRET}?'"}}]
+choices: [[-1.0, -2.0]]
+"""
+ANSWERING = "replies: ['42']\nchoices: [[-1.0, -2.0]]\n"
 
 
 @contextlib.contextmanager
 def scripted_model(
-    backend: type[FailingScripted], fingerprint: str = "fp-scripted", legacy: str | None = None
+    script: Path, fingerprint: str | None = None, legacy: str | None = None, backend: type | None = None
 ) -> Iterator[str]:
-    """The model spec ``scripted``, resolved and loaded by the real runner as ``backend``, under the given keys."""
-    info = ModelInfo(
-        name="scripted", backend="llama.cpp", path="/models/scripted.gguf", fingerprint=fingerprint,
-        legacy_fingerprint=legacy, parameters=135_000_000, quantization="Q8_0", file_size=145_000_000,
-        context_length=2048, architecture="llama", family="smollm2", layers=30, kv_heads=3, head_dim=64,
-    )  # fmt: skip
+    """The shipped scripted model ``script`` (``FILE@scripted``), run by the real runner; with ``fingerprint`` and
+    ``legacy`` it is keyed as given (as if its weights had been fingerprinted so), with ``backend`` loaded as that
+    subclass of the scripted backend."""
+    spec = f"{script}@scripted"
+    info = models.resolve(spec)
+    keyed = replace(info, fingerprint=fingerprint or info.fingerprint, legacy_fingerprint=legacy)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner.models, "resolve", lambda spec, endpoints=(): info)
-        patch.setattr(runner.models, "check_memory", lambda info, context_tokens: None)
-        patch.setattr(runner, "load_backend", lambda info, options: backend(info))
-        yield info.name
+        if fingerprint or legacy:
+            patch.setattr(runner.models, "resolve", lambda spec, endpoints=(): keyed)
+        if backend is not None:
+            patch.setattr(runner, "load_backend", lambda info, options: backend(info))
+        yield spec
+
+
+def write_script(tmp_path: Path, text: str, name: str = "model.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def test_redacted_report_withholds_item_errors_that_quote_the_item_scripted_backend(tmp_path: Path) -> None:
     suite = tmp_path / "private.yaml"
     suite.write_text(SUITE, encoding="utf-8")
     out = tmp_path / "poc"
-    with scripted_model(FailingScripted) as model:
+    with scripted_model(write_script(tmp_path, FAILING)) as model:
         done = CliRunner().invoke(
             app, ["assess", "--tasks", str(suite), "--model", model, "--out", str(out), "--redact"]
         )
@@ -224,10 +209,11 @@ def test_results_stored_under_the_old_sampled_key_keep_resuming_scripted_backend
     suite = tmp_path / "private.yaml"
     suite.write_text(SUITE, encoding="utf-8")
     out = tmp_path / "poc"
-    with scripted_model(AnsweringScripted, "sampled-old") as model:  # as an earlier version keyed them
+    script = write_script(tmp_path, ANSWERING)
+    with scripted_model(script, "sampled-old") as model:  # as an earlier version keyed them
         first = pipeline.assess(RunConfig([suite], [model], out))
     assert first.outcome.models[0].done == 2
-    with scripted_model(AnsweringScripted, "whole-file-new", "sampled-old") as model:
+    with scripted_model(script, "whole-file-new", "sampled-old") as model:
         again = pipeline.assess(RunConfig([suite], [model], out))
     (outcome,) = again.outcome.models
     assert (outcome.done, outcome.skipped) == (0, 2), "the rerun started over instead of resuming"
@@ -306,7 +292,7 @@ def test_a_run_stopped_while_scoring_keeps_every_item_scored_before_it_scripted_
     assert LlamaCppBackend.choice_batch == 1
     calls: list[int] = []
 
-    class StoppedOnTheThirdCall(AnsweringScripted):
+    class StoppedOnTheThirdCall(ScriptedBackend):
         choice_batch = LlamaCppBackend.choice_batch
 
         def score_choices(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceScores]:
@@ -319,7 +305,8 @@ def test_a_run_stopped_while_scoring_keeps_every_item_scored_before_it_scripted_
     rows = [f"m{k},Which line makes part {k}?,multiple_choice,line A|line B,A" for k in range(6)]
     suite.write_text("id,input,type,choices,answer\n" + "\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "poc"
-    with scripted_model(StoppedOnTheThirdCall) as model, pytest.raises(KeyboardInterrupt):
+    script = write_script(tmp_path, ANSWERING)
+    with scripted_model(script, backend=StoppedOnTheThirdCall) as model, pytest.raises(KeyboardInterrupt):
         pipeline.assess(RunConfig([suite], [model], out))
     assert calls == [1, 1, 1]
     with contextlib.closing(sqlite3.connect(out / DB_NAME)) as db:
