@@ -14,7 +14,12 @@ Printed: items/s, generated tokens/s, each against raw, how many outputs differ 
 the engine's CPU features and the memory bandwidth numpy measures on this machine (a bound for one sequence:
 each generated token reads every weight once).
 
+With ``--backend transformers`` the same items run through the transformers backend (the GGUF's weights
+dequantised, float32 on CPU): sequential against N = 2 and 4 in one left-padded batch, and for each output that
+differs from the item's alone, the gap between the two best next tokens where it parts.
+
     python benchmarks/generation_throughput.py [--model gemma3-270m-q4] [--mode cot] [--items 12]
+    python benchmarks/generation_throughput.py --backend transformers [--model gemma3-270m-q4]
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ import numpy as np
 
 from poccheck import models, runner
 from poccheck.backends import GenerationRequest
+from poccheck.backends.hf import HFSettings, TransformersBackend
 from poccheck.backends.llama_cpp import LlamaCppBackend, default_threads, system_info, weight_repacking
-from poccheck.records import Completion, Mode
+from poccheck.records import Completion, Mode, ModelInfo
 from poccheck.tasks import load_suite
 from poccheck.tasks.examples import examples_dir
 
@@ -46,7 +52,9 @@ def bandwidth() -> float:
     return 2 * source.nbytes / best / 1e9
 
 
-def items(backend: LlamaCppBackend, name: str, mode: Mode, count: int, cap: int) -> list[GenerationRequest]:
+def items(
+    backend: LlamaCppBackend | TransformersBackend, name: str, mode: Mode, count: int, cap: int
+) -> list[GenerationRequest]:
     suite = load_suite(examples_dir() / "factory_suite.yaml")
     formats = runner.suite_formats(backend, [suite], name)
     work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_items(suite, mode)]
@@ -75,16 +83,63 @@ def raw_run(backend: LlamaCppBackend, requests: list[GenerationRequest]) -> tupl
     return seconds, texts, tokens
 
 
+def first_gap(backend: TransformersBackend, request: GenerationRequest, alone: str, batched: str) -> float:
+    """The gap between the two best next-token log-probabilities where ``batched`` leaves ``alone`` (its tokens
+    as the tokenizer reads the text back), from one unpadded forward pass."""
+    import torch
+
+    tokens = backend.tokenizer(alone, add_special_tokens=False)["input_ids"]
+    same = max(k for k in range(len(tokens) + 1) if batched.startswith(backend.tokenizer.decode(tokens[:k])))
+    ids = backend.prompt_tokens(request.prompt, request.turns) + tokens[:same]
+    with torch.inference_mode():
+        logits = backend.model(input_ids=torch.tensor([ids], device=backend.device)).logits[0, -1].float()
+    best = torch.topk(torch.log_softmax(logits, -1), 2).values
+    return float(best[0] - best[1])
+
+
+def transformers_rows(info: ModelInfo, mode: Mode, count: int, cap: int) -> int:
+    """Sequential against N = 2 and 4 in one left-padded batch; each differing output with the gap of the two best
+    next tokens where it parts (a near-tie: well under 0.01)."""
+    backend = TransformersBackend(models.resolve(f"{info.name}@transformers"), HFSettings(device="cpu"))
+    requests = items(backend, info.name, mode, count, cap)
+    print(f"transformers {backend.settings()['dtype']} on {backend.device}, {len(requests)} {mode} items, "
+          f"token budget {requests[0].max_tokens}")  # fmt: skip
+    backend.generate(requests[0])  # warm-up
+    start = time.perf_counter()
+    alone = [backend.generate(r) for r in requests]
+    sequential = time.perf_counter() - start
+    print(f"{'configuration':46} {'seconds':>8} {'items/s':>8} {'tokens/s':>9} {'vs seq':>7} {'differ':>7}")
+    rows = [("transformers sequential", sequential, alone)]
+    for n in (2, 4):
+        start = time.perf_counter()
+        done = dict(backend.generate_many(requests, n))
+        rows.append((f"transformers N = {n} together", time.perf_counter() - start,
+                     [c for _, c in sorted(done.items()) if isinstance(c, Completion)]))  # fmt: skip
+    for label, seconds, completions in rows:
+        differ = [i for i, (a, b) in enumerate(zip(alone, completions, strict=True)) if a.text != b.text]
+        tokens = sum(c.completion_tokens for c in completions)
+        print(f"{label:46} {seconds:8.2f} {len(completions) / seconds:8.3f} {tokens / seconds:9.1f} "
+              f"{sequential / seconds:6.2f}x {len(differ):4d}/{len(completions)}")  # fmt: skip
+        for i in differ:
+            gap = first_gap(backend, requests[i], alone[i].text, completions[i].text)
+            print(f"    item {i}: parts from the item alone where its two best tokens are {gap:.4f} apart")
+    backend.close()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m-q4")
     parser.add_argument("--mode", default="cot", choices=["direct", "fewshot", "cot"])
     parser.add_argument("--items", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--backend", default="llama.cpp", choices=["llama.cpp", "transformers"])
     args = parser.parse_args()
     info = models.resolve(args.model)
     print(f"engine: {system_info()}")
     print(f"memory bandwidth (numpy copy): {bandwidth():.1f} GB/s; {default_threads()} threads")
+    if args.backend == "transformers":
+        return transformers_rows(info, args.mode, args.items, args.max_tokens)
     backend = LlamaCppBackend(info)
     requests = items(backend, info.name, args.mode, args.items, args.max_tokens)
     print(f"model {info.name} ({info.parameters:,} parameters, {info.quantization}), {len(requests)} {args.mode} "

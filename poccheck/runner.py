@@ -330,10 +330,13 @@ def _run_model(
             return outcome
         work = [for_format(w, formats[w.suite.name], backend) for w in work]
         settings = backend.settings()
-        settings_key = stable_hash(keyed_settings(settings, formats))
-        # generations decoded together: recorded with the run (latencies are with this many in flight), not part
-        # of the results' key, since each output is what the item gives alone
+        # generations decoded together: recorded with the run (latencies are with this many in flight); part of the
+        # results' key only where batching can change an output (transformers' padded batches), since elsewhere
+        # each output is what the item gives alone
         slots = options.generation_slots() if isinstance(backend, BatchedGenerationBackend) else 1
+        if slots > 1 and not getattr(backend, "exact_batching", True):
+            settings = {**settings, "padded_batch": slots}
+        settings_key = stable_hash(keyed_settings(settings, formats))
         if info.legacy_fingerprint:  # results an earlier version stored under its sampled key keep resuming
             moved = store.rekey_model(info.legacy_fingerprint, info.fingerprint)
             if moved:

@@ -9,8 +9,9 @@ import torch
 
 from poccheck.backends import ChoiceRequest, GenerationRequest
 from poccheck.backends.hf import HFSettings, TransformersBackend, pick_device, pick_dtype
-from poccheck.errors import ModelError
+from poccheck.errors import BackendError, ModelError
 from poccheck.models import resolve
+from poccheck.records import Completion
 
 from .tiny_models import build_model
 
@@ -115,3 +116,62 @@ def test_cuda_path_matches_cpu(tiny: Path, backend: TransformersBackend) -> None
     for a, b in zip(gpu.score_choices(REQUESTS), backend.score_choices(REQUESTS), strict=True):
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-3)
     assert (gpu.peak_vram() or 0) > 0
+
+
+GENERATIONS = [
+    GenerationRequest(prompt, (), budget)
+    for prompt, budget in [
+        ("The spindle", 12), ("Inspection rule: every part outside tolerance", 20), ("1, 2, 3,", 6),
+        ("Q: torque of an M8 bolt?\nA:", 16), ("x", 9), ("Maintenance log, line 7: the press", 14),
+    ]
+]  # fmt: skip
+
+
+def greedy_reference(backend: TransformersBackend, request: GenerationRequest) -> tuple[list[int], list[float]]:
+    """Greedy tokens from full forward passes (no cache, no padding), with each step's gap between the two best
+    log-probabilities; it stops where the backend would (end of sequence, or the budget)."""
+    ids = backend.tokenize(request.prompt, add_bos=True)
+    tokens: list[int] = []
+    gaps: list[float] = []
+    with torch.no_grad():
+        while len(tokens) < request.max_tokens:
+            log_probs = torch.log_softmax(
+                backend.model(input_ids=torch.tensor([ids + tokens])).logits[0, -1].float(), -1
+            )
+            best = torch.topk(log_probs, 2)
+            gaps.append(float(best.values[0] - best.values[1]))
+            token = int(best.indices[0])
+            if token in backend._eos:
+                break
+            tokens.append(token)
+    return tokens, gaps
+
+
+def test_generations_decoded_together_are_each_items_own_or_part_at_a_near_tie(backend: TransformersBackend) -> None:
+    alone = [backend.generate(r) for r in GENERATIONS]
+    for request, completion in zip(GENERATIONS, alone, strict=True):  # one at a time: the plain greedy output
+        tokens, _ = greedy_reference(backend, request)
+        assert completion.text == backend.tokenizer.decode(tokens, skip_special_tokens=True)
+    for parallel in (2, 4, len(GENERATIONS)):
+        together = dict(backend.generate_many(GENERATIONS, parallel))
+        assert sorted(together) == list(range(len(GENERATIONS)))
+        for index, request in enumerate(GENERATIONS):
+            batched, single = together[index], alone[index]
+            assert isinstance(batched, Completion)
+            assert 0 < batched.ttft <= batched.seconds and batched.prompt_tokens == single.prompt_tokens
+            if batched.text == single.text:
+                assert batched.completion_tokens == single.completion_tokens
+                assert batched.mean_logprob == pytest.approx(single.mean_logprob, abs=1e-4)
+                continue
+            # left padding may change an output only where the two best next tokens nearly tie
+            tokens, gaps = greedy_reference(backend, request)
+            texts = [backend.tokenizer.decode(tokens[:k], skip_special_tokens=True) for k in range(len(tokens) + 1)]
+            same = max(k for k, text in enumerate(texts) if batched.text.startswith(text))
+            assert gaps[same] < 1e-3, (parallel, index, gaps[same])
+
+
+def test_a_prompt_too_long_fails_alone_in_a_batch(backend: TransformersBackend) -> None:
+    too_long = GenerationRequest("word " * 400, (), 4)  # the tiny models hold 256 positions
+    results = dict(backend.generate_many([GENERATIONS[0], too_long, GENERATIONS[2]], 3))
+    assert isinstance(results[1], BackendError) and "context holds 256" in str(results[1])
+    assert isinstance(results[0], Completion) and isinstance(results[2], Completion)

@@ -125,7 +125,11 @@ def effective_format(backend: object, requested: PromptFormat, model: str) -> Ef
 
 @runtime_checkable
 class BatchedGenerationBackend(Protocol):
-    """A local engine that decodes several generations together."""
+    """A local engine that decodes several generations together. ``exact_batching``: whether each output is what
+    the item gives alone (llama.cpp); where it is not (transformers' padded batches) the runner puts the batch size
+    in the results' key."""
+
+    exact_batching: bool
 
     def generate_many(
         self, requests: Sequence[GenerationRequest], parallel: int

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -313,59 +313,93 @@ class TransformersBackend(ChatPrompting):
 
     # ------------------------------------------------------------------ generation
 
+    # Several generations are decoded together in a left-padded batch: padding changes the shapes of the matrix
+    # products, so an output may differ from the item's alone where its two best next tokens nearly tie. The
+    # batch size is therefore part of the results' key (the runner adds it), unlike llama.cpp's exact batching.
+    exact_batching = False
+
     def generate(self, request: GenerationRequest) -> Completion:
+        ((_, result),) = self.generate_many([request], 1)
+        if isinstance(result, BackendError):
+            raise result
+        return result
+
+    def generate_many(
+        self, requests: Sequence[GenerationRequest], parallel: int
+    ) -> Iterator[tuple[int, Completion | BackendError]]:
+        """Decode ``parallel`` generations at a time in one left-padded batch with one KV cache; a finished
+        sequence leaves the batch (its rows of the cache are dropped) and is yielded at once. Alone (one at a time,
+        or the last of a batch) a sequence runs without padding or mask."""
+        pending: list[tuple[int, GenerationRequest, list[int]]] = []
+        for index, request in enumerate(requests):
+            try:
+                prompt = self.prompt_tokens(request.prompt, request.turns)
+                self._check_length(len(prompt) + 1)
+            except BackendError as exc:
+                yield index, exc
+                continue
+            pending.append((index, request, prompt))
+        step = max(1, parallel)
+        for first in range(0, len(pending), step):
+            yield from self._decode_batch(pending[first : first + step])
+
+    def _decode_batch(
+        self, batch: Sequence[tuple[int, GenerationRequest, list[int]]]
+    ) -> Iterator[tuple[int, Completion]]:
         torch = self._torch
-        start = time.perf_counter()
-        prompt = self.prompt_tokens(request.prompt, request.turns)
-        self._check_length(len(prompt) + 1)
-        max_tokens = min(request.max_tokens, self._max_positions - len(prompt))
-        generated: list[int] = []
-        text = ""
-        ttft = 0.0
-        finish: FinishReason = "length"
-        logprob_sum = 0.0
-        logprob_count = 0
-        longest_stop = max((len(s) for s in request.stop), default=0)
+        started = time.perf_counter()
+        decodings = [
+            _Decoding(request, len(prompt), min(request.max_tokens, self._max_positions - len(prompt)), started)
+            for _, request, prompt in batch
+        ]
+        live = [row for row, d in enumerate(decodings) if d.max_tokens > 0]
+        for row in (row for row, d in enumerate(decodings) if d.max_tokens <= 0):  # the context is full already
+            yield batch[row][0], decodings[row].completion(time.perf_counter())
+        if not live:
+            return
+        prompts = [batch[row][2] for row in live]
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else next(iter(self._eos), 0)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        positions = mask.cumsum(-1) - 1
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True, logits_to_keep=1)
+            padded = {"attention_mask": mask, "position_ids": positions.clamp(min=0)} if len(live) > 1 else {}
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **padded)
             cache = out.cache
-            logits = out.logits[0, -1].float()
-            while len(generated) < max_tokens:
+            last = positions[:, -1]
+            logits = out.logits[:, -1].float()
+            while True:
                 log_probs = torch.log_softmax(logits, dim=-1)
-                token = int(log_probs.argmax())
-                logprob_sum += float(log_probs[token])
-                logprob_count += 1
-                if not generated:
-                    ttft = time.perf_counter() - start
-                if token in self._eos:
-                    finish = "stop"
-                    break
-                generated.append(token)
-                previous = len(text)
-                text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                found = [i for s in request.stop if (i := text.find(s, max(0, previous - longest_stop))) >= 0]
-                if found:
-                    text = text[: min(found)]
-                    finish = "stop"
-                    break
-                if len(generated) >= max_tokens:
-                    break
-                if self._settings.stop_loops and looping(generated):
-                    finish = "loop"
-                    break
-                out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=cache, use_cache=True)
+                tokens = log_probs.argmax(dim=-1).tolist()
+                chosen = log_probs.gather(1, torch.tensor(tokens, device=log_probs.device)[:, None])[:, 0].tolist()
+                now = time.perf_counter()
+                keep = []
+                for k, row in enumerate(live):
+                    decoding = decodings[row]
+                    if decoding.step(tokens[k], chosen[k], now, self):
+                        yield batch[row][0], decoding.completion(now)
+                    else:
+                        keep.append(k)
+                if not keep:
+                    return
+                if len(keep) < len(live):
+                    index = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(index)
+                    mask, last = mask[index], last[index]
+                    live = [live[k] for k in keep]
+                    tokens = [tokens[k] for k in keep]
+                step_ids = torch.tensor([[t] for t in tokens], device=self.device)
+                mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+                last = last + 1
+                if len(live) > 1 or mask.shape[1] != int(mask[0].sum()):  # padded rows still in the batch
+                    padded = {"attention_mask": mask, "position_ids": last[:, None]}
+                else:
+                    padded = {}
+                out = self.model(input_ids=step_ids, cache=cache, use_cache=True, **padded)
                 cache = out.cache
-                logits = out.logits[0, -1].float()
-        return Completion(
-            text=text,
-            prompt_tokens=len(prompt),
-            completion_tokens=len(generated),
-            seconds=time.perf_counter() - start,
-            ttft=ttft,
-            # the context, not the token budget, ended it: the budget was cut to what the context had left
-            finish_reason="context" if finish == "length" and max_tokens < request.max_tokens else finish,
-            mean_logprob=logprob_sum / logprob_count if logprob_count else None,
-        )
+                logits = out.logits[:, -1].float()
 
     # ------------------------------------------------------------------ attention
 
@@ -390,3 +424,59 @@ class TransformersBackend(ChatPrompting):
         weights = np.stack([layer[0, :, rows, :].float().cpu().numpy() for layer in out.attentions])
         tokens = tuple(self.tokenizer.decode([t]) for t in ids)
         return AttentionCapture(tokens, tuple(ids), len(prompt_ids), weights)
+
+
+class _Decoding:
+    """One greedy generation in progress: its tokens and text, stop strings, end of turn, loops and the mean
+    log-probability of the tokens it chose (the cascade's confidence signal)."""
+
+    def __init__(self, request: GenerationRequest, prompt_tokens: int, max_tokens: int, started: float) -> None:
+        self.request = request
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.started = started
+        self.generated: list[int] = []
+        self.text = ""
+        self.ttft = 0.0
+        self.finish: FinishReason = "length"
+        self.logprob_sum = 0.0
+        self.logprob_count = 0
+        self.longest_stop = max((len(s) for s in request.stop), default=0)
+
+    def step(self, token: int, logprob: float, now: float, backend: TransformersBackend) -> bool:
+        """Take the next token; True when the generation has ended."""
+        self.logprob_sum += logprob
+        self.logprob_count += 1
+        if not self.generated:
+            self.ttft = now - self.started
+        if token in backend._eos:
+            self.finish = "stop"
+            return True
+        self.generated.append(token)
+        previous = len(self.text)
+        self.text = backend.tokenizer.decode(self.generated, skip_special_tokens=True)
+        start = max(0, previous - self.longest_stop)
+        found = [i for s in self.request.stop if (i := self.text.find(s, start)) >= 0]
+        if found:
+            self.text = self.text[: min(found)]
+            self.finish = "stop"
+            return True
+        if len(self.generated) >= self.max_tokens:
+            return True
+        if backend._settings.stop_loops and looping(self.generated):
+            self.finish = "loop"
+            return True
+        return False
+
+    def completion(self, now: float) -> Completion:
+        cut = self.finish == "length" and self.max_tokens < self.request.max_tokens
+        return Completion(
+            text=self.text,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=len(self.generated),
+            seconds=now - self.started,
+            ttft=self.ttft,
+            # the context, not the token budget, ended it: the budget was cut to what the context had left
+            finish_reason="context" if cut else self.finish,
+            mean_logprob=self.logprob_sum / self.logprob_count if self.logprob_count else None,
+        )

@@ -207,6 +207,9 @@ class LlamaCppBackend(ChatPrompting):
     # bundled model: 7.21 items/s one at a time, 6.71 sixteen at a time, benchmarks/mc_throughput.py), and each
     # item is then saved as soon as it is scored. score_choices still packs what it is given.
     choice_batch = 1
+    # generations decoded together each keep a KV stream of their own: an output is what the item gives alone
+    # (tests/test_generation_batching.py), so the batch size is not part of the results' key
+    exact_batching = True
 
     def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
         import llama_cpp
