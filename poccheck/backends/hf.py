@@ -19,6 +19,7 @@ from poccheck import paths
 from poccheck.backends.base import LOOP_RULE, ChoiceRequest, GenerationRequest, looping
 from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
+from poccheck.gguf_header import read_header
 from poccheck.records import (
     AttentionCapture,
     ChoiceScores,
@@ -164,8 +165,6 @@ class TransformersBackend(ChatPrompting):
         if self.tokenizer.bos_token_id is None:
             return False
         if info.path.lower().endswith(".gguf"):
-            from poccheck.gguf_header import read_header
-
             flag = read_header(Path(info.path)).metadata.get("tokenizer.ggml.add_bos_token")
             return True if flag is None else bool(flag)
         ids = self.tokenizer("a")["input_ids"]

@@ -1,10 +1,12 @@
-"""Create a backend for a resolved model, importing heavy engines only when needed."""
+"""Create a backend for a resolved model, importing the engines (llama.cpp, torch and transformers) and httpx
+only when a model needs them: each is an optional dependency, named when it is missing."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from poccheck.backends.base import Backend, default_threads
+from poccheck.backends.scripted import ScriptedBackend
 from poccheck.endpoints import Endpoint, find
 from poccheck.errors import ModelError
 from poccheck.records import ModelInfo
@@ -52,7 +54,5 @@ def load_backend(info: ModelInfo, options: BackendOptions | None = None) -> Back
             raise ModelError("the openai backend needs httpx", "pip install httpx") from exc
         return OpenAIBackend(info, find(info.name.rpartition("@")[0], options.endpoints))
     if info.backend == "scripted":
-        from poccheck.backends.scripted import ScriptedBackend
-
         return ScriptedBackend(info)
     raise ModelError(f"unknown backend {info.backend!r}")
