@@ -334,7 +334,7 @@ def _run_model(
         # results' key only where batching can change an output (transformers' padded batches), since elsewhere
         # each output is what the item gives alone
         slots = options.generation_slots() if isinstance(backend, BatchedGenerationBackend) else 1
-        if slots > 1 and not getattr(backend, "exact_batching", True):
+        if slots > 1 and isinstance(backend, BatchedGenerationBackend) and not backend.exact_batching:
             settings = {**settings, "padded_batch": slots}
         settings_key = stable_hash(keyed_settings(settings, formats))
         if info.legacy_fingerprint:  # results an earlier version stored under its sampled key keep resuming
