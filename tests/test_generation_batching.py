@@ -115,4 +115,5 @@ def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_de
         finally:
             store.close()
         assert done == 8 and found.items_per_second == pytest.approx(done / seconds)
+        assert found.generated > 0 and found.in_flight == parallel  # the report's "generations in flight"
     assert stored[1] == stored[3] and len(stored[1]) == 8

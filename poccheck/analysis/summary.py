@@ -87,6 +87,7 @@ class ModelFindings:
     expected_items: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     peak_vram: int | None = None
+    in_flight: int = 1  # generations decoded together when its latencies were measured (the run's --parallel)
     views: list[ItemView] = field(default_factory=list)
     copy: CopySummary | None = None
 
@@ -302,6 +303,9 @@ def _summarise(model: ModelFindings, runs: list[ModelRun], suites: list[str] | N
     model.peak_vram = max(vram) if vram else None
     settings = [run.settings for run in runs if run.settings]
     model.settings = settings[-1] if settings else {}
+    if model.generated:  # only generations are decoded together; runs before batching recorded none: one at a time
+        parallel = [int(run.settings.get("generation_parallel") or 1) for run in runs if run.settings]
+        model.in_flight = max(parallel, default=1)
     model.prompt_formats = prompt_formats(model.settings, suites or sorted({r.suite for r in rows}))
 
 
