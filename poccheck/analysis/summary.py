@@ -304,8 +304,7 @@ def _summarise(model: ModelFindings, runs: list[ModelRun], suites: list[str] | N
     settings = [run.settings for run in runs if run.settings]
     model.settings = settings[-1] if settings else {}
     if model.generated:  # only generations are decoded together; runs before batching recorded none: one at a time
-        parallel = [int(run.settings.get("generation_parallel") or 1) for run in runs if run.settings]
-        model.in_flight = max(parallel, default=1)
+        model.in_flight = max((int(s.get("generation_parallel") or 1) for s in settings), default=1)
     model.prompt_formats = prompt_formats(model.settings, suites or sorted({r.suite for r in rows}))
 
 
