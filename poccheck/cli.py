@@ -196,6 +196,15 @@ def assess(
             "own). Default: twice the CPU cores, at most 4.",
         ),
     ] = None,
+    latency_sample: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="When generations ran several at once (--parallel, a server's --concurrency): how many of each "
+            "mode are timed again one at a time, for single-request latency beside latency under load "
+            "(0: none). Default 3.",
+        ),
+    ] = None,
     reprobe: Annotated[
         bool,
         typer.Option(
@@ -216,7 +225,7 @@ def assess(
         endpoints=[endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []],
         out=out_dir, fresh=fresh, limit=limit, encoding=encoding, redact=redact, target=target, language=lang,
         prompt_format=parse_prompt_format(prompt_format), device=device, dtype=dtype, parallel=parallel,
-        reprobe=reprobe,
+        reprobe=reprobe, latency_sample=latency_sample,
     )  # fmt: skip
     config = run_config(load_plan(plan) if plan else None, flags, default_tasks())
     if not config.tasks:

@@ -297,6 +297,20 @@ class ModelRun:
 
 
 @dataclass(frozen=True)
+class LatencySample:
+    """A generated item timed again alone, after its run decoded it with others in flight: single-request latency
+    beside the latency stored with its result, and whether the text came out the same."""
+
+    model_fingerprint: str
+    settings_key: str
+    item_key: str
+    latency: float
+    ttft: float | None
+    completion_tokens: int
+    same_output: bool
+
+
+@dataclass(frozen=True)
 class AttentionRecord:
     """Attention evidence stored for one item: a ``view`` of the model's own answer, or the ``copy`` score of the
     gold text. ``view`` and ``score`` are the JSON forms of ``grading.attention``'s AttentionView and CopyScore
@@ -322,6 +336,7 @@ class Stored:
     model_runs: tuple[ModelRun, ...]
     results: tuple[StoredResult, ...]
     attention: dict[tuple[str, str], tuple[AttentionRecord, ...]]  # (model fingerprint, settings key) -> records
+    latency_samples: tuple[LatencySample, ...] = ()
 
 
 def item_from_record(record: dict[str, Any]) -> TaskItem:

@@ -29,6 +29,7 @@ from poccheck.records import (
     ChoiceScores,
     Completion,
     EffectiveFormat,
+    LatencySample,
     Mode,
     ModelInfo,
     ResultRow,
@@ -36,7 +37,7 @@ from poccheck.records import (
     TaskItem,
     stable_hash,
 )
-from poccheck.store import Store
+from poccheck.store import Store, storable
 from poccheck.tasks.prompts import Prompt, render_prompt
 
 
@@ -225,12 +226,14 @@ class Progress:
 class Schedule:
     """Which models run, in which prompting modes, on how many items: every model in ``modes`` unless
     ``model_modes`` gives it modes of its own (which ``modes`` must include); ``limit``: the first N items of each
-    suite."""
+    suite; ``latency_sample``: how many generations of each mode are timed again alone after a model's run that had
+    several in flight (single-request latency; 0: none)."""
 
     models: tuple[str, ...]
     modes: tuple[Mode, ...] = ("fewshot",)
     model_modes: Mapping[str, tuple[Mode, ...]] = field(default_factory=dict)
     limit: int | None = None
+    latency_sample: int = 0
 
     def modes_of(self, model: str) -> tuple[Mode, ...]:
         return self.model_modes.get(model, self.modes)
@@ -268,7 +271,9 @@ def run(
             try:
                 own = schedule.modes_of(spec)
                 mine = [w for w in work if w.mode in own]
-                result = _run_model(spec, suites, mine, store, run_id, progress, options or BackendOptions())
+                result = _run_model(
+                    spec, suites, mine, store, run_id, progress, options or BackendOptions(), schedule.latency_sample
+                )
             except Exception as exc:  # e.g. GPU out of memory: this model fails, the others still run
                 result = ModelOutcome(spec, error=f"unexpected error: {type(exc).__name__}: {exc}")
                 store.record_model_run(run_id, spec, error=result.error)
@@ -292,6 +297,7 @@ def _run_model(
     run_id: int,
     progress: Progress,
     options: BackendOptions,
+    latency_sample: int = 0,
 ) -> ModelOutcome:
     outcome = ModelOutcome(spec)
     store.record_model_run(run_id, spec)
@@ -330,10 +336,10 @@ def _run_model(
             return outcome
         work = [for_format(w, formats[w.suite.name], backend) for w in work]
         settings = backend.settings()
-        # generations decoded together: recorded with the run (latencies are with this many in flight); part of the
-        # results' key only where batching can change an output (transformers' padded batches), since elsewhere
-        # each output is what the item gives alone
-        slots = options.generation_slots() if isinstance(backend, BatchedGenerationBackend) else 1
+        # generations decoded together, or a server's requests in flight: recorded with the run (latencies are
+        # with this many in flight); part of the results' key only where batching can change an output
+        # (transformers' padded batches), since elsewhere each output is what the item gives alone
+        slots = in_flight(backend, options)
         if slots > 1 and isinstance(backend, BatchedGenerationBackend) and not backend.exact_batching:
             settings = {**settings, "padded_batch": slots}
         settings_key = stable_hash(keyed_settings(settings, formats))
@@ -360,6 +366,8 @@ def _run_model(
             try:
                 _run_items(backend, info, settings_key, todo, store, run_id, progress, outcome, slots)
                 items_seconds = time.perf_counter() - work_started
+                if slots > 1 and latency_sample > 0:
+                    time_alone(backend, info, settings_key, work, store, run_id, progress, latency_sample)
             except BackendError as exc:  # e.g. a server that stopped answering: what is saved stays saved
                 outcome.error = str(exc)
                 store.record_model_run(run_id, spec, error=outcome.error)
@@ -380,6 +388,53 @@ def _run_model(
                 peak_vram=peak_vram,
             )
     return outcome
+
+
+def time_alone(
+    backend: Backend,
+    info: ModelInfo,
+    settings_key: str,
+    work: Sequence[WorkItem],
+    store: Store,
+    run_id: int,
+    progress: Progress,
+    per_mode: int,
+) -> None:
+    """Time the first ``per_mode`` generated items of each mode again, one request alone, after a run that had
+    several in flight: single-request latency on a sample, beside the latency stored with each item (measured with
+    others in flight), and whether the text came out the same. Items already sampled (a resumed run) are skipped;
+    each sample is saved as it is taken."""
+    stored = {r.item_key: r for r in store.results_for(info.fingerprint, settings_key) if r.error is None}
+    sampled = store.sampled_keys(info.fingerprint, settings_key)
+    chosen: list[WorkItem] = []
+    for mode in dict.fromkeys(w.mode for w in work):
+        generated = [w for w in work if w.mode == mode and not w.scored and not w.error and w.key in stored]
+        chosen += [w for w in generated[:per_mode] if w.key not in sampled]
+    if not chosen:
+        return
+    progress.message(f"{info.name}: timing {len(chosen)} generations again, one at a time (single-request latency)")
+    for w in chosen:
+        try:
+            completion = backend.generate(w.generation_request)
+        except BackendError as exc:  # the sample is a measurement, not a result: the run goes on without it
+            progress.message(f"{info.name}: single-request timing of {w.item.id} failed: {exc.message}", "yellow")
+            continue
+        same = storable(completion.text) == stored[w.key].output
+        sample = LatencySample(
+            info.fingerprint, settings_key, w.key, completion.seconds, completion.ttft, completion.completion_tokens,
+            same,
+        )  # fmt: skip
+        store.add_latency_sample(run_id, sample)
+
+
+def in_flight(backend: Backend, options: BackendOptions) -> int:
+    """How many generations a backend runs at once in this run: a local engine's ``--parallel`` where it batches,
+    a server's concurrency, else 1."""
+    if isinstance(backend, BatchedGenerationBackend):
+        return options.generation_slots()
+    if isinstance(backend, ConcurrentBackend):
+        return backend.concurrency
+    return 1
 
 
 def _run_items(

@@ -22,6 +22,7 @@ from poccheck.errors import StoreError
 from poccheck.private import secure_dir
 from poccheck.records import (
     AttentionRecord,
+    LatencySample,
     ModelInfo,
     ModelRun,
     ResultRow,
@@ -221,6 +222,7 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM results")
             db.execute("DELETE FROM attention")
+            db.execute("DROP TABLE IF EXISTS latency_samples")
 
     # ------------------------------------------------------------------ models and items
 
@@ -383,6 +385,7 @@ class Store:
             tuple(self.model_runs()),
             tuple(self.results()),
             attention,
+            tuple(self.latency_samples()),
         )
 
     def results(self, where: str = "", parameters: tuple[Any, ...] = ()) -> list[StoredResult]:
@@ -408,8 +411,7 @@ class Store:
 
     def probed_method(self, base_url: str, model: str) -> str | None:
         """The multiple-choice method recorded for this endpoint, or None when none was recorded yet."""
-        exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'probed_methods'")
-        if exists.fetchone() is None:
+        if not self._has_table("probed_methods"):
             return None
         row = self.db.execute(
             "SELECT method FROM probed_methods WHERE base_url = ? AND model = ?", (base_url, model)
@@ -423,6 +425,54 @@ class Store:
             db.execute(
                 "INSERT OR REPLACE INTO probed_methods VALUES (?, ?, ?, ?)", (base_url, model, method, time.time())
             )
+
+    # ------------------------------------------------------------------ single-request latency samples
+    # When a run decodes several generations at once, a few of its items are timed again alone afterwards (the
+    # runner's latency sample). Made on first use, like probed_methods: older databases open as they are.
+
+    _SAMPLES_TABLE = (
+        "CREATE TABLE IF NOT EXISTS latency_samples (model_fingerprint TEXT NOT NULL, settings_key TEXT NOT NULL, "
+        "item_key TEXT NOT NULL, run_id INTEGER NOT NULL, latency REAL NOT NULL, ttft REAL, "
+        "completion_tokens INTEGER NOT NULL, same_output INTEGER NOT NULL, created REAL NOT NULL, "
+        "PRIMARY KEY (model_fingerprint, settings_key, item_key))"
+    )
+
+    def _has_table(self, name: str) -> bool:
+        found = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return found.fetchone() is not None
+
+    def add_latency_sample(self, run_id: int, sample: LatencySample) -> None:
+        with self.transaction() as db:
+            db.execute(self._SAMPLES_TABLE)
+            db.execute(
+                "INSERT OR REPLACE INTO latency_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sample.model_fingerprint, sample.settings_key, sample.item_key, run_id, sample.latency,
+                    sample.ttft, sample.completion_tokens, int(sample.same_output), time.time(),
+                ),
+            )  # fmt: skip
+
+    def sampled_keys(self, fingerprint: str, settings_key: str) -> set[str]:
+        """The items of this model and settings already timed alone."""
+        if not self._has_table("latency_samples"):
+            return set()
+        rows = self.db.execute(
+            "SELECT item_key FROM latency_samples WHERE model_fingerprint = ? AND settings_key = ?",
+            (fingerprint, settings_key),
+        )
+        return {r[0] for r in rows}
+
+    def latency_samples(self) -> list[LatencySample]:
+        if not self._has_table("latency_samples"):
+            return []
+        rows = self.db.execute(
+            "SELECT model_fingerprint, settings_key, item_key, latency, ttft, completion_tokens, same_output "
+            "FROM latency_samples ORDER BY created, rowid"
+        )
+        return [
+            LatencySample(f, k, item, latency, ttft, tokens, bool(same))
+            for f, k, item, latency, ttft, tokens, same in rows
+        ]
 
 
 def storable(text: str | None) -> str | None:

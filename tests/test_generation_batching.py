@@ -116,4 +116,22 @@ def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_de
             store.close()
         assert done == 8 and found.items_per_second == pytest.approx(done / seconds)
         assert found.generated > 0 and found.in_flight == parallel  # the report's "generations in flight"
+        # several in flight: the first 3 generations are timed again alone, and (exact batching) say the same
+        samples = snapshot.latency_samples
+        if parallel == 1:
+            assert samples == () and found.alone is None
+            continue
+        assert len(samples) == min(3, found.generated) and all(s.same_output for s in samples)
+        assert found.alone is not None and found.alone.n == len(samples) and found.alone.same_output == len(samples)
+        generated = {r.result.item_key: r.result.latency for r in found.rows if r.result.finish_reason}
+        assert {s.item_key for s in samples} <= set(generated)
+        assert list(found.alone.loaded) == [generated[s.item_key] for s in samples]  # paired with the stored ones
+        assert "timed again one at a time" in (out / "report.html").read_text(encoding="utf-8")
+        pipeline.assess(RunConfig([EXAMPLES / "factory_tasks.csv"], ["gemma3-270m-q4"], out, limit=8,
+                        options=BackendOptions(parallel=parallel)))  # fmt: skip
+        store = Store(out / DB_NAME, create=False)
+        try:
+            assert store.latency_samples() == list(samples)  # a resumed run does not time them again
+        finally:
+            store.close()
     assert stored[1] == stored[3] and len(stored[1]) == 8

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from poccheck.config.manifest import manifest_from_record, manifest_record, run_manifest
 from poccheck.config.plan import load_plan, parse_plan
-from poccheck.config.run import Flags, run_config
+from poccheck.config.run import DEFAULT_LATENCY_SAMPLE, Flags, run_config
 from poccheck.endpoints import parse_option
 from poccheck.records import Suite
 from poccheck.runner import Schedule
@@ -73,7 +73,10 @@ def test_the_manifest_has_each_model_once_and_schedules_each_in_its_own_modes() 
     assert once.config.models == ("gemma3-270m-q4", "smollm2-135m-q4")
     assert once.schedule().models == once.config.models and set(once.config.model_modes) == set(once.config.models)
     alone = run_manifest(run_config(None, Flags(models=["m", "m"], modes=["cot"], limit=4)), SUITES, HOST, ENGINE)
-    assert alone.schedule() == Schedule(("m",), ("cot",), {}, 4)
+    assert alone.schedule() == Schedule(("m",), ("cot",), {}, 4, DEFAULT_LATENCY_SAMPLE)
+    none = run_manifest(run_config(None, Flags(models=["m"], latency_sample=0)), SUITES, HOST, ENGINE)
+    assert manifest_from_record(json.loads(json.dumps(manifest_record(none)))) == none
+    assert none.schedule().latency_sample == 0
     assert manifest.prompt_formats == {"factory": "auto", "csv": "raw"}
 
 

@@ -7,6 +7,7 @@ never reaches the output directory or the console.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
@@ -194,8 +195,11 @@ def test_server_stopped_mid_run_gives_a_clear_error_keeps_rows_and_resumes(serve
     assert len(rows) == total and len({key for key, _ in rows}) == total
     assert all(error is None for _, error in rows)
     with sqlite3.connect(out / DB_NAME) as connection:
-        done = connection.execute("SELECT items_done FROM model_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+        done, settings = connection.execute(
+            "SELECT items_done, settings FROM model_runs ORDER BY run_id DESC LIMIT 1"
+        ).fetchone()
     assert done == total - len(answered)  # only what was missing was sent again
+    assert json.loads(settings)["generation_parallel"] == 4  # the latencies were measured with 4 requests in flight
     print(f"\nstopped after {len(answered)}/{total} items; the rerun sent {done}")
 
 

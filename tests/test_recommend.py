@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from poccheck.analysis.deployment import cost_findings
 from poccheck.analysis.recommend import items_needed, recommend
 from poccheck.analysis.stats import wilson
-from poccheck.analysis.summary import Findings, GradedRow, ModelFindings
+from poccheck.analysis.summary import AloneTiming, Findings, GradedRow, ModelFindings
 from poccheck.config.plan import Plan, PlanWorkload, Targets
 from poccheck.records import Grade, ModelInfo, TaskItem
+from poccheck.report import ReportContent, render
+from poccheck.report.decision import decision_record, schema
 
 from .rows import stored_result
 
@@ -111,15 +116,47 @@ def test_a_task_group_never_answered_is_not_met() -> None:
 
 
 def test_the_decision_page_renders(tmp_path: Path) -> None:
-    from poccheck.analysis.deployment import cost_findings
-    from poccheck.report import ReportContent, render
-
     small = candidate("small", 300_000_000, 75, 100)
     both = findings(small)
     costs = cost_findings(both, plan(0.7))
     advice = recommend(both, plan(0.7), costs)
     page = render(ReportContent(both, costs=costs, advice=advice), tmp_path).read_text(encoding="utf-8")
     assert "Not yet: no candidate meets every target" in page and "assess a model above 1.6B" in page
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "peak", "level"),
+    [(4, 4, 4), (4, 2, 1), (4, 3, 4), (4, 1, 1), (3, 2, 3), (5, 3, 5), (1, 4, 1)],  # (3, 2), (5, 3): ties go higher
+)
+def test_this_machine_is_judged_at_the_measured_concurrency_closest_to_the_peak(
+    in_flight: int, peak: int, level: int
+) -> None:
+    model = candidate("large", 3_000_000_000, 95, 100, latency=3.0)  # 3 s an item with in_flight in flight
+    model.in_flight = in_flight
+    if in_flight > 1:  # three items timed alone: 1 s each
+        model.alone = AloneTiming((1.0, 1.0, 1.0), (3.0, 3.0, 3.0), 3)
+    advice = recommend(findings(model), replace(plan(0.7), workload=PlanWorkload(1000, peak, hours_per_day=10)))
+    here = advice.this_machine
+    assert here is not None and here.candidate == "large" and here.peak_concurrency == peak
+    assert here.in_flight == level
+    alone = level == 1 and in_flight > 1  # the single-request sample, else the run itself
+    assert (here.p95, here.n, here.meets_target) == ((1.0, 3, True) if alone else (3.0, 100, False))
+    record = decision_record(cost_findings(findings(model), plan(0.7)), advice, None)
+    jsonschema.validate(record, schema())
+    assert record["this_machine"]["in_flight"] == level and record["this_machine"]["n"] == here.n
+
+
+def test_the_decision_page_says_how_this_machine_answered_in_both_languages(tmp_path: Path) -> None:
+    model = candidate("large", 3_000_000_000, 95, 100, latency=3.0)
+    model.in_flight = 4
+    both = findings(model)
+    costs = cost_findings(both, plan(0.7))
+    advice = recommend(both, plan(0.7), costs)
+    render(ReportContent(both, costs=costs, advice=advice), tmp_path, ("en", "ja"))
+    en, ja = ((tmp_path / name).read_text(encoding="utf-8") for name in ("report.html", "report.ja.html"))
+    assert "On this machine, large answered with a p95 latency of 3.00 s over 100 items with 4 in flight" in en
+    assert "misses the 2.00 s target" in en
+    assert "同時処理 4 件" in ja and "目標 2.00 秒 を満たしていません" in ja
 
 
 def test_length_normalised_accuracy_counts_only_choices_scored_by_log_likelihood() -> None:

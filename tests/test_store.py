@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from poccheck.errors import StoreError
-from poccheck.records import ResultRow
+from poccheck.records import LatencySample, ResultRow
 from poccheck.store import OutputLock, Store
 
 
@@ -125,3 +125,23 @@ def test_a_reply_with_lone_surrogates_is_stored_not_refused(tmp_path: Path) -> N
     store.add_result(store.start_run({}), replace(row("a"), output="x\ud800y\ud83d\ude00\x00", prediction="\udfff"))
     (stored,) = store.results()
     assert (stored.output, stored.prediction) == ("x\ufffdy😀\x00", "\ufffd")
+
+
+def test_latency_samples_are_kept_per_model_and_settings_and_cleared_with_the_results(tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.db")
+    try:
+        assert store.latency_samples() == [] and store.sampled_keys("fp", "s") == set()  # no table yet: none
+        run = store.start_run({})
+        first = LatencySample("fp", "s", "k1", 1.5, 0.2, 40, True)
+        store.add_latency_sample(run, first)
+        store.add_latency_sample(run, LatencySample("fp", "other", "k2", 2.0, None, 10, False))
+        store.add_latency_sample(run, replace(first, latency=1.25))  # timed again: replaced, not duplicated
+        assert store.sampled_keys("fp", "s") == {"k1"} and store.sampled_keys("fp", "other") == {"k2"}
+        assert store.snapshot().latency_samples == (
+            LatencySample("fp", "other", "k2", 2.0, None, 10, False),
+            replace(first, latency=1.25),
+        )
+        store.clear_results()  # --fresh: the samples go with the results they were paired with
+        assert store.latency_samples() == []
+    finally:
+        store.close()

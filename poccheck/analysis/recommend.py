@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from poccheck.analysis.deployment import CostFindings, cost_findings
-from poccheck.analysis.stats import Proportion, wilson
+from poccheck.analysis.deployment import CostFindings, cost_findings, measured_latency
+from poccheck.analysis.stats import Proportion, nearest_rank, wilson
 from poccheck.analysis.summary import Findings, ModelFindings
 from poccheck.config.plan import Plan
 from poccheck.i18n import Message
@@ -54,6 +54,34 @@ class Option:
         return reasons
 
 
+@dataclass(frozen=True)
+class ThisMachine:
+    """A candidate's p95 latency as measured on this machine, at the concurrency measured closest to the plan's
+    peak (ties: the higher): the run's requests in flight (``ModelFindings.in_flight``) over every item, or one
+    at a time over the single-request sample. The plan's workload, not this, sizes the servers priced."""
+
+    candidate: str
+    in_flight: int
+    peak_concurrency: int
+    p95: float | None
+    n: int
+    meets_target: bool | None
+
+
+def this_machine(findings: Findings, candidate: str, peak: int, slo: float | None) -> ThisMachine | None:
+    """How ``candidate`` answered on this machine; None for a cascade or a served model (measured elsewhere)."""
+    model = next((m for m in findings.models if m.label == candidate and m.rows), None)
+    if model is None or model.info is None or model.info.backend == "openai":
+        return None
+    levels = {model.in_flight: list(measured_latency(model).per_item.values())}
+    if model.alone is not None and model.in_flight > 1:
+        levels[1] = list(model.alone.alone)
+    level = min(levels, key=lambda n: (abs(n - peak), -n))
+    p95 = nearest_rank(levels[level], 95)
+    meets = None if slo is None or p95 is None else p95 <= slo
+    return ThisMachine(candidate, level, peak, p95, len(levels[level]), meets)
+
+
 @dataclass
 class Recommendation:
     chosen: Option | None
@@ -64,6 +92,7 @@ class Recommendation:
     items_needed: int | None = None
     needs_larger_model: bool = False  # every candidate is below the ~1.6B threshold
     options: list[Option] = field(default_factory=list)  # every option judged, cheapest first
+    this_machine: ThisMachine | None = None  # the chosen (else closest) candidate, as measured here
 
 
 def items_needed(accuracy: float, target: float, limit: int = 20_000) -> int | None:
@@ -147,6 +176,11 @@ def recommend(findings: Findings, plan: Plan, costs: CostFindings | None = None)
         result.closest = max(ranked, key=lambda o: (o.worst_margin, -o.per_month)) if ranked else None
         result.runners_up = ranked[:3]
         result.changes = _what_would_change(findings, costs, result)
+    judged = result.chosen or result.closest
+    if judged is not None:
+        result.this_machine = this_machine(
+            findings, judged.candidate, costs.workload.peak_concurrency, costs.latency_slo
+        )
     result.sensitivity = _sensitivity(findings, plan, result.chosen)
     return result
 

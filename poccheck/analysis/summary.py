@@ -15,6 +15,7 @@ from poccheck.grading.stage import GradeKey
 from poccheck.records import (
     AttentionRecord,
     Grade,
+    LatencySample,
     ModelInfo,
     ModelRun,
     RunRecord,
@@ -88,6 +89,7 @@ class ModelFindings:
     settings: dict[str, Any] = field(default_factory=dict)
     peak_vram: int | None = None
     in_flight: int = 1  # generations decoded together when its latencies were measured (the run's --parallel)
+    alone: AloneTiming | None = None  # a sample of its generations timed again one at a time
     views: list[ItemView] = field(default_factory=list)
     copy: CopySummary | None = None
 
@@ -108,6 +110,40 @@ class ModelFindings:
         when no run recorded one."""
         used = set(self.prompt_formats.values())
         return None if not used else used.pop() if len(used) == 1 else "mixed"
+
+
+@dataclass(frozen=True)
+class AloneTiming:
+    """Generated items timed again one at a time after a run that had several in flight: each item's latency alone
+    and as stored (measured with ``ModelFindings.in_flight`` in flight), paired, and how many texts came out the
+    same."""
+
+    alone: tuple[float, ...]
+    loaded: tuple[float, ...]
+    same_output: int
+
+    @property
+    def n(self) -> int:
+        return len(self.alone)
+
+    @property
+    def alone_p50(self) -> float | None:
+        return median(list(self.alone))
+
+    @property
+    def loaded_p50(self) -> float | None:
+        return median(list(self.loaded))
+
+
+def alone_timing(rows: Sequence[GradedRow], samples: Sequence[LatencySample]) -> AloneTiming | None:
+    """The pairs of a model's sampled items among ``rows`` (None when none was sampled)."""
+    by_key = {s.item_key: s for s in samples}
+    pairs = [(by_key[r.result.item_key], r.result) for r in rows if r.result.item_key in by_key and not r.result.error]
+    if not pairs:
+        return None
+    return AloneTiming(
+        tuple(s.latency for s, _ in pairs), tuple(r.latency for _, r in pairs), sum(s.same_output for s, _ in pairs)
+    )
 
 
 @dataclass(frozen=True)
@@ -171,6 +207,9 @@ def analyse(stored: Stored, grades: Mapping[GradeKey, Grade | None]) -> Findings
         if run.settings_key or run.model not in latest or not latest[run.model].settings_key:
             latest[run.model] = run
     results_by_key: dict[tuple[str, str], list[StoredResult]] = defaultdict(list)
+    samples: dict[tuple[str, str], list[LatencySample]] = defaultdict(list)
+    for sample in stored.latency_samples:
+        samples[(sample.model_fingerprint, sample.settings_key)].append(sample)
     for result in stored.results:  # by content fingerprint and settings, whatever name the model had then
         results_by_key[(result.model_fingerprint, result.settings_key)].append(result)
 
@@ -195,6 +234,7 @@ def analyse(stored: Stored, grades: Mapping[GradeKey, Grade | None]) -> Findings
                 grade = grades.get((result.model_fingerprint, result.item_key, result.settings_key))
                 model.rows.append(GradedRow(name, found.suite, found.item, result, grade, mode))
             _summarise(model, [r for r in runs if r.model == name], wanted_suites)
+            model.alone = alone_timing(model.rows, samples.get((str(fingerprint), str(settings)), []))
             if fingerprint and settings and mode == own[-1]:
                 _attach_attention(model, stored.attention.get((fingerprint, settings), ()), items)
             findings.append(model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -141,7 +141,11 @@ class BatchedGenerationBackend(Protocol):
 
 @runtime_checkable
 class ConcurrentBackend(Protocol):
-    """A backend that runs many requests at once (a server): results come back as each one finishes."""
+    """A backend that runs many requests at once (a server): results come back as each one finishes.
+    ``concurrency``: the most requests it has in flight, so the number a measured latency was taken at."""
+
+    @property
+    def concurrency(self) -> int: ...
 
     def run_many(
         self, requests: Sequence[ChoiceRequest | GenerationRequest]

@@ -102,6 +102,11 @@ class OpenAIBackend:
         self.mc_method: str = probe["mc"]
         self._stream_usage: bool = probe["usage"]
 
+    @property
+    def concurrency(self) -> int:
+        """Requests in flight at once: the endpoint's ``concurrency``."""
+        return self.endpoint.concurrency
+
     # ------------------------------------------------------------------ set-up
 
     def _headers(self) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from poccheck.backends.registry import BackendOptions
 from poccheck.config.plan import plan_from_record, plan_record
-from poccheck.config.run import DEFAULT_TARGET, RunConfig
+from poccheck.config.run import DEFAULT_LATENCY_SAMPLE, DEFAULT_TARGET, RunConfig
 from poccheck.endpoints import Endpoint, endpoint_record
 from poccheck.records import Mode, PromptFormat, Suite
 from poccheck.runner import Schedule
@@ -45,7 +45,9 @@ class RunManifest:
 
     def schedule(self) -> Schedule:
         """What the runner runs: each model in its modes, on the first ``limit`` items of each suite."""
-        return Schedule(self.config.models, self.modes, self.config.model_modes, self.config.limit)
+        return Schedule(
+            self.config.models, self.modes, self.config.model_modes, self.config.limit, self.config.latency_sample
+        )
 
 
 def run_manifest(
@@ -114,6 +116,7 @@ def _config_record(config: RunConfig) -> dict[str, Any]:
         "target": config.target,
         "language": config.language,
         "prompt_format": config.prompt_format,
+        "latency_sample": config.latency_sample,
     }
 
 
@@ -140,6 +143,7 @@ def _config_from_record(record: Mapping[str, Any]) -> RunConfig:
         target=record["target"],
         language=record["language"],
         prompt_format=cast(PromptFormat | None, record["prompt_format"]),
+        latency_sample=record.get("latency_sample", DEFAULT_LATENCY_SAMPLE),  # not kept before it was a setting
     )
 
 

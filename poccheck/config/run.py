@@ -15,6 +15,7 @@ from poccheck.records import Mode, PromptFormat
 
 DEFAULT_TARGET = 0.8  # accuracy a task group must reach when neither the plan nor --target says
 DEFAULT_OUT = Path("poc")
+DEFAULT_LATENCY_SAMPLE = 3  # generations per mode timed alone after a run that decoded several at once
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class RunConfig:
     target: float = DEFAULT_TARGET
     language: str | None = None  # of the report; None: the plan's, else English
     prompt_format: PromptFormat | None = None  # for every suite; None: the plan's, else each suite's own
+    latency_sample: int = DEFAULT_LATENCY_SAMPLE  # generations per mode timed alone after several ran at once
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(Path(p) for p in self.tasks))
@@ -64,6 +66,7 @@ class Flags:
     dtype: str = "auto"
     parallel: int | None = None
     reprobe: bool = False
+    latency_sample: int | None = None
 
 
 def run_config(plan: Plan | None, flags: Flags, default_tasks: Sequence[Path] = ()) -> RunConfig:
@@ -95,4 +98,5 @@ def run_config(plan: Plan | None, flags: Flags, default_tasks: Sequence[Path] = 
         target=flags.target if flags.target is not None else DEFAULT_TARGET,
         language=flags.language,
         prompt_format=flags.prompt_format,
+        latency_sample=flags.latency_sample if flags.latency_sample is not None else DEFAULT_LATENCY_SAMPLE,
     )

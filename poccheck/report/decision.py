@@ -118,8 +118,19 @@ def decision_record(costs: CostFindings | None, advice: Recommendation | None, p
         "closest": option_id(advice.closest) if advice.closest else None,
         "runners_up": [option_id(o) for o in advice.runners_up],
         "what_would_change": _reasons(advice.changes),
+        "this_machine": _this_machine(advice),
     }
     return record
+
+
+def _this_machine(advice: Recommendation) -> dict[str, Any] | None:
+    here = advice.this_machine
+    if here is None:
+        return None
+    return {
+        "candidate": here.candidate, "in_flight": here.in_flight, "peak_concurrency": here.peak_concurrency,
+        "p95_seconds": _number(here.p95), "n": here.n, "meets_target": here.meets_target,
+    }  # fmt: skip
 
 
 def write_decision(out: Path, costs: CostFindings | None, advice: Recommendation | None, problem: str | None) -> Path:
