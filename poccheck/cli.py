@@ -31,6 +31,7 @@ from poccheck.probe.generate import RULES
 from poccheck.probe.logic import Language
 from poccheck.records import MODES, PROMPT_FORMATS, Mode, PromptFormat
 from poccheck.tasks.examples import default_tasks
+from poccheck.tasks.study import write_csqa_study
 
 app = typer.Typer(
     help="Which model size, run where, is good enough for our work, at what cost?",
@@ -83,6 +84,19 @@ def tasks_validate(
     if problems:
         console.print(f"[red]{len(problems)} problem(s) found.[/red]")
         raise typer.Exit(1)
+
+
+@tasks_app.command("csqa-study")
+def tasks_csqa_study(
+    data: Annotated[Path, typer.Option(help="CommonsenseQA items as JSON Lines: id, question, choices, answer.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Suite file to write.")] = Path("csqa_study.yaml"),
+    n: Annotated[int | None, typer.Option(min=1, help="The first N items (default: all).")] = None,
+) -> None:
+    """Write CommonsenseQA as the published study ran it (Hsiao & Dutta 2025): 7-shot chain of thought, greedy,
+    100 new tokens, repetition penalty 0.0001, no chat template. Run it with `poccheck assess --mode cot`."""
+    count = write_csqa_study(data, out_file, n)
+    where = escape(str(out_file))
+    out.print(f"wrote {where}: {count} items; run it with poccheck assess -t {where} --mode cot --prompt-format raw")
 
 
 @models_app.command("list")

@@ -118,6 +118,7 @@ class Suite:
     prompt_format: PromptFormat = "auto"
     cot_max_tokens: int = DEFAULT_COT_MAX_TOKENS
     cot_stop: tuple[str, ...] = COT_TURN_MARKERS
+    repetition_penalty: float = 1.0  # every generation's, as Hugging Face applies it (1.0: plain greedy)
 
     def stop_for(self, mode: Mode) -> tuple[str, ...]:
         """The stop strings of a generation in ``mode``."""

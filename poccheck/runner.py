@@ -67,8 +67,9 @@ class WorkItem:
     @property
     def generation_request(self) -> GenerationRequest:
         return GenerationRequest(
-            self.prompt.text, self.suite.stop_for(self.mode), self.suite.max_tokens_for(self.mode), self.prompt.turns
-        )
+            self.prompt.text, self.suite.stop_for(self.mode), self.suite.max_tokens_for(self.mode), self.prompt.turns,
+            self.suite.repetition_penalty,
+        )  # fmt: skip
 
     @property
     def request(self) -> ChoiceRequest | GenerationRequest:
@@ -93,6 +94,8 @@ def item_key(suite: Suite, item: TaskItem, mode: Mode, prompt: Prompt) -> str:
         identity["continuations"] = list(prompt.continuations)
     else:
         identity.update(stop=list(suite.stop_for(mode)), max_tokens=suite.max_tokens_for(mode))
+        if suite.repetition_penalty != 1.0:  # plain greedy keeps the keys it always had
+            identity["repetition_penalty"] = suite.repetition_penalty
     return stable_hash(identity)
 
 

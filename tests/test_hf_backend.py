@@ -76,6 +76,22 @@ def test_generation_is_greedy_and_honours_cap_and_stop(backend: TransformersBack
             assert stop not in stopped.text and stopped.finish_reason == "stop"
 
 
+@pytest.mark.parametrize("penalty", [0.0001, 1.5])
+def test_the_repetition_penalty_decodes_as_hugging_faces_generate(backend: TransformersBackend, penalty: float) -> None:
+    prompt = "The spindle bearing of the spindle"
+    requests = [GenerationRequest(prompt, (), 16, repetition_penalty=penalty), GenerationRequest("The", (), 16)]
+    ids = torch.tensor([backend.tokenize(prompt, add_bos=True)])
+    reference = backend.model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False, eos_token_id=None,
+        repetition_penalty=penalty,
+    )[0, ids.shape[1]:].tolist()  # fmt: skip
+    ours = backend.generate(requests[0])
+    tokens = [t for t in reference if t not in backend._eos][: ours.completion_tokens]
+    assert ours.text == backend.tokenizer.decode(tokens, skip_special_tokens=True)
+    together = dict(backend.generate_many(requests, 2))  # in a padded batch beside a plain greedy item too
+    assert isinstance(together[0], Completion) and together[0].text == ours.text
+
+
 def test_folder_description_counts_parameters(tiny: Path, backend: TransformersBackend) -> None:
     info = resolve(f"{tiny}@transformers")
     assert info.parameters == backend.parameters()

@@ -169,7 +169,7 @@ def test_wrong_encoding(write) -> None:
         ("q1,,exact,,x,c", "input", "missing input"),
         (",Pick,exact,,x,c", "id", "missing id"),
         ("q1,Pick,multiple_choice,a||b,A,c", "choices", "empty"),
-        ("q1,Pick,multiple_choice,a|a,A,c", "choices", "twice"),
+        ("q1,Pick,multiple_choice,x|x|b,x,c", "answer", "the text of 2 choices; give the letter"),
         ("q1,Pick,,,x,c", "type", "missing type"),
     ],
 )
@@ -178,6 +178,12 @@ def test_bad_rows(write, row: str, field: str, needle: str) -> None:
     assert (problem.line, problem.field) == (3, field)
     assert needle in problem.message
     assert problem.file.endswith("t.csv")
+
+
+def test_a_choice_written_twice_loads_when_the_answer_is_a_letter(write) -> None:
+    # CommonsenseQA's validation set has such items; the letter says which choice is meant
+    suite = load_suite(write("t.csv", CSV_HEADER + "q1,Pick,multiple_choice,x|x|b,(B),c\n"))
+    assert suite.items[0].choices == ("x", "x", "b") and suite.items[0].answer == 1
 
 
 def test_duplicate_id_names_both_lines(write) -> None:

@@ -59,12 +59,26 @@ class ChoiceRequest:
 @dataclass(frozen=True)
 class GenerationRequest:
     """Greedy generation until a stop string, an end-of-sequence token or ``max_tokens``; with ``turns``, the
-    assistant's reply to those chat turns (see :class:`ChoiceRequest`)."""
+    assistant's reply to those chat turns (see :class:`ChoiceRequest`). ``repetition_penalty`` other than 1 is
+    applied as Hugging Face applies it (:func:`penalise_repeats`)."""
 
     prompt: str
     stop: tuple[str, ...]
     max_tokens: int
     turns: tuple[Turn, ...] = ()
+    repetition_penalty: float = 1.0
+
+
+def penalise_repeats(
+    logits: np.ndarray[Any, np.dtype[np.float32]], seen: np.ndarray[Any, np.dtype[np.bool_]], penalty: float
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Hugging Face's repetition penalty (``RepetitionPenaltyLogitsProcessor``): every token that occurs anywhere
+    in the context (``seen``: prompt and generated so far), counted once, has a positive logit divided by
+    ``penalty`` and a negative one multiplied by it. Below 1 it rewards repeats (the published study's 0.0001)."""
+    chosen = logits[seen]
+    out = logits.copy()
+    out[seen] = np.where(chosen < 0, chosen * penalty, chosen / penalty)
+    return out
 
 
 class Backend(Protocol):

@@ -345,6 +345,8 @@ class TransformersBackend(ChatPrompting):
     def _decode_batch(
         self, batch: Sequence[tuple[int, GenerationRequest, list[int]]]
     ) -> Iterator[tuple[int, Completion]]:
+        from transformers import RepetitionPenaltyLogitsProcessor
+
         torch = self._torch
         started = time.perf_counter()
         decodings = [
@@ -372,6 +374,12 @@ class TransformersBackend(ChatPrompting):
             while True:
                 log_probs = torch.log_softmax(logits, dim=-1)
                 tokens = log_probs.argmax(dim=-1).tolist()
+                for k, row in enumerate(live):  # Hugging Face's own repetition penalty, over prompt and reply
+                    penalty = decodings[row].request.repetition_penalty
+                    if penalty != 1.0:
+                        context = torch.tensor([batch[row][2] + decodings[row].generated], device=self.device)
+                        processor = RepetitionPenaltyLogitsProcessor(penalty)
+                        tokens[k] = int(processor(context, logits[k : k + 1].clone()).argmax())
                 chosen = log_probs.gather(1, torch.tensor(tokens, device=log_probs.device)[:, None])[:, 0].tolist()
                 now = time.perf_counter()
                 keep = []

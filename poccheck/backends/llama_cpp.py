@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from poccheck.adapters import GGUF_ADAPTER
-from poccheck.backends.base import LOOP_RULE, ChoiceRequest, GenerationRequest, default_threads, looping
+from poccheck.backends.base import (
+    LOOP_RULE,
+    ChoiceRequest,
+    GenerationRequest,
+    default_threads,
+    looping,
+    penalise_repeats,
+)
 from poccheck.backends.chat import ChatPrompting, ChatTemplate, chat_tokens
 from poccheck.errors import BackendError, ModelError
 from poccheck.records import ChoiceScores, Completion, FinishReason, ModelInfo, Turn
@@ -180,6 +187,7 @@ class _Sequence:
     finish: FinishReason = "length"
     finished: bool = False
     next_token: int = -1
+    seen: np.ndarray[Any, np.dtype[np.bool_]] | None = None  # tokens in the context, for a repetition penalty
 
     @property
     def longest_stop(self) -> int:
@@ -672,7 +680,15 @@ class LlamaCppBackend(ChatPrompting):
 
     def _step(self, state: _Sequence, logits: np.ndarray[Any, np.dtype[np.float32]]) -> None:
         """Take the greedy next token of one sequence from its logits row, and see whether it has finished."""
-        token = int(logits.argmax())
+        penalty = state.request.repetition_penalty
+        if penalty != 1.0:
+            if state.seen is None:
+                state.seen = np.zeros(len(logits), dtype=np.bool_)
+                state.seen[state.prompt] = True
+            token = int(penalise_repeats(logits, state.seen, penalty).argmax())
+            state.seen[token] = True
+        else:
+            token = int(logits.argmax())
         state.logprob_sum -= float(np.log(np.exp(logits - float(logits[token])).sum()))
         state.logprob_count += 1
         if not state.generated:

@@ -420,6 +420,12 @@ class OpenAIBackend:
     # ------------------------------------------------------------------ generation
 
     async def _generate(self, client: httpx.AsyncClient, request: GenerationRequest) -> Completion:
+        if request.repetition_penalty != 1.0:  # servers name and apply it differently: no silent other decoding
+            raise BackendError(
+                f"a repetition penalty ({request.repetition_penalty:g}) is applied only by the in-process engines "
+                "(llama.cpp, transformers), not by a served model",
+                "run the suite on a .gguf or @transformers model, or remove its repetition_penalty",
+            )
         body = self._body(request.prompt, request.max_tokens, request.stop, request.turns)
         body["stream"] = True
         if self._stream_usage:

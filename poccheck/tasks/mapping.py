@@ -218,9 +218,6 @@ def _choices(value: Any) -> tuple[tuple[str, ...], str | None]:
         return (), "a choice is empty (check for a doubled or trailing '|')"
     if len(parts) > len(LETTERS):
         return (), f"at most {len(LETTERS)} choices are supported"
-    duplicates = sorted({p for p in parts if parts.count(p) > 1})
-    if duplicates:
-        return (), f"choice {duplicates[0]!r} appears twice"
     return tuple(parts), None
 
 
@@ -228,6 +225,8 @@ def _choice_index(answer: str, choices: tuple[str, ...]) -> int | None | str:
     """The index of the choice ``answer`` names, by its exact text or its letter (``B`` or ``(B)``); None when it
     names none, or a message when it names two (choices ``B``, ``A`` with answer ``A``: text of the second, letter
     of the first)."""
+    if choices.count(answer) > 1:  # a choice written twice (CommonsenseQA has a few): only its letter says which
+        return f"answer {answer!r} is the text of {choices.count(answer)} choices; give the letter of the one meant"
     by_text = choices.index(answer) if answer in choices else None
     letter = answer.strip().strip("()").upper()
     by_letter = LETTERS.index(letter) if len(letter) == 1 and letter in LETTERS[: len(choices)] else None

@@ -31,6 +31,7 @@ SUITE_SETTINGS = (
     "prompt_format",
     "cot_max_tokens",
     "cot_stop",
+    "repetition_penalty",
     "columns",
 )
 MAX_TOKENS_LIMIT = 8192
@@ -166,6 +167,10 @@ def _check_suite(path: Path, encoding: str | None) -> tuple[Suite | None, list[P
     cot_max_tokens = _token_budget(
         settings.get("cot_max_tokens", DEFAULT_COT_MAX_TOKENS), problem, "cot_max_tokens", DEFAULT_COT_MAX_TOKENS
     )
+    penalty = settings.get("repetition_penalty", 1.0)
+    if isinstance(penalty, bool) or not isinstance(penalty, int | float) or not 0 < penalty <= 100:
+        problem("repetition_penalty", f"must be a number above 0 and at most 100 (1: none), got {penalty!r}")
+        penalty = 1.0
     prompt_format = settings.get("prompt_format", "auto")
     if prompt_format not in PROMPT_FORMATS:
         hint = did_you_mean(prompt_format, PROMPT_FORMATS) if isinstance(prompt_format, str) else ""
@@ -223,6 +228,7 @@ def _check_suite(path: Path, encoding: str | None) -> tuple[Suite | None, list[P
         prompt_format=prompt_format,
         cot_max_tokens=cot_max_tokens,
         cot_stop=cot_stop,
+        repetition_penalty=float(penalty),
     )
     if template is not None:
         problems += _check_template(suite, raw.setting_lines.get("prompt_template"))
