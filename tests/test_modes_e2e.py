@@ -45,12 +45,12 @@ def test_backends_agree_on_the_example_suite(bundled_model: Path) -> None:
     pairs = list(zip(quantised, dequantised, strict=True))
     same = sum(argmax(a.logprobs) == argmax(b.logprobs) for a, b in pairs)
     # Q4_K weights with 8-bit activations (llama.cpp) vs the same weights dequantised to float32 (transformers):
-    # a choice's log-probability differs by up to ~0.5 nats, so only a near-tie may flip (measured: 14/15, the
-    # other item's top two 0.04 nats apart in llama.cpp). Every decisive item must agree.
+    # a choice's log-probability differs by up to ~0.5 nats, so only a near-tie may flip. How many near-ties flip
+    # depends on the CPU's kernels (14/15 agree on AVX-512, 13/15 on AVX2), so the count is printed, not asserted;
+    # every decisive item must agree on every CPU.
     decisive = [(a, b) for a, b in pairs if margin(a.logprobs) > NEAR_TIE and margin(b.logprobs) > NEAR_TIE]
     assert len(requests) >= 15 and len(decisive) >= 0.8 * len(requests)
     assert all(argmax(a.logprobs) == argmax(b.logprobs) for a, b in decisive)
-    assert same >= len(requests) - 1, f"{same}/{len(requests)} agree"
     print(f"agreement {same}/{len(requests)}; transformers load {load_seconds:.1f} s")
 
 
