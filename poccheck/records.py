@@ -31,6 +31,9 @@ def stable_hash(value: Any) -> str:
 ItemType = Literal["multiple_choice", "exact", "contains", "regex", "numeric", "json", "proof"]
 ITEM_TYPES: tuple[ItemType, ...] = ("multiple_choice", "exact", "contains", "regex", "numeric", "json", "proof")
 GENERATION_TYPES: tuple[ItemType, ...] = ("exact", "contains", "regex", "numeric", "json", "proof")
+# A proof item's ``metadata.checker``: ``prontoqa`` grades a PrOntoQA(-OOD) proof with the published study's
+# checker (poccheck.grading.prontoqa), its premises taken from the question; otherwise poccheck's own probe checker.
+PRONTOQA_CHECKER = "prontoqa"
 Mode = Literal["direct", "fewshot", "cot"]
 MODES: tuple[Mode, ...] = ("direct", "fewshot", "cot")
 # How prompts are laid out: ``chat`` in the model's own chat template (exemplars as user/assistant turns), ``raw``

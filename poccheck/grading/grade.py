@@ -6,10 +6,11 @@ import re
 from collections.abc import Sequence
 
 from poccheck.grading import matchers
+from poccheck.grading.prontoqa import check_prontoqa
 from poccheck.i18n import Message
 from poccheck.probe.check import check_proof
 from poccheck.probe.logic import Language
-from poccheck.records import LETTERS, Grade, Mode, TaskItem, choice_label
+from poccheck.records import LETTERS, PRONTOQA_CHECKER, Grade, Mode, TaskItem, choice_label
 from poccheck.tasks.prompts import read_letter
 
 
@@ -48,6 +49,9 @@ def grade_text(item: TaskItem, output: str) -> Grade:
         ok, detail = matchers.match_numeric(output, item.answer, item.tolerance)
     elif item.type == "json":
         ok, detail = matchers.match_json(output, item.answer, item.schema)
+    elif item.type == "proof" and item.metadata.get("checker") == PRONTOQA_CHECKER:
+        found = check_prontoqa(output, item.input, item.answer)
+        return Grade(correct=found.strict, prediction=output.strip(), detail=found.detail, lenient=found.lenient)
     elif item.type == "proof":
         meta = item.metadata
         lang: Language = "ja" if str(meta.get("lang", "en")).startswith("ja") else "en"

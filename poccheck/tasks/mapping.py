@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 
 from poccheck.errors import Problem, did_you_mean
-from poccheck.records import ITEM_TYPES, LETTERS, ItemType, TaskItem
+from poccheck.records import ITEM_TYPES, LETTERS, PRONTOQA_CHECKER, ItemType, TaskItem
 from poccheck.tasks.columns import ALIASES, STANDARD_COLUMNS, ColumnMap, standard_column
 from poccheck.tasks.read import RawRecord
 
@@ -138,11 +138,15 @@ def record_to_item(
         elif item_type == "proof":
             answer = _text(raw_answer)
             meta = fields.get("metadata")
-            premises = meta.get("premises") if isinstance(meta, dict) else None
-            if not isinstance(premises, list) or not all(isinstance(p, str) for p in premises):
-                problem("metadata", "a proof item needs metadata.premises: the list of premise sentences")
-            if not isinstance(meta, dict) or not meta.get("name"):
-                problem("metadata", "a proof item needs metadata.name: the individual the premises are about")
+            if isinstance(meta, dict) and meta.get("checker") == PRONTOQA_CHECKER:  # premises come from the question
+                if "Prove:" not in _text(fields.get("input")):
+                    problem("input", "a PrOntoQA proof item's input must end with the question's 'Prove: ...' goal")
+            else:
+                premises = meta.get("premises") if isinstance(meta, dict) else None
+                if not isinstance(premises, list) or not all(isinstance(p, str) for p in premises):
+                    problem("metadata", "a proof item needs metadata.premises: the list of premise sentences")
+                if not isinstance(meta, dict) or not meta.get("name"):
+                    problem("metadata", "a proof item needs metadata.name: the individual the premises are about")
         else:
             answer = _text(raw_answer)
 
