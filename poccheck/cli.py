@@ -31,7 +31,7 @@ from poccheck.probe.generate import RULES
 from poccheck.probe.logic import Language
 from poccheck.records import MODES, PROMPT_FORMATS, Mode, PromptFormat
 from poccheck.tasks.examples import default_tasks
-from poccheck.tasks.study import write_csqa_study
+from poccheck.tasks.study import write_csqa_study, write_prontoqa_study
 
 app = typer.Typer(
     help="Which model size, run where, is good enough for our work, at what cost?",
@@ -95,6 +95,20 @@ def tasks_csqa_study(
     """Write CommonsenseQA as the published study ran it (Hsiao & Dutta 2025): 7-shot chain of thought, greedy,
     100 new tokens, repetition penalty 0.0001, no chat template. Run it with `poccheck assess --mode cot`."""
     count = write_csqa_study(data, out_file, n)
+    where = escape(str(out_file))
+    out.print(f"wrote {where}: {count} items; run it with poccheck assess -t {where} --mode cot --prompt-format raw")
+
+
+@tasks_app.command("prontoqa-study")
+def tasks_prontoqa_study(
+    data: Annotated[Path, typer.Option(help="PrOntoQA-OOD items as JSON Lines: id, question, answer (gold proof).")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Suite file to write.")] = Path("prontoqa_study.yaml"),
+    n: Annotated[int | None, typer.Option(min=1, help="The first N items of each rule (default: all).")] = None,
+) -> None:
+    """Write PrOntoQA-OOD 1-hop proofs as the published study ran them (Hsiao & Dutta 2025): its 3-shot prompts,
+    greedy, 256 new tokens, repetition penalty 0.0001, cut at the next "Q:", graded strict and lenient by the study's
+    proof checker. Run it with `poccheck assess --mode cot`."""
+    count = write_prontoqa_study(data, out_file, n)
     where = escape(str(out_file))
     out.print(f"wrote {where}: {count} items; run it with poccheck assess -t {where} --mode cot --prompt-format raw")
 

@@ -1,5 +1,5 @@
-"""The published study's CommonsenseQA protocol as a suite: the prompt it renders is the study's own, character for
-character; its answers are read as the study reads them; the repetition penalty is Hugging Face's."""
+"""The published study's protocols as suites: the prompt each renders is the study's own, character for character;
+answers are read (and proofs checked) as the study reads them; the repetition penalty is Hugging Face's."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from poccheck.records import Completion
 from poccheck.runner import work_items
 from poccheck.tasks import load_suites
 from poccheck.tasks.prompts import render_prompt
-from poccheck.tasks.study import write_csqa_study
+from poccheck.tasks.study import write_csqa_study, write_prontoqa_study
+
+from .conftest import SHARED
 
 # CSQA/CoT_SmolLM2-135M-Instruct.py of AnnonymousForPapers/CoT_Reasoning_Test, as it is
 STUDY_EXEMPLARS = "Q: What do people use to absorb extra ink from a fountain pen? Answer Choices: (a) shirt pocket\n(b) calligrapher's hand\n(c) inkwell\n(d) desk drawer\n(e) blotter\nA: The answer must be an item that can absorb ink. Of the above choices, only blotters are used to absorb ink. So the answer is (e).\nQ: What home entertainment equipment requires cable? Answer Choices: (a) radio shack\n(b) substation\n(c) television\n(d) cabinet\nA: The answer must require cable. Of the above choices, only television requires cable. So the answer is (c).\nQ: The fox walked from the city into the forest, what was it looking for? Answer Choices: (a) pretty flowers\n(b) hen house\n(c) natural habitat\n(d) storybook\nA: The answer must be something in the forest. Of the above choices, only natural habitat is in the forest. So the answer is (b).\nQ: Sammy wanted to go to where the people were. Where might he go? Answer Choices: (a) populated areas\n(b) race track\n(c) desert\n(d) apartment\n(e) roadblock\nA: The answer must be a place with a lot of people. Of the above choices, only populated areas have a lot of people. So the answer is (a).\nQ: Where do you put your grapes just before checking out? Answer Choices: (a) mouth\n(b) grocery cart\n(c) super market\n(d) fruit basket\n(e) fruit market\nA: The answer should be the place where grocery items are placed before checking out. Of the above choices, grocery cart makes the most sense for holding grocery items. So the answer is (b).\nQ: Google Maps and other highway and street GPS services have replaced what? Answer Choices: (a) united states\n(b) mexico\n(c) countryside\n(d) atlas\nA: The answer must be something that used to do what Google Maps and GPS services do, which is to give directions. Of the above choices, only atlases are used to give directions. So the answer is (d).\nQ: Before getting a divorce, what did the wife feel who was doing all the work? Answer Choices: (a) harder\n(b) anguish\n(c) bitterness\n(d) tears\n(e) sadness\nA: The answer should be the feeling of someone getting divorced who was doing all the work. Of the above choices, the closest feeling is bitterness. So the answer is (c).\n"  # noqa: E501
@@ -163,3 +165,67 @@ def test_llama_cpp_applies_the_penalty_alike_alone_and_batched(bundled_model: Pa
         assert alone != fresh(GenerationRequest(prompt, (), 40))  # 0.0001 rewards every context token: not greedy
     finally:
         backend.close()
+
+
+PRONTOQA = [
+    {
+        "id": f"prontoqa_ood_{rule}_{k}",
+        "question": "Q: Each wumpus is hot. Rex is a wumpus. Prove: Rex is hot.\nA: Rex is a wumpus. "
+        f"Each wumpus is hot. Rex is hot.\n\nQ: Every yumpus is snowy. Polly{k} is a yumpus. "
+        f"Prove: Polly{k} is snowy.\nA:",
+        "choices": None,
+        "answer": f" Polly{k} is a yumpus. Every yumpus is snowy. Polly{k} is snowy.",
+    }
+    for rule in ("ModusPonens", "OrElim")
+    for k in range(3)
+]
+
+
+def test_the_prontoqa_suite_is_the_studys_prompts_graded_by_its_checker(tmp_path: Path) -> None:
+    data = tmp_path / "pq.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in PRONTOQA), encoding="utf-8")
+    out = tmp_path / "pq.yaml"
+    assert write_prontoqa_study(data, out, 2) == 4  # the first two of each rule
+    (suite,) = load_suites([out])
+    assert [i.id for i in suite.items] == [f"prontoqa_ood_{r}_{k}" for r in ("ModusPonens", "OrElim") for k in (0, 1)]
+    assert {i.category for i in suite.items} == {"prontoqa_implication_elimination", "prontoqa_disjunction_elimination"}
+    for item, record in zip(suite.items, [PRONTOQA[0], PRONTOQA[1], PRONTOQA[3], PRONTOQA[4]], strict=True):
+        assert render_prompt(suite, item, "cot").text == record["question"]
+    request = work_items(suite, "cot")[0].generation_request
+    assert (request.max_tokens, request.stop, request.repetition_penalty) == (256, ("Q:",), 0.0001)
+    item = suite.items[0]
+    right = grade_output(item, " Polly0 is a yumpus. Every yumpus is snowy. Polly0 is snowy.\n\n", None, "cot")
+    skipped = grade_output(item, " Polly0 is a yumpus. Polly0 is snowy.", None, "cot")
+    assert (right.correct, right.lenient, skipped.correct, skipped.lenient) == (True, True, False, True)
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ('{"id": "prontoqa_ood_ModusPonens_9", "question": "Q: a. Prove: b.\\nA:"}', "answer"),
+        ('{"id": "prontoqa_ood_Modus_9", "question": "Q: a. Prove: b.\\nA:", "answer": "b."}', "id"),
+        ('{"id": "prontoqa_ood_AndElim_9", "question": "Q: a.\\nA:", "answer": "b."}', "question"),
+        ('{"id": "prontoqa_ood_AndElim_9", "question": "Q: a. Prove: b.\\nA:", "answer": " "}', "answer"),
+        ("[1, 2]", None),
+    ],
+)
+def test_a_bad_prontoqa_line_is_named_with_its_file_line_and_field(
+    tmp_path: Path, line: str, field: str | None
+) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps(PRONTOQA[0]) + "\n\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(TaskFileError) as caught:
+        write_prontoqa_study(data, tmp_path / "out.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line, problem.field) == (str(data), 3, field)
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_the_shared_prontoqa_file_gives_100_items_per_rule(tmp_path: Path) -> None:
+    data = SHARED / "data" / "prontoqa_ood" / "normalized.jsonl"
+    if not data.exists():
+        pytest.skip("../shared/data/prontoqa_ood is not here")
+    assert write_prontoqa_study(data, tmp_path / "pq.yaml") == 600
+    (suite,) = load_suites([tmp_path / "pq.yaml"])
+    counts = {c: sum(i.category == c for i in suite.items) for c in {i.category for i in suite.items}}
+    assert len(counts) == 6 and set(counts.values()) == {100}

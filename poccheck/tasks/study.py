@@ -1,5 +1,5 @@
-"""The published study's CommonsenseQA protocol (Hsiao & Dutta 2025) as a poccheck suite: ``poccheck tasks
-csqa-study`` writes it from the CommonsenseQA validation file, and ``poccheck assess --mode cot`` runs it.
+"""The published study's protocols (Hsiao & Dutta 2025) as poccheck suites: ``poccheck tasks csqa-study`` and
+``poccheck tasks prontoqa-study`` write them from the shared data files, and ``poccheck assess --mode cot`` runs them.
 
 The study (``AnnonymousForPapers/CoT_Reasoning_Test``, ``CSQA/CoT_*.py``) prompts with the 7 exemplars of Wei et
 al. (2022) and their rationales, lays each question out as ``Q: {question} Answer Choices: (a) ...`` with one choice
@@ -8,19 +8,25 @@ and reads the letter after the first "the answer is (" up to the next ")"; anyth
 below reproduces that: its template renders the study's prompt character for character (the exemplars are the
 study's text as it is, including its third exemplar, whose rationale picks "natural habitat" but says "(b)"),
 raw text without a chat template, no stop strings, and an answer pattern that takes the first match only.
+
+PrOntoQA-OOD (``prontoqa/run_experiment.py``): each item is the study's own prompt, 3 worked 1-hop examples of the
+item's rule and its question ending in ``A:``, as raw text; greedy, 256 new tokens, the same repetition penalty, the
+output cut at the next ``Q:``; the proof is checked by the study's checker (:mod:`poccheck.grading.prontoqa`),
+strictly (every step valid) and leniently (the study's headline "proof contains the correct proof").
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from poccheck.errors import Problem, TaskFileError
-from poccheck.records import LETTERS
+from poccheck.records import LETTERS, PRONTOQA_CHECKER
 
 # (question, choices, rationale ending in the answer) as CSQA/CoT_SmolLM2-135M-Instruct.py writes them
 CSQA_EXEMPLARS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -118,35 +124,121 @@ def csqa_study_suite(records: Iterable[Mapping[str, Any]], n: int | None = None)
     }
 
 
-def write_csqa_study(data: Path, out: Path, n: int | None = None) -> int:
-    """Write the study's CommonsenseQA suite for the items of ``data`` (JSON Lines) to ``out``; returns how many
-    items it holds. A line that is not a CommonsenseQA record is a TaskFileError naming the file, line and field."""
-    records = []
+# PrOntoQA's rule names (the ids of shared/data/prontoqa_ood) and the names the study's tables give them
+PRONTOQA_RULES = {
+    "ModusPonens": "implication_elimination",
+    "AndIntro": "conjunction_introduction",
+    "AndElim": "conjunction_elimination",
+    "OrIntro": "disjunction_introduction",
+    "OrElim": "disjunction_elimination",
+    "ProofByContra": "proof_by_contradiction",
+}
+PRONTOQA_MAX_TOKENS = 256
+PRONTOQA_STOP = ("Q:",)
+_PRONTOQA_ID = re.compile(r"\Aprontoqa_ood_([A-Za-z]+)_(\d+)\Z")
+
+
+def prontoqa_rule(item_id: str) -> str | None:
+    """The study's name of the rule a PrOntoQA-OOD id (``prontoqa_ood_ModusPonens_0``) tests, or None."""
+    match = _PRONTOQA_ID.match(item_id)
+    return PRONTOQA_RULES.get(match.group(1)) if match else None
+
+
+def prontoqa_study_suite(records: Iterable[Mapping[str, Any]], n_per_rule: int | None = None) -> dict[str, Any]:
+    """The suite document for PrOntoQA-OOD items (``id``, ``question``, ``answer`` as
+    ``shared/data/prontoqa_ood/normalized.jsonl`` holds them): the first ``n_per_rule`` of each rule, in file order.
+    Each item's category is ``prontoqa_<rule>``, the rule as the study's tables name it."""
+    items: list[dict[str, Any]] = []
+    taken: dict[str, int] = {}
+    for record in records:
+        rule = prontoqa_rule(str(record["id"]))
+        if rule is None or (n_per_rule is not None and taken.get(rule, 0) >= n_per_rule):
+            continue
+        taken[rule] = taken.get(rule, 0) + 1
+        items.append(
+            {
+                "id": str(record["id"]),
+                "type": "proof",
+                "category": f"prontoqa_{rule}",
+                "input": str(record["question"]),
+                "answer": str(record["answer"]).strip(),
+                "metadata": {"checker": PRONTOQA_CHECKER, "rule": rule, "hops": 1},
+            }
+        )
+    return {
+        "name": "prontoqa-ood-study",
+        "description": "PrOntoQA-OOD 1-hop proofs under the protocol of Hsiao & Dutta (2025): the study's 3-shot "
+        "in-demonstration prompts, greedy, 256 new tokens, repetition penalty 0.0001, cut at the next 'Q:', no chat "
+        "template; graded by the study's proof checker, strict and lenient.",
+        "language": "en",
+        "prompt_format": "raw",
+        "prompt_template": "{{ input }}",
+        "cot_max_tokens": PRONTOQA_MAX_TOKENS,
+        "cot_stop": list(PRONTOQA_STOP),
+        "repetition_penalty": STUDY_REPETITION_PENALTY,
+        "items": items,
+    }
+
+
+def _csqa_problem(record: dict[str, Any]) -> tuple[str | None, str] | None:
+    missing = [f for f in ("id", "question", "choices", "answer") if f not in record]
+    if missing:
+        return missing[0], "missing (expected id, question, choices and an answer letter)"
+    if not isinstance(record["choices"], list) or not record["choices"]:
+        return "choices", "must be a list of choice texts"
+    if str(record["answer"]).strip().upper() not in LETTERS[: len(record["choices"])]:
+        return "answer", f"{record['answer']!r} is not the letter of one of its choices"
+    return None
+
+
+def _prontoqa_problem(record: dict[str, Any]) -> tuple[str | None, str] | None:
+    missing = [f for f in ("id", "question", "answer") if f not in record]
+    if missing:
+        return missing[0], "missing (expected id, question and the gold proof as answer)"
+    if prontoqa_rule(str(record["id"])) is None:
+        rules = ", ".join(PRONTOQA_RULES)
+        return "id", f"{record['id']!r} is not prontoqa_ood_<rule>_<k> with a rule among {rules}"
+    if not isinstance(record["question"], str) or "Prove:" not in record["question"]:
+        return "question", "must be the prompt text, ending with the question's 'Prove: ...' goal and 'A:'"
+    if not isinstance(record["answer"], str) or not record["answer"].strip():
+        return "answer", "must be the gold proof's text"
+    return None
+
+
+def _read_records(data: Path, check: Callable[[dict[str, Any]], tuple[str | None, str] | None]) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON Lines file; the first bad line is a TaskFileError naming file, line and field."""
     try:
         lines = data.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise TaskFileError([Problem(str(data), None, None, f"cannot be read ({exc.strerror})")]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise TaskFileError([Problem(str(data), None, None, f"cannot be read ({reason})")]) from exc
+    records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        field, message = None, None
         try:
             record = json.loads(line)
         except ValueError as exc:
-            record, message = None, f"not JSON: {exc}"
-        if message is None and not isinstance(record, dict):
-            message = "not a JSON object"
-        elif message is None:
-            missing = [f for f in ("id", "question", "choices", "answer") if f not in record]
-            if missing:
-                field, message = missing[0], "missing (expected id, question, choices and an answer letter)"
-            elif not isinstance(record["choices"], list) or not record["choices"]:
-                field, message = "choices", "must be a list of choice texts"
-            elif str(record["answer"]).strip().upper() not in LETTERS[: len(record["choices"])]:
-                field, message = "answer", f"{record['answer']!r} is not the letter of one of its choices"
-        if message is not None:
-            raise TaskFileError([Problem(str(data), number, field, message)])
+            raise TaskFileError([Problem(str(data), number, None, f"not JSON: {exc}")]) from exc
+        found = check(record) if isinstance(record, dict) else (None, "not a JSON object")
+        if found is not None:
+            raise TaskFileError([Problem(str(data), number, found[0], found[1])])
         records.append(record)
-    document = csqa_study_suite(records, n)
+    return records
+
+
+def _write(document: dict[str, Any], out: Path) -> int:
     out.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=120), encoding="utf-8")
     return len(document["items"])
+
+
+def write_csqa_study(data: Path, out: Path, n: int | None = None) -> int:
+    """Write the study's CommonsenseQA suite for the items of ``data`` (JSON Lines) to ``out``; returns how many
+    items it holds. A line that is not a CommonsenseQA record is a TaskFileError naming the file, line and field."""
+    return _write(csqa_study_suite(_read_records(data, _csqa_problem), n), out)
+
+
+def write_prontoqa_study(data: Path, out: Path, n_per_rule: int | None = None) -> int:
+    """Write the study's PrOntoQA-OOD suite for the items of ``data`` (JSON Lines) to ``out``; returns how many
+    items it holds. A line that is not a PrOntoQA-OOD record is a TaskFileError naming the file, line and field."""
+    return _write(prontoqa_study_suite(_read_records(data, _prontoqa_problem), n_per_rule), out)
