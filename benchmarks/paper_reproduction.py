@@ -1,5 +1,5 @@
-"""The published study's CommonsenseQA chain-of-thought accuracy (Hsiao & Dutta 2025), reproduced on the installed
-ladder models under the study's protocol and set beside the study's own figures.
+"""The published study's CommonsenseQA chain-of-thought accuracy and PrOntoQA-OOD proof success (Hsiao & Dutta
+2025), reproduced on the installed ladder models under the study's protocols and set beside the study's own figures.
 
 The suite is the study's protocol (`poccheck tasks csqa-study`: Wei et al.'s 7 exemplars, 100 new tokens, greedy,
 repetition penalty 0.0001, the letter after the first "the answer is (", no chat template). Each model runs with
@@ -11,6 +11,13 @@ and .ja.html), whose threshold chart sets the study's own CommonsenseQA points b
                                                                  # SmolLM2 through @transformers
     python benchmarks/paper_reproduction.py --models smollm2-135m-q4 --n 50
     python benchmarks/paper_reproduction.py --full               # all 1,221 for every model (hours on 2 cores)
+    python benchmarks/paper_reproduction.py --tasks prontoqa --proofs 20   # 20 proofs per rule
+
+PrOntoQA-OOD (`poccheck tasks prontoqa-study`): the study's own 3-shot 1-hop prompts, 100 per rule, 256 new tokens,
+cut at the next "Q:", the same penalty, graded by the study's proof checker. Defaults: 100 per rule, 30 for the
+1.5B model. For each model and rule it prints strict and lenient proof success with 95% Wilson intervals beside the
+study's figures (its v1 3-shot 1-hop table; for the Qwen siblings its revision's 3-shot hop-1 table, which has four
+of the six rules).
 
 For each model it prints the items run, the share right with a 95% Wilson interval, the share with no readable
 answer, and the study's figures for the model it ran (all 1,221 validation items; its v1 table where the model
@@ -34,21 +41,25 @@ from pathlib import Path
 
 from poccheck import models
 from poccheck.analysis.stats import wilson
-from poccheck.analysis.summary import ModelFindings, analyse
+from poccheck.analysis.summary import GradedRow, ModelFindings, analyse
 from poccheck.config.run import RunConfig
 from poccheck.grading.stage import grade_stored
 from poccheck.pipeline import assess
 from poccheck.store import DB_NAME, Store
-from poccheck.tasks.study import write_csqa_study
+from poccheck.tasks.study import PRONTOQA_RULES, write_csqa_study, write_prontoqa_study
 
 STUDY_ITEMS = 1221
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PAPER = SHARED / "reference" / "paper_results.csv"
 CSQA = SHARED / "data" / "csqa_validation" / "normalized.jsonl"
+PRONTOQA = SHARED / "data" / "prontoqa_ood" / "normalized.jsonl"
 LADDER = ("smollm2-135m-q4", "gemma3-270m-q4", "qwen2.5-coder-0.5b-q4", "qwen2.5-coder-1.5b-q4")
 DEQUANTISED = "smollm2-135m-q4@transformers"
 DEFAULT_N = 300
 SMALLER_N = {"qwen2.5-coder-1.5b-q4": 100, DEQUANTISED: 100}  # sized for 2 cores
+DEFAULT_PROOFS = 100
+SMALLER_PROOFS = {"qwen2.5-coder-1.5b-q4": 30, DEQUANTISED: 30}
+PROOF_TRIALS = 100  # the study's items per rule
 
 # ladder model -> (the study's model, how they relate)
 STUDY_MODEL = {
@@ -83,6 +94,58 @@ def study_figures(path: Path) -> dict[str, StudyFigure]:
     return figures
 
 
+def proof_figures(path: Path) -> dict[tuple[str, str], tuple[str, dict[str, float]]]:
+    """The study's 3-shot 1-hop PrOntoQA-OOD figures per (model, rule): its v1 table, else its revision's hop-1."""
+    found: dict[tuple[str, str, str], dict[str, float]] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        for r in csv.DictReader(handle):
+            setting = r["setting"]
+            if r["task"].startswith("prontoqa_ood:") and (
+                setting == "cot_3shot_1hop_v1" or (setting.startswith("cot_3shot_hop1_") and setting.endswith("_rev1"))
+            ):
+                found.setdefault((r["model"], r["task"].split(":", 1)[1], setting), {})[r["metric"]] = float(r["value"])
+    figures: dict[tuple[str, str], tuple[str, dict[str, float]]] = {}
+    for (model, rule, setting), metrics in sorted(found.items(), key=lambda kv: kv[0][2] != "cot_3shot_1hop_v1"):
+        figures.setdefault((model, rule), (setting, metrics))
+    return figures
+
+
+def proof_rows(
+    model: ModelFindings, figures: dict[tuple[str, str], tuple[str, dict[str, float]]], seconds: float | None
+) -> list[str]:
+    """One line per PrOntoQA-OOD rule: strict and lenient proof success with Wilson intervals, and the study's."""
+    study_name, relation = STUDY_MODEL.get(model.name, ("", ""))
+    lines = []
+    for rule in PRONTOQA_RULES.values():
+        rows = [r for r in model.rows if r.item.category == f"prontoqa_{rule}"]
+        if not rows:
+            continue
+        n = len(rows)
+        cells = []
+        for metric, ok in (
+            ("strict", [r.correct for r in rows]),
+            ("lenient", [bool(r.grade and r.grade.lenient) for r in rows]),
+        ):
+            k = sum(ok)
+            ours = wilson(k, n)
+            cells.append(f"{k}/{n} = {k / n:.0%} ({ours.low:.0%}–{ours.high:.0%})")
+            setting, metrics = figures.get((study_name, rule), ("", {}))
+            value = metrics.get(f"proof_success_rate({metric})")
+            if value is None:
+                cells.append("–")
+            else:
+                inside = ours.low <= value <= ours.high
+                cells.append(f"{value:.0%}{'' if inside else ' (outside)'}")
+        setting = figures.get((study_name, rule), ("–", {}))[0]
+        took = f"{seconds:.0f} s" if seconds is not None else "–"
+        lines.append(
+            f"| {model.name} | {study_name or '–'}{f' ({relation})' if relation else ''} | {rule} | "
+            + " | ".join(cells)
+            + f" | {setting} | {took} |"
+        )
+    return lines
+
+
 def findings_of(folder: Path) -> tuple[list[ModelFindings], dict[str, float]]:
     """The chain-of-thought findings of the store's latest assess, and each model's seconds of item work over all
     its runs there (a resumed run adds to the first)."""
@@ -97,10 +160,15 @@ def findings_of(folder: Path) -> tuple[list[ModelFindings], dict[str, float]]:
     return [m for m in analyse(stored, grade_stored(stored)).models if m.mode == "cot" and m.rows], seconds
 
 
+def csqa_rows(model: ModelFindings) -> list[GradedRow]:
+    return [r for r in model.rows if r.item.category == "commonsenseqa"]
+
+
 def row(model: ModelFindings, figures: dict[str, StudyFigure], seconds: float | None) -> str:
-    n = len(model.rows)
-    right = sum(r.correct for r in model.rows)
-    silent = sum(1 for r in model.rows if r.grade is None or not r.grade.answered)
+    rows = csqa_rows(model)
+    n = len(rows)
+    right = sum(r.correct for r in rows)
+    silent = sum(1 for r in rows if r.grade is None or not r.grade.answered)
     ours = wilson(right, n)
     study_name, relation = STUDY_MODEL.get(model.name, ("", ""))
     figure = figures.get(study_name)
@@ -124,22 +192,43 @@ def row(model: ModelFindings, figures: dict[str, StudyFigure], seconds: float | 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", help=f"default: the installed ladder models and {DEQUANTISED}")
+    parser.add_argument("--tasks", nargs="+", choices=("csqa", "prontoqa"), default=["csqa", "prontoqa"])
     parser.add_argument("--n", type=int, help=f"CommonsenseQA items per model (default {DEFAULT_N}, fewer for some)")
-    parser.add_argument("--full", action="store_true", help="all 1,221 items for every model")
+    parser.add_argument(
+        "--proofs", type=int, help=f"PrOntoQA items per rule (default {DEFAULT_PROOFS}, fewer for some)"
+    )
+    parser.add_argument("--full", action="store_true", help="all 1,221 CommonsenseQA items and 100 proofs per rule")
     parser.add_argument("--out", type=Path, default=Path("paper-reproduction"), help="the store and the report")
     parser.add_argument("--data", type=Path, default=CSQA, help="CommonsenseQA validation items (JSON Lines)")
+    parser.add_argument("--prontoqa", type=Path, default=PRONTOQA, help="PrOntoQA-OOD items (JSON Lines)")
     parser.add_argument("--paper", type=Path, default=PAPER, help="the study's results table (paper_results.csv)")
     args = parser.parse_args()
-    for path in (args.data, args.paper):
+    needed = [
+        args.paper,
+        *([args.data] if "csqa" in args.tasks else []),
+        *([args.prontoqa] if "prontoqa" in args.tasks else []),
+    ]
+    for path in needed:
         if not path.exists():
-            print(f"{path} not found (../shared beside the project, or pass --data / --paper)", file=sys.stderr)
+            print(
+                f"{path} not found (../shared beside the project, or pass --data / --prontoqa / --paper)",
+                file=sys.stderr,
+            )
             return 1
     chosen = args.models or [m for m in (*LADDER, DEQUANTISED) if models.installed(m.split("@")[0])]
     if not chosen:
         print("no ladder model installed: poccheck models install", file=sys.stderr)
         return 1
-    sizes = {m: None if args.full else args.n or SMALLER_N.get(m, DEFAULT_N) for m in chosen}
     args.out.mkdir(parents=True, exist_ok=True)
+    if "csqa" in args.tasks:
+        csqa(args, chosen)
+    if "prontoqa" in args.tasks:
+        prontoqa(args, chosen)
+    return 0
+
+
+def csqa(args: argparse.Namespace, chosen: list[str]) -> None:
+    sizes = {m: None if args.full else args.n or SMALLER_N.get(m, DEFAULT_N) for m in chosen}
     suite = args.out / "csqa_study.yaml"
     write_csqa_study(args.data, suite, None if None in sizes.values() else max(n for n in sizes.values() if n))
     figures = study_figures(args.paper)
@@ -151,8 +240,9 @@ def main() -> int:
         assess(RunConfig((suite,), (spec,), out=args.out, modes=("cot",), limit=sizes[spec], prompt_format="raw"))
         found, seconds = findings_of(args.out)
         for model in found:
-            print(row(model, figures, seconds.get(model.name)), flush=True)
-            answers[model.name] = {r.item.id: r.grade.prediction if r.grade else "" for r in model.rows}
+            if model.name == spec and csqa_rows(model):
+                print(row(model, figures, seconds.get(model.name)), flush=True)
+                answers[model.name] = {r.item.id: r.grade.prediction if r.grade else "" for r in csqa_rows(model)}
     if DEQUANTISED in answers and DEQUANTISED.split("@")[0] in answers:
         quantised, dequantised = answers[DEQUANTISED.split("@")[0]], answers[DEQUANTISED]
         shared = sorted(set(quantised) & set(dequantised))
@@ -160,8 +250,26 @@ def main() -> int:
         print(f"\nllama.cpp (Q4_1) against transformers (dequantised): {differ} of {len(shared)} answers differ")
     common = min((n for n in sizes.values() if n is not None), default=None)
     report = assess(RunConfig((suite,), tuple(chosen), out=args.out, modes=("cot",), limit=common, prompt_format="raw"))
-    print(f"report over the first {common or 'all'} items of every model: {report.report}")
-    return 0
+    print(f"report over the first {common or 'all'} items of every model: {report.report}\n")
+
+
+def prontoqa(args: argparse.Namespace, chosen: list[str]) -> None:
+    """Each model on the first N proofs of every rule: one suite file per N, the same items (and result keys)."""
+    sizes = {m: PROOF_TRIALS if args.full else args.proofs or SMALLER_PROOFS.get(m, DEFAULT_PROOFS) for m in chosen}
+    figures = proof_figures(args.paper)
+    print("| model | study's model | rule | strict (95% Wilson) | study strict | lenient (95% Wilson) | study lenient |"
+          " study's setting | item work |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    out = args.out / "prontoqa"  # its own store, so that item work counts proofs only
+    out.mkdir(parents=True, exist_ok=True)
+    for spec in chosen:
+        suite = out / f"prontoqa_study_{sizes[spec]}.yaml"
+        write_prontoqa_study(args.prontoqa, suite, sizes[spec])
+        assess(RunConfig((suite,), (spec,), out=out, modes=("cot",), prompt_format="raw"))
+        found, seconds = findings_of(out)
+        for model in found:
+            if model.name == spec:
+                print("\n".join(proof_rows(model, figures, seconds.get(model.name))), flush=True)
 
 
 if __name__ == "__main__":
