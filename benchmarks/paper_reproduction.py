@@ -121,6 +121,7 @@ def proof_rows(
         if not rows:
             continue
         n = len(rows)
+        setting, metrics = figures.get((study_name, rule), ("–", {}))
         cells = []
         for metric, ok in (
             ("strict", [r.correct for r in rows]),
@@ -129,14 +130,12 @@ def proof_rows(
             k = sum(ok)
             ours = wilson(k, n)
             cells.append(f"{k}/{n} = {k / n:.0%} ({ours.low:.0%}–{ours.high:.0%})")
-            setting, metrics = figures.get((study_name, rule), ("", {}))
             value = metrics.get(f"proof_success_rate({metric})")
             if value is None:
                 cells.append("–")
             else:
                 inside = ours.low <= value <= ours.high
                 cells.append(f"{value:.0%}{'' if inside else ' (outside)'}")
-        setting = figures.get((study_name, rule), ("–", {}))[0]
         took = f"{seconds:.0f} s" if seconds is not None else "–"
         lines.append(
             f"| {model.name} | {study_name or '–'}{f' ({relation})' if relation else ''} | {rule} | "
