@@ -2,20 +2,26 @@
 
 Written with the ``gguf`` package as llama.cpp's ``convert_lora_to_gguf.py`` writes it: ``general.type =
 adapter``, ``adapter.type = lora``, ``adapter.lora.alpha``, and for each adapted weight ``<gguf name>.lora_a``
-(rank x inputs) and ``.lora_b`` (outputs x rank). Only architectures whose attention and MLP weights reach GGUF
-unchanged are exported (llama.cpp's converter permutes Llama's query/key rows, for instance); the others stay
-on the transformers backend.
+(rank x inputs) and ``.lora_b`` (outputs x rank). Only architectures checked against transformers are exported:
+Gemma 3 and Qwen2, whose attention and MLP weights reach GGUF unchanged, and Llama, whose query and key rows
+llama.cpp's converter permutes for its rotary layout (``LlamaModel.permute``), so the adapter's B matrices of
+``q_proj`` and ``k_proj`` get the same row permutation (the delta B @ A then matches the permuted base weight). The
+other architectures stay on the transformers backend.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from poccheck.adapters import ADAPTER_WEIGHTS, GGUF_ADAPTER
 from poccheck.gguf_header import read_header
 
-EXPORTABLE = ("gemma3",)  # GGUF architectures checked against transformers (see tests/test_finetune_gguf.py)
+EXPORTABLE = ("gemma3", "llama", "qwen2")  # checked against transformers (see tests/test_finetune_gguf.py)
+ROTARY_PERMUTED = ("llama",)  # architectures whose query/key rows llama.cpp's converter permutes
 
 
 class ExportUnsupported(Exception):
@@ -46,7 +52,11 @@ def export_gguf_lora(folder: Path, base_gguf: Path) -> Path:
         target = names.get_name(stem)
         if target is None or part not in ("A.weight", "B.weight"):
             raise ExportUnsupported(f"no GGUF tensor for adapter weight {key}")
-        pairs.setdefault(f"{target}.weight", {})[part[0]] = value.float().numpy()
+        matrix = value.float().numpy()
+        if part[0] == "B" and arch in ROTARY_PERMUTED and stem.endswith(("q_proj", "k_proj")):
+            heads_key = "head_count" if stem.endswith("q_proj") else "head_count_kv"
+            matrix = rotary_permute(matrix, int(metadata.get(f"{arch}.attention.{heads_key}") or 0))
+        pairs.setdefault(f"{target}.weight", {})[part[0]] = matrix
     path = folder / GGUF_ADAPTER
     partial = path.with_suffix(".partial")
     writer = gguf.GGUFWriter(str(partial), arch)
@@ -62,3 +72,11 @@ def export_gguf_lora(folder: Path, base_gguf: Path) -> Path:
     writer.close()
     partial.replace(path)
     return path
+
+
+def rotary_permute(rows: np.ndarray[Any, Any], heads: int) -> np.ndarray[Any, Any]:
+    """Reorder the output rows of a query or key projection as llama.cpp's converter does for Llama (each head's
+    rotary halves interleaved); ``heads`` is the number of heads of that projection (key/value heads for keys)."""
+    if heads <= 0 or rows.shape[0] % (2 * heads):
+        raise ExportUnsupported(f"cannot permute {rows.shape[0]} query/key rows over {heads} heads")
+    return rows.reshape(heads, 2, rows.shape[0] // heads // 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
