@@ -31,7 +31,7 @@ from poccheck.probe.generate import RULES
 from poccheck.probe.logic import Language
 from poccheck.records import MODES, PROMPT_FORMATS, Mode, PromptFormat
 from poccheck.tasks.examples import default_tasks
-from poccheck.tasks.study import write_csqa_study, write_prontoqa_study
+from poccheck.tasks.study import write_csqa_study, write_prontoqa_finetune, write_prontoqa_study
 
 app = typer.Typer(
     help="Which model size, run where, is good enough for our work, at what cost?",
@@ -111,6 +111,22 @@ def tasks_prontoqa_study(
     count = write_prontoqa_study(data, out_file, n)
     where = escape(str(out_file))
     out.print(f"wrote {where}: {count} items; run it with poccheck assess -t {where} --mode cot --prompt-format raw")
+
+
+@tasks_app.command("prontoqa-finetune")
+def tasks_prontoqa_finetune(
+    data: Annotated[Path, typer.Option(help="PrOntoQA-OOD items as JSON Lines: id, question, answer (gold proof).")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Suite file to write.")] = Path(
+        "prontoqa_finetune.yaml"
+    ),
+    n: Annotated[int | None, typer.Option(min=1, help="Test questions per rule (default: all).")] = None,
+) -> None:
+    """Write the published study's PrOntoQA-OOD fine-tuning data (Hsiao & Dutta 2025) as one suite: the worked
+    examples of its 3-shot prompts marked split: train (1 in 10 validation), each prompt's test question 0-shot
+    marked split: test. Train and assess with `poccheck finetune --tasks FILE --out DIR`."""
+    count = write_prontoqa_finetune(data, out_file, n)
+    where = escape(str(out_file))
+    out.print(f"wrote {where}: {count} items; fine-tune with poccheck finetune -t {where} --out DIR")
 
 
 @models_app.command("list")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import string
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -354,3 +355,11 @@ def item_from_record(record: dict[str, Any]) -> TaskItem:
             f"a stored task item is damaged ({exc})",
             "the results database is damaged: restore it from a copy, or run the assessment again into a new --out",
         ) from exc
+
+
+def content_hash(item: TaskItem) -> str:
+    """What the model reads, normalised (NFKC, case-folded, spaces collapsed), hashed: two items that read the
+    same have the same hash whatever their ids (the fine-tuning guards compare these)."""
+    parts = [item.input, *item.choices]
+    text = "\x1f".join(" ".join(unicodedata.normalize("NFKC", p).casefold().split()) for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -25,8 +25,9 @@ from poccheck.adapters import (
 )
 from poccheck.config.run import RunConfig
 from poccheck.errors import FinetuneError, ModelError
-from poccheck.finetune.split import content_hash, split_suite, warnings_for
+from poccheck.finetune.split import split_suite, warnings_for
 from poccheck.finetune.train import LoraSettings, TrainProgress
+from poccheck.records import content_hash
 from poccheck.tasks import load_suites
 
 from .tiny_models import build_model

@@ -13,12 +13,13 @@ from poccheck import models
 from poccheck.backends.base import GenerationRequest, penalise_repeats
 from poccheck.backends.llama_cpp import LlamaCppBackend
 from poccheck.errors import TaskFileError
+from poccheck.finetune.split import heldout_document, split_suite
 from poccheck.grading import grade_output
-from poccheck.records import Completion
+from poccheck.records import Completion, content_hash
 from poccheck.runner import work_items
 from poccheck.tasks import load_suites
 from poccheck.tasks.prompts import render_prompt
-from poccheck.tasks.study import write_csqa_study, write_prontoqa_study
+from poccheck.tasks.study import write_csqa_study, write_prontoqa_finetune, write_prontoqa_study
 
 from .conftest import SHARED
 
@@ -229,3 +230,63 @@ def test_the_shared_prontoqa_file_gives_100_items_per_rule(tmp_path: Path) -> No
     (suite,) = load_suites([tmp_path / "pq.yaml"])
     counts = {c: sum(i.category == c for i in suite.items) for c in {i.category for i in suite.items}}
     assert len(counts) == 6 and set(counts.values()) == {100}
+
+
+def test_the_finetune_suite_trains_on_the_worked_examples_and_tests_the_questions_0_shot(tmp_path: Path) -> None:
+    # a worked example that reads as another prompt's test question (Polly1's, here in prompt 2) is left out
+    records = [dict(r) for r in PRONTOQA]
+    records[2]["question"] = records[2]["question"].replace(
+        "Q: Each wumpus is hot. Rex is a wumpus. Prove: Rex is hot.\nA: Rex is a wumpus. Each wumpus is hot. "
+        "Rex is hot.",
+        "Q: Every yumpus is snowy. Polly1 is a yumpus. Prove: Polly1 is snowy.\nA: Polly1 is a yumpus. Every yumpus "
+        "is snowy. Polly1 is snowy.",
+    )
+    data = tmp_path / "pq.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "ft.yaml"
+    assert write_prontoqa_finetune(data, out, 2) == 5 + 4  # 6 worked examples less the one, 2 test questions a rule
+    (suite,) = load_suites([out])
+    split = split_suite(suite)
+    assert split.source == "file"
+    assert [i.id for i in split.test] == [f"prontoqa_ood_{r}_{k}" for r in ("ModusPonens", "OrElim") for k in (0, 1)]
+    assert "prontoqa_ood_ModusPonens_2_shot1" not in {i.id for i in split.train + split.validation}
+    assert not {content_hash(i) for i in split.train + split.validation} & {content_hash(i) for i in suite.items[5:]}
+    test = split.test[1]
+    assert test.input == "Q: Every yumpus is snowy. Polly1 is a yumpus. Prove: Polly1 is snowy.\nA:"
+    assert render_prompt(suite, test, "direct").text == test.input  # 0-shot: the question alone
+    first = next(i for i in split.train + split.validation if i.id == "prontoqa_ood_ModusPonens_0_shot1")
+    assert (first.input, first.answer, first.category) == (
+        "Q: Each wumpus is hot. Rex is a wumpus. Prove: Rex is hot.\nA:",
+        "Rex is a wumpus. Each wumpus is hot. Rex is hot.",
+        "prontoqa_implication_elimination",
+    )
+    request = work_items(suite, "direct")[0].generation_request
+    assert (request.max_tokens, request.stop, request.repetition_penalty) == (256, ("Q:",), 0.0001)
+    # the held-out file fine-tuning writes keeps the study's decoding
+    heldout = tmp_path / "heldout.yaml"
+    heldout.write_text(json.dumps(heldout_document(split, "held")), encoding="utf-8")
+    (held,) = load_suites([heldout])
+    assert (held.max_tokens, held.stop, held.repetition_penalty, held.prompt_format) == (256, ("Q:",), 0.0001, "raw")
+
+
+def test_a_prompt_whose_worked_example_is_not_a_question_and_proof_is_named(tmp_path: Path) -> None:
+    bad = dict(PRONTOQA[1], question="Q: Each wumpus is hot.\n\nQ: Every yumpus is snowy. Prove: x.\nA:")
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps(PRONTOQA[0]) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    with pytest.raises(TaskFileError) as caught:
+        write_prontoqa_finetune(data, tmp_path / "out.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line, problem.field) == (str(data), 2, "question")
+    assert "worked example 1" in problem.message
+
+
+def test_the_shared_prontoqa_file_gives_the_studys_1800_worked_examples(tmp_path: Path) -> None:
+    data = SHARED / "data" / "prontoqa_ood" / "normalized.jsonl"
+    if not data.exists():
+        pytest.skip("../shared/data/prontoqa_ood is not here")
+    count = write_prontoqa_finetune(data, tmp_path / "ft.yaml", 10)
+    (suite,) = load_suites([tmp_path / "ft.yaml"])
+    split = split_suite(suite)
+    assert len(split.test) == 60 and count == len(suite.items)
+    trained = len(split.train) + len(split.validation)
+    assert 1700 <= trained <= 1800 and 0.07 < len(split.validation) / trained < 0.13, (trained, len(split.validation))

@@ -34,7 +34,7 @@ from poccheck.finetune.export import ExportUnsupported, export_gguf_lora
 from poccheck.finetune.train import LoraSettings, TrainProgress
 from poccheck.host import ENGINES, engine_info
 from poccheck.private import make_private, private_umask, secure_dir
-from poccheck.records import Mode, Suite, TaskItem, stable_hash
+from poccheck.records import Mode, Suite, TaskItem, content_hash, stable_hash
 from poccheck.tasks import load_suites
 
 
@@ -177,7 +177,7 @@ def _data_record(path: str | Path, suite_name: str, parts: dict[str, tuple[TaskI
         splits.file_hash(Path(path)),
         suite_name,
         {p: [i.id for i in items] for p, items in parts.items()},
-        {p: sorted({splits.content_hash(i) for i in items}) for p, items in parts.items()},
+        {p: sorted({content_hash(i) for i in items}) for p, items in parts.items()},
     )
 
 
@@ -188,7 +188,7 @@ def refuse_trained_items(spec: str, suites: Sequence[Suite]) -> None:
         return
     manifest = read_manifest(adapter_path(parsed.adapter))
     trained = manifest.trained_hashes
-    seen = [f"{s.name}/{i.id}" for s in suites for i in s.items if splits.content_hash(i) in trained]
+    seen = [f"{s.name}/{i.id}" for s in suites for i in s.items if content_hash(i) in trained]
     if seen:
         raise FinetuneError(
             f"{len(seen)} item(s) given to {spec} were in its training data: {', '.join(seen[:5])}"

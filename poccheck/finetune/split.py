@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from poccheck.errors import FinetuneError
-from poccheck.records import LETTERS, Exemplar, Suite, TaskItem
+from poccheck.records import LETTERS, Exemplar, Suite, TaskItem, content_hash
 
 Part = Literal["train", "validation", "test"]
 PARTS: tuple[Part, ...] = ("train", "validation", "test")
@@ -30,13 +29,6 @@ ALIASES: dict[str, Part] = {
 TEST_FRACTION = 0.4
 VALIDATION_FRACTION = 0.1
 SMALL_TRAIN = 20  # fewer training items than this rarely lift accuracy measurably
-
-
-def content_hash(item: TaskItem) -> str:
-    """What the model reads, normalised (NFKC, case-folded, spaces collapsed), hashed."""
-    parts = [item.input, *item.choices]
-    text = "\x1f".join(" ".join(unicodedata.normalize("NFKC", p).casefold().split()) for p in parts)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def set_hash(hashes: Iterable[str]) -> str:
@@ -146,8 +138,12 @@ def heldout_document(split: Split, name: str) -> dict[str, Any]:
         "description": f"Held-out items of {suite.name} ({split.source} split, seed {split.seed}), "
         f"never shown in fine-tuning.",
         "language": suite.language,
+        "prompt_format": suite.prompt_format,
         "max_tokens": suite.max_tokens,
         "stop": list(suite.stop),
+        "cot_max_tokens": suite.cot_max_tokens,
+        "cot_stop": list(suite.cot_stop),
+        "repetition_penalty": suite.repetition_penalty,
     }
     if suite.prompt_template:
         document["prompt_template"] = suite.prompt_template

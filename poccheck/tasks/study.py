@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from poccheck.errors import Problem, TaskFileError
-from poccheck.records import LETTERS, PRONTOQA_CHECKER
+from poccheck.records import LETTERS, PRONTOQA_CHECKER, TaskItem, content_hash
 
 # (question, choices, rationale ending in the answer) as CSQA/CoT_SmolLM2-135M-Instruct.py writes them
 CSQA_EXEMPLARS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -180,6 +180,79 @@ def prontoqa_study_suite(records: Iterable[Mapping[str, Any]], n_per_rule: int |
     }
 
 
+_EXEMPLAR = re.compile(r"\A(?P<prompt>Q: .+?\n+A:) (?P<proof>.+)\Z", re.S)  # proofs by cases hold blank lines
+_BLOCKS = re.compile(r"\n+(?=Q: )")  # a prompt's worked examples and its question, each from its "Q: "
+_VALIDATION_EVERY = 10  # the study held out 10% of the 1,800 pairs for validation (180)
+
+
+def prontoqa_finetune_suite(records: Iterable[Mapping[str, Any]], n_test_per_rule: int | None = None) -> dict[str, Any]:
+    """The study's fine-tuning data as one suite (``poccheck finetune`` reads its ``split`` marks): the worked
+    examples of every 3-shot prompt (3 x 100 x 6 = 1,800 question-proof pairs) for training, 1 in 10 of them (by
+    content hash, so copies stay together) for validation, and each prompt's own test question, 0-shot
+    (``Q: ...`` then ``A:``), held out for testing: the first ``n_test_per_rule`` of each rule.
+
+    A worked example that reads the same as any test question (of all of them, not only those kept) is left out of
+    training, so no test question is ever trained on. Decoding as the study's: greedy, 256 new tokens, repetition
+    penalty 0.0001, cut at the next ``Q:``; direct mode (the question alone), raw text."""
+    records = list(records)
+    tests: list[dict[str, Any]] = []
+    exemplars: list[dict[str, Any]] = []
+    taken: dict[str, int] = {}
+    for record in records:
+        rule = prontoqa_rule(str(record["id"]))
+        if rule is None:
+            continue
+        *shots, question = _BLOCKS.split(str(record["question"]).strip())
+        metadata = {"checker": PRONTOQA_CHECKER, "rule": rule, "hops": 1}
+        if n_test_per_rule is None or taken.get(rule, 0) < n_test_per_rule:
+            taken[rule] = taken.get(rule, 0) + 1
+            tests.append(
+                {
+                    "id": str(record["id"]), "type": "proof", "category": f"prontoqa_{rule}",
+                    "input": question.strip(), "answer": str(record["answer"]).strip(), "split": "test",
+                    "metadata": metadata,
+                }
+            )  # fmt: skip
+        for index, shot in enumerate(shots):
+            match = _EXEMPLAR.match(shot.strip())
+            if match is None:
+                raise ValueError(f"{record['id']}: worked example {index + 1} is not 'Q: ...' then 'A: <proof>'")
+            exemplars.append(
+                {
+                    "id": f"{record['id']}_shot{index + 1}", "type": "proof", "category": f"prontoqa_{rule}",
+                    "input": match["prompt"], "answer": match["proof"].strip(),
+                    "metadata": metadata,
+                }
+            )  # fmt: skip
+    every_test = {content_hash(_as_item(_BLOCKS.split(str(r["question"]).strip())[-1].strip())) for r in records}
+    kept = []
+    for entry in exemplars:
+        digest = content_hash(_as_item(entry["input"]))
+        if digest in every_test:
+            continue
+        entry["split"] = "validation" if int(digest, 16) % _VALIDATION_EVERY == 0 else "train"
+        kept.append(entry)
+    dropped = len(exemplars) - len(kept)
+    return {
+        "name": "prontoqa-ood-finetune",
+        "description": "PrOntoQA-OOD 1-hop fine-tuning data of Hsiao & Dutta (2025): the worked examples of the "
+        f"study's 3-shot prompts for training and validation ({len(kept)} pairs; {dropped} left out because they read "
+        "the same as a test question), each prompt's test question 0-shot for testing; greedy, 256 new tokens, "
+        "repetition penalty 0.0001, cut at the next 'Q:', no chat template; graded by the study's proof checker.",
+        "language": "en",
+        "prompt_format": "raw",
+        "prompt_template": "{{ input }}",
+        "max_tokens": PRONTOQA_MAX_TOKENS,
+        "stop": list(PRONTOQA_STOP),
+        "repetition_penalty": STUDY_REPETITION_PENALTY,
+        "items": kept + tests,
+    }
+
+
+def _as_item(text: str) -> TaskItem:
+    return TaskItem(id="-", type="proof", input=text, answer="-")
+
+
 def _csqa_problem(record: dict[str, Any]) -> tuple[str | None, str] | None:
     missing = [f for f in ("id", "question", "choices", "answer") if f not in record]
     if missing:
@@ -202,6 +275,14 @@ def _prontoqa_problem(record: dict[str, Any]) -> tuple[str | None, str] | None:
         return "question", "must be the prompt text, ending with the question's 'Prove: ...' goal and 'A:'"
     if not isinstance(record["answer"], str) or not record["answer"].strip():
         return "answer", "must be the gold proof's text"
+    return None
+
+
+def _worked_examples_problem(record: dict[str, Any]) -> tuple[str | None, str] | None:
+    *shots, _ = _BLOCKS.split(str(record["question"]).strip())
+    for index, shot in enumerate(shots):
+        if _EXEMPLAR.match(shot.strip()) is None:
+            return "question", f"worked example {index + 1} is not 'Q: <question>' then 'A: <proof>'"
     return None
 
 
@@ -236,6 +317,14 @@ def write_csqa_study(data: Path, out: Path, n: int | None = None) -> int:
     """Write the study's CommonsenseQA suite for the items of ``data`` (JSON Lines) to ``out``; returns how many
     items it holds. A line that is not a CommonsenseQA record is a TaskFileError naming the file, line and field."""
     return _write(csqa_study_suite(_read_records(data, _csqa_problem), n), out)
+
+
+def write_prontoqa_finetune(data: Path, out: Path, n_test_per_rule: int | None = None) -> int:
+    """Write the study's PrOntoQA-OOD fine-tuning suite (:func:`prontoqa_finetune_suite`) to ``out``; returns how
+    many items it holds. A line that is not a PrOntoQA-OOD record is a TaskFileError naming the file, line and
+    field; a prompt whose worked examples are not ``Q:``/``A:`` pairs one naming its question."""
+    records = _read_records(data, lambda r: _prontoqa_problem(r) or _worked_examples_problem(r))
+    return _write(prontoqa_finetune_suite(records, n_test_per_rule), out)
 
 
 def write_prontoqa_study(data: Path, out: Path, n_per_rule: int | None = None) -> int:
