@@ -72,15 +72,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     probe = args.work / "probe-1hop.yaml"
     pipeline.write_probe(probe, _rules(), [1], args.n, "en", seed=0, shots=0, force=True)
-    control = None
-    if CSQA.exists():
-        control = args.work / "csqa-control.jsonl"
-        records = [json.loads(line) for line in CSQA.read_text(encoding="utf-8").splitlines()]
-        unique = [r for r in records if len(set(r["choices"])) == len(r["choices"])]  # poccheck refuses repeats
-        picked = [{**r, "type": "multiple_choice", "category": "commonsenseqa"} for r in unique[: args.control_items]]
-        control.write_text("".join(json.dumps(r) + "\n" for r in picked), encoding="utf-8")
-    else:
-        print(f"(no control suite: {CSQA} not found)")
+    control = write_control(args.work, args.control_items)
     settings = LoraSettings(learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size)
     started = time.perf_counter()
     folder = adapter_path(NAME)
@@ -134,6 +126,20 @@ def main() -> int:
     _accuracy("llama.cpp (Q4_K_M base, GGUF adapter)", on_llama.findings, heldout_suite)
     print(f"\nreports: {assessed.report}, {on_llama.report}")
     return 0
+
+
+def write_control(work: Path, n: int) -> Path | None:
+    """The control suite: the first ``n`` CommonsenseQA validation questions without repeated choices (poccheck
+    refuses repeats), or None (said) when ../shared is absent."""
+    if not CSQA.exists():
+        print(f"(no control suite: {CSQA} not found)")
+        return None
+    control = work / "csqa-control.jsonl"
+    records = [json.loads(line) for line in CSQA.read_text(encoding="utf-8").splitlines()]
+    unique = [r for r in records if len(set(r["choices"])) == len(r["choices"])]
+    picked = [{**r, "type": "multiple_choice", "category": "commonsenseqa"} for r in unique[:n]]
+    control.write_text("".join(json.dumps(r) + "\n" for r in picked), encoding="utf-8")
+    return control
 
 
 def _accuracy(engine: str, findings: Findings, heldout_suite: str) -> None:

@@ -120,11 +120,14 @@ def tasks_prontoqa_finetune(
         "prontoqa_finetune.yaml"
     ),
     n: Annotated[int | None, typer.Option(min=1, help="Test questions per rule (default: all).")] = None,
+    examples: Annotated[
+        int | None, typer.Option(min=1, help="Worked examples per rule to train on (default: all, about 300).")
+    ] = None,
 ) -> None:
     """Write the published study's PrOntoQA-OOD fine-tuning data (Hsiao & Dutta 2025) as one suite: the worked
     examples of its 3-shot prompts marked split: train (1 in 10 validation), each prompt's test question 0-shot
     marked split: test. Train and assess with `poccheck finetune --tasks FILE --out DIR`."""
-    count = write_prontoqa_finetune(data, out_file, n)
+    count = write_prontoqa_finetune(data, out_file, n, examples)
     where = escape(str(out_file))
     out.print(f"wrote {where}: {count} items; fine-tune with poccheck finetune -t {where} --out DIR")
 

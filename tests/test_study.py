@@ -290,3 +290,6 @@ def test_the_shared_prontoqa_file_gives_the_studys_1800_worked_examples(tmp_path
     assert len(split.test) == 60 and count == len(suite.items)
     trained = len(split.train) + len(split.validation)
     assert 1700 <= trained <= 1800 and 0.07 < len(split.validation) / trained < 0.13, (trained, len(split.validation))
+    write_prontoqa_finetune(data, tmp_path / "subset.yaml", 10, 50)  # a subset for small machines
+    subset = split_suite(load_suites([tmp_path / "subset.yaml"])[0])
+    assert len(subset.train) + len(subset.validation) == 300 and len(subset.test) == 60

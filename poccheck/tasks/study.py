@@ -185,11 +185,15 @@ _BLOCKS = re.compile(r"\n+(?=Q: )")  # a prompt's worked examples and its questi
 _VALIDATION_EVERY = 10  # the study held out 10% of the 1,800 pairs for validation (180)
 
 
-def prontoqa_finetune_suite(records: Iterable[Mapping[str, Any]], n_test_per_rule: int | None = None) -> dict[str, Any]:
+def prontoqa_finetune_suite(
+    records: Iterable[Mapping[str, Any]], n_test_per_rule: int | None = None, n_examples_per_rule: int | None = None
+) -> dict[str, Any]:
     """The study's fine-tuning data as one suite (``poccheck finetune`` reads its ``split`` marks): the worked
     examples of every 3-shot prompt (3 x 100 x 6 = 1,800 question-proof pairs) for training, 1 in 10 of them (by
     content hash, so copies stay together) for validation, and each prompt's own test question, 0-shot
-    (``Q: ...`` then ``A:``), held out for testing: the first ``n_test_per_rule`` of each rule.
+    (``Q: ...`` then ``A:``), held out for testing: the first ``n_test_per_rule`` of each rule. With
+    ``n_examples_per_rule``, only the first that many worked examples of each rule are kept (a subset for small
+    machines; validation is still 1 in 10 of those).
 
     A worked example that reads the same as any test question (of all of them, not only those kept) is left out of
     training, so no test question is ever trained on. Decoding as the study's: greedy, 256 new tokens, repetition
@@ -225,14 +229,18 @@ def prontoqa_finetune_suite(records: Iterable[Mapping[str, Any]], n_test_per_rul
                 }
             )  # fmt: skip
     every_test = {content_hash(_as_item(_BLOCKS.split(str(r["question"]).strip())[-1].strip())) for r in records}
-    kept = []
+    kept: list[dict[str, Any]] = []
+    per_rule: dict[str, int] = {}
     for entry in exemplars:
         digest = content_hash(_as_item(entry["input"]))
         if digest in every_test:
             continue
+        per_rule[entry["category"]] = per_rule.get(entry["category"], 0) + 1
+        if n_examples_per_rule is not None and per_rule[entry["category"]] > n_examples_per_rule:
+            continue
         entry["split"] = "validation" if int(digest, 16) % _VALIDATION_EVERY == 0 else "train"
         kept.append(entry)
-    dropped = len(exemplars) - len(kept)
+    dropped = sum(content_hash(_as_item(e["input"])) in every_test for e in exemplars)
     return {
         "name": "prontoqa-ood-finetune",
         "description": "PrOntoQA-OOD 1-hop fine-tuning data of Hsiao & Dutta (2025): the worked examples of the "
@@ -319,12 +327,14 @@ def write_csqa_study(data: Path, out: Path, n: int | None = None) -> int:
     return _write(csqa_study_suite(_read_records(data, _csqa_problem), n), out)
 
 
-def write_prontoqa_finetune(data: Path, out: Path, n_test_per_rule: int | None = None) -> int:
+def write_prontoqa_finetune(
+    data: Path, out: Path, n_test_per_rule: int | None = None, n_examples_per_rule: int | None = None
+) -> int:
     """Write the study's PrOntoQA-OOD fine-tuning suite (:func:`prontoqa_finetune_suite`) to ``out``; returns how
     many items it holds. A line that is not a PrOntoQA-OOD record is a TaskFileError naming the file, line and
     field; a prompt whose worked examples are not ``Q:``/``A:`` pairs one naming its question."""
     records = _read_records(data, lambda r: _prontoqa_problem(r) or _worked_examples_problem(r))
-    return _write(prontoqa_finetune_suite(records, n_test_per_rule), out)
+    return _write(prontoqa_finetune_suite(records, n_test_per_rule, n_examples_per_rule), out)
 
 
 def write_prontoqa_study(data: Path, out: Path, n_per_rule: int | None = None) -> int:
