@@ -95,7 +95,9 @@ def study_figures(path: Path) -> dict[str, StudyFigure]:
 
 
 def proof_figures(path: Path) -> dict[tuple[str, str], tuple[str, dict[str, float]]]:
-    """The study's 3-shot 1-hop PrOntoQA-OOD figures per (model, rule): its v1 table, else its revision's hop-1."""
+    """The study's 3-shot 1-hop PrOntoQA-OOD figures per (model, rule): its v1 table, else its revision's hop-1
+    figure (the revision gives each model and rule one hop-1 setting, ``_2steps_rev1`` or ``_3steps_rev1``; the
+    same rule as poccheck/data/published_thresholds.csv)."""
     found: dict[tuple[str, str, str], dict[str, float]] = {}
     with path.open(encoding="utf-8", newline="") as handle:
         for r in csv.DictReader(handle):
@@ -105,8 +107,14 @@ def proof_figures(path: Path) -> dict[tuple[str, str], tuple[str, dict[str, floa
             ):
                 found.setdefault((r["model"], r["task"].split(":", 1)[1], setting), {})[r["metric"]] = float(r["value"])
     figures: dict[tuple[str, str], tuple[str, dict[str, float]]] = {}
+    revisions: dict[tuple[str, str], set[str]] = {}
     for (model, rule, setting), metrics in sorted(found.items(), key=lambda kv: kv[0][2] != "cot_3shot_1hop_v1"):
         figures.setdefault((model, rule), (setting, metrics))
+        if setting != "cot_3shot_1hop_v1":
+            revisions.setdefault((model, rule), set()).add(setting)
+    several = {key: sorted(s) for key, s in revisions.items() if len(s) > 1}
+    if several:  # not so in the study's table: say so rather than pick one silently
+        raise SystemExit(f"{path}: several revision hop-1 settings for {several}")
     return figures
 
 

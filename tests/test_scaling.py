@@ -187,3 +187,36 @@ def test_the_same_weights_through_two_backends_are_one_point_on_the_size_curve()
     other = candidate("other", 135_000_000, 5, 10)  # other weights of the same size still count
     (group,) = scaling_groups(findings(small, large, other), with_published=False)
     assert len(group.fit.points) == 3
+
+
+def test_the_study_suites_groups_meet_the_studys_own_points_graded_strictly() -> None:
+    from poccheck.analysis.reasoning import PUBLISHED_TASKS, STUDY_3SHOT_1HOP
+
+    task, metric, settings, label = PUBLISHED_TASKS["prontoqa_implication_elimination"]
+    assert (metric, settings, label) == (
+        "proof_success_rate(strict)", STUDY_3SHOT_1HOP, "PrOntoQA-OOD implication elimination, 3-shot 1-hop, strict"
+    )
+    points = published_points(task, metric, settings)
+    assert len(points) == len({p.model for p in points}) == 26  # one figure per model: v1's, else the revision's
+    smol = next(p for p in points if p.model == "SmolLM2-135M-Instruct")
+    assert (smol.correct, smol.n) == (46, 100)  # the v1 table's 0.46, not the revision's
+    assert len(published_points(*PUBLISHED_TASKS["prontoqa_disjunction_elimination"][:3])) == 8  # v1 only
+    # the probe's proof by contradiction is graded strictly, and so are the study's points it is shown with
+    assert PUBLISHED_TASKS["proof_by_contradiction"][1:3] == ("proof_success_rate(strict)", ("cot_8shot_1hop_v1",))
+    assert len(published_points(*PUBLISHED_TASKS["proof_by_contradiction"][:3])) == 18
+
+
+def test_a_study_suite_group_is_drawn_over_the_studys_points_for_that_rule() -> None:
+    from dataclasses import replace
+
+    from poccheck.analysis.reasoning import scaling_groups
+
+    from .test_recommend import candidate, findings
+
+    models = [candidate(n, p, k, 10) for n, p, k in (("a", 135_000_000, 4), ("b", 494_000_000, 7))]
+    for model in models:  # the group `poccheck tasks prontoqa-study` gives its implication-elimination items
+        model.rows = [replace(r, item=replace(r.item, category="prontoqa_implication_elimination")) for r in model.rows]
+    (group,) = scaling_groups(findings(*models))
+    assert group.published_label == "PrOntoQA-OOD implication elimination, 3-shot 1-hop, strict"
+    assert group.published is not None and len(group.published.points) == 26
+    assert [(p.model, p.correct) for p in group.fit.points] == [("a", 4), ("b", 7)]

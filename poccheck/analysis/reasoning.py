@@ -195,36 +195,53 @@ def depth_profile(model: ModelFindings, cells: list[ProbeCell], target: float) -
     return DepthProfile(model.label, rows, longest)
 
 
-@lru_cache(maxsize=8)
-def published_fit(task: str, metric: str) -> ThresholdFit:
+@lru_cache(maxsize=16)
+def published_fit(task: str, metric: str, settings: tuple[str, ...] | None = None) -> ThresholdFit:
     """The published study's data for one task, fitted with poccheck's method (cached: it takes seconds)."""
-    return threshold(published_points(task, metric), 0.2 if task == "csqa" else None)
+    return threshold(published_points(task, metric, settings), 0.2 if task == "csqa" else None)
 
 
-def published_points(task: str, metric: str) -> list[Point]:
+def published_points(task: str, metric: str, settings: tuple[str, ...] | None = None) -> list[Point]:
     """The published study's figures for one task (packaged with poccheck, sources cited in the file)."""
     text = resources.files("poccheck").joinpath("data/published_thresholds.csv").read_text(encoding="utf-8")
-    return points_from_csv(text, task, metric)
+    return points_from_csv(text, task, metric, settings)
 
 
-def points_from_csv(text: str, task: str, metric: str) -> list[Point]:
-    """Points from a results table with columns model, params_billions, task, metric, value and n."""
+def points_from_csv(text: str, task: str, metric: str, settings: tuple[str, ...] | None = None) -> list[Point]:
+    """Points from a results table with columns model, params_billions, task, setting, metric, value and n (of the
+    given settings only, when given)."""
     rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
     return [
         Point(r["model"], family_of_name(r["model"]), float(r["params_billions"]) * 1e9,
               round(float(r["value"]) * int(r["n"])), int(r["n"]))
         for r in rows
-        if r["task"] == task and r["metric"] == metric
+        if r["task"] == task and r["metric"] == metric and (settings is None or r["setting"] in settings)
     ]  # fmt: skip
 
 
-PUBLISHED_TASKS = {
-    "csqa": ("csqa", "accuracy", "CommonsenseQA, 7-shot chain of thought"),
-    "commonsenseqa": ("csqa", "accuracy", "CommonsenseQA, 7-shot chain of thought"),
+STUDY_3SHOT_1HOP = ("cot_3shot_1hop_v1", "cot_3shot_hop1_2steps_rev1", "cot_3shot_hop1_3steps_rev1")
+_RULE_NAMES = {
+    "implication_elimination": "implication elimination", "conjunction_introduction": "conjunction introduction",
+    "conjunction_elimination": "conjunction elimination", "disjunction_introduction": "disjunction introduction",
+    "disjunction_elimination": "disjunction elimination", "proof_by_contradiction": "proof by contradiction",
+}  # fmt: skip
+# task group (category) -> the study's task, metric, settings and the label the report gives its points. Proofs
+# are compared strictly, as poccheck grades them (`correct`); the study's suites (`poccheck tasks prontoqa-study`)
+# name their groups prontoqa_<rule>, a probe's proof by contradiction is compared with the study's 8-shot figures.
+PUBLISHED_TASKS: dict[str, tuple[str, str, tuple[str, ...] | None, str]] = {
+    "csqa": ("csqa", "accuracy", None, "CommonsenseQA, 7-shot chain of thought"),
+    "commonsenseqa": ("csqa", "accuracy", None, "CommonsenseQA, 7-shot chain of thought"),
     "proof_by_contradiction": (
-        "prontoqa_ood:proof_by_contradiction", "proof_success_rate(lenient)",
-        "PrOntoQA-OOD proof by contradiction, 8-shot, lenient",
+        "prontoqa_ood:proof_by_contradiction", "proof_success_rate(strict)", ("cot_8shot_1hop_v1",),
+        "PrOntoQA-OOD proof by contradiction, 8-shot, strict",
     ),
+    **{
+        f"prontoqa_{rule}": (
+            f"prontoqa_ood:{rule}", "proof_success_rate(strict)", STUDY_3SHOT_1HOP,
+            f"PrOntoQA-OOD {name}, 3-shot 1-hop, strict",
+        )
+        for rule, name in _RULE_NAMES.items()
+    },
 }  # fmt: skip
 
 
@@ -258,8 +275,8 @@ def scaling_groups(findings: Findings, with_published: bool = True) -> list[Scal
         entry = ScalingGroup(group, mode, threshold(points, chance), chance, hops=hops)
         match = PUBLISHED_TASKS.get(group.strip().lower())
         if with_published and match:
-            task, metric, label = match
-            entry.published = published_fit(task, metric)
+            task, metric, settings, label = match
+            entry.published = published_fit(task, metric, settings)
             entry.published_label = label
         result.append(entry)
     return result
