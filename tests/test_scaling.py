@@ -194,7 +194,9 @@ def test_the_study_suites_groups_meet_the_studys_own_points_graded_strictly() ->
 
     task, metric, settings, label = PUBLISHED_TASKS["prontoqa_implication_elimination"]
     assert (metric, settings, label) == (
-        "proof_success_rate(strict)", STUDY_3SHOT_1HOP, "PrOntoQA-OOD implication elimination, 3-shot 1-hop, strict"
+        "proof_success_rate(strict)",
+        STUDY_3SHOT_1HOP,
+        "PrOntoQA-OOD implication elimination, 3-shot 1-hop, strict",
     )
     points = published_points(task, metric, settings)
     assert len(points) == len({p.model for p in points}) == 26  # one figure per model: v1's, else the revision's
