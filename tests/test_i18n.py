@@ -209,7 +209,7 @@ def test_plurals_follow_each_languages_rules() -> None:
 def test_threshold_groups_by_proof_depth_are_named_by_the_catalog_not_the_analysis() -> None:
     findings, _ = _assessment()
     groups = {(g.name, g.hops) for g in scaling_groups(findings, with_published=False)}
-    assert ("deduction", 1) in groups and ("deduction", None) in groups and ("rules", None) in groups
+    assert {("deduction", 1), ("deduction", 2), ("deduction", None), ("rules", None)} <= groups
     assert all("hop" not in name for name, _ in groups)
 
 
@@ -233,7 +233,7 @@ def _model(name: str, family: str, parameters: int, mode: str, right: int, n: in
         item = TaskItem(
             id=f"q{index}", input=f"question {index} <b>&</b>", type="proof" if proof else "exact",
             answer="Sam is happy." if proof else "x", category="deduction" if proof else "rules",
-            metadata={"rule": "modus_ponens", "hops": 1 + index % 2} if proof else {},
+            metadata={"rule": "modus_ponens", "hops": 1 + index // 4 % 2} if proof else {},
         )  # fmt: skip
         correct = index < right
         result = stored_result(

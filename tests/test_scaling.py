@@ -5,13 +5,14 @@ own data (tests/data/published_thresholds.csv, copied from shared/reference/pape
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks.threshold_coverage import simulate
-from poccheck.analysis.reasoning import points_from_csv, published_points
+from poccheck.analysis.reasoning import ScalingGroup, points_from_csv, published_points
 from poccheck.analysis.scaling import Logistic, Point, _nll, family_of_name, profile_nll, threshold
 
 FIXTURE = Path(__file__).parent / "data" / "published_thresholds.csv"
@@ -222,3 +223,25 @@ def test_a_study_suite_group_is_drawn_over_the_studys_points_for_that_rule() -> 
     assert group.published_label == "PrOntoQA-OOD implication elimination, 3-shot 1-hop, strict"
     assert group.published is not None and len(group.published.points) == 26
     assert [(p.model, p.correct) for p in group.fit.points] == [("a", 4), ("b", 7)]
+
+
+def test_proofs_of_one_depth_get_one_fit_and_several_depths_one_more_per_depth() -> None:
+    from dataclasses import replace
+
+    from poccheck.analysis.reasoning import scaling_groups
+
+    from .test_recommend import candidate, findings
+
+    def proofs(depth_of: Callable[[int], int]) -> list[ScalingGroup]:
+        models = [candidate(n, p, k, 10) for n, p, k in (("a", 135_000_000, 4), ("b", 494_000_000, 7))]
+        for model in models:
+            model.rows = [
+                replace(r, item=replace(r.item, type="proof", category="rules", metadata={"hops": depth_of(i)}))
+                for i, r in enumerate(model.rows)
+            ]
+        return scaling_groups(findings(*models), with_published=False)
+
+    assert [(g.name, g.hops) for g in proofs(lambda i: 1)] == [("rules", None)]  # the same items twice: one fit
+    several = proofs(lambda i: 1 + i % 2)
+    assert [(g.name, g.hops) for g in several] == [("rules", None), ("rules", 1), ("rules", 2)]
+    assert [p.n for p in several[1].fit.points] == [5, 5]

@@ -246,7 +246,7 @@ PUBLISHED_TASKS: dict[str, tuple[str, str, tuple[str, ...] | None, str]] = {
 
 
 def scaling_groups(findings: Findings, with_published: bool = True) -> list[ScalingGroup]:
-    """One threshold fit per task group (category, and rule x hops for proofs) and prompting mode."""
+    """One threshold fit per task group (category, and category x hops for proofs of several depths) and mode."""
     rows_by: dict[tuple[str, int | None, str], dict[str, tuple[ModelFindings, list[GradedRow]]]] = defaultdict(dict)
     weights: set[tuple[str, str]] = set()  # the same file run by two backends is one point: the first candidate's
     for m in findings.models:
@@ -260,8 +260,14 @@ def scaling_groups(findings: Findings, with_published: bool = True) -> list[Scal
                 groups[(row.item.category, hops)].append(row)
         for (group, hops), rows in groups.items():
             rows_by[(group, hops, m.mode)][m.name] = (m, rows)
+    depths: dict[str, set[int]] = defaultdict(set)
+    for group, hops, _ in rows_by:
+        if hops is not None:
+            depths[group].add(hops)
     result = []
     for (group, hops, mode), per_model in sorted(rows_by.items(), key=lambda e: (e[0][0], e[0][1] or 0, e[0][2])):
+        if hops is not None and len(depths[group]) == 1:
+            continue  # every proof of the group has this depth: the same items as the group's own fit
         points = [
             Point(m.name, m.info.family or family_of_name(m.name), float(m.info.parameters),
                   sum(r.correct for r in rows), len(rows))
