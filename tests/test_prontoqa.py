@@ -14,11 +14,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from poccheck.grading.grade import grade_text
 from poccheck.grading.prontoqa import And, Atom, ForAll, Func, Not, Or, check_prontoqa, parse_reasoning
 from poccheck.pipeline import validate
 from poccheck.records import PRONTOQA_CHECKER, TaskItem
+
+from .test_loader_properties import PROFILE
 
 STUDY = Path(__file__).parent / "data" / "prontoqa_smollm2_135m_study.jsonl"
 QUESTION = "Every yumpus is snowy. Polly is a yumpus. Prove: Polly is snowy."
@@ -138,3 +142,81 @@ def test_a_prontoqa_item_needs_its_goal_in_the_input(tmp_path: Path) -> None:
     problems = validate([path]).problems
     assert len(problems) == 1
     assert problems[0].line == 2 and problems[0].field == "input" and "Prove:" in problems[0].message
+
+
+# Qwen2.5-Coder-1.5B's answer to the study's proof-by-contradiction item 9 (3-shot, raw): the gold proof, then more
+# steps until the 256-token budget cut it just after "This contradicts with ...". The port read the step after a
+# contradiction unguarded and raised IndexError, which stopped the report after every result was stored.
+CUT_AFTER_CONTRADICTION = (
+    " Assume Max is an impus. Max is a rompus or an impus. Everything that is a rompus or an impus is a y"
+    "umpus. Max is a yumpus. This contradicts with Max is not a yumpus. Max is not an impus.\n\n Assume Max"
+    " is a rompus. Max is a rompus or an impus. Everything that is a rompus or an impus is a yumpus. Max "
+    "is a yumpus. This contradicts with Max is not a yumpus. Max is not a rompus.\n\n Max is not an impus a"
+    "nd Max is not a rompus. This is a tumpus. This contradicts with Max is not a yumpus. Max is not an i"
+    "mpus. Max is not a rompus. This is a tumpus. This contradicts with Max is not a yumpus. Max is not a"
+    "n impus. Max is not a rompus. This is a tumpus. This contradicts with Max is not a yumpus. Max is no"
+    "t an impus. Max is not a rompus. This is a tumpus. This contradicts with Max is not a yumpus. Max is"
+    " not an impus"
+)
+CONTRADICTION = (
+    "Everything that is a rompus or an impus is a yumpus. Max is not a yumpus."
+    " Prove: Max is not an impus and Max is not a rompus."
+)
+CONTRADICTION_GOLD = (
+    "Assume Max is an impus. Max is a rompus or an impus. Everything that is a rompus or an impus is a yumpus. Max is"
+    " a yumpus. This contradicts with Max is not a yumpus. Max is not an impus.\n\n Assume Max is a rompus. Max is a"
+    " rompus or an impus. Everything that is a rompus or an impus is a yumpus. Max is a yumpus. This contradicts with"
+    " Max is not a yumpus. Max is not a rompus.\n\n Max is not an impus and Max is not a rompus."
+)
+
+
+def test_a_proof_cut_off_after_a_contradiction_gets_a_verdict() -> None:
+    found = check_prontoqa(CUT_AFTER_CONTRADICTION, CONTRADICTION, CONTRADICTION_GOLD)
+    assert found.strict and found.steps == 27  # the gold proof comes first: the study's checker accepts it
+    alone = check_prontoqa("This contradicts with Max is not a yumpus.", CONTRADICTION, CONTRADICTION_GOLD)
+    assert not alone.lenient
+    looped = "Assume Max is an impus. This contradicts with Max is not a yumpus. Max is not an impus."
+    found = check_prontoqa(f"{looped} This contradicts with Max is not a yumpus.", CONTRADICTION, CONTRADICTION_GOLD)
+    assert (found.strict, found.lenient, found.steps) == (False, False, 4)  # the smallest shape that raised
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in text.replace("Prove:", ".").split(".") if s.strip()]
+
+
+@st.composite
+def proof_like(draw: st.DrawFn, row: dict[str, object]) -> str:
+    """A model's proof as the ladder writes them: a walk along the gold proof's steps that mostly takes the next
+    one and sometimes jumps back or ahead (small models go round again), with now and then a sentence of the
+    question or of the model's own answer put in, a step negated or reframed, cut off at any step or character."""
+    steps = sentences(str(row["expected"]))
+    others = sentences(f"{row['question']} {row['predicted']}") or steps
+    out: list[str] = []
+    at = 0
+    for _ in range(draw(st.integers(1, 2 * len(steps) + 2))):
+        at = at + 1 if at + 1 < len(steps) and draw(st.integers(0, 2)) else draw(st.integers(0, len(steps) - 1))
+        step = steps[at]
+        match draw(st.integers(0, 11)):
+            case 0:
+                step = step.replace(" is ", " is not ", 1)
+            case 1:
+                step = f"Assume {step[0].lower()}{step[1:]}"
+            case 2:
+                step = f"This contradicts with {step}"
+            case 3:
+                step = draw(st.sampled_from(others))
+            case _:
+                pass
+        out.append(step)
+    text = " " + ". ".join(out) + "."
+    return text[: len(text) - draw(st.integers(0, 30))] if draw(st.booleans()) else text
+
+
+@settings(PROFILE, max_examples=200)
+@given(data=st.data(), rule=st.sampled_from(sorted({str(r["rule"]) for r in study_rows()})))
+def test_any_proof_built_from_an_items_own_sentences_gets_a_verdict(data: st.DataObject, rule: str) -> None:
+    rows = [r for r in study_rows() if r["rule"] == rule]
+    row = data.draw(st.sampled_from(rows[:20]))
+    output = data.draw(proof_like(row))
+    found = check_prontoqa(output, str(row["question"]), str(row["expected"]))
+    assert found.strict <= found.lenient and found.steps >= 0

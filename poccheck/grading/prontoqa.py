@@ -669,7 +669,8 @@ def evaluate(proof: list[Formula], expected: list[Formula], axioms: list[Formula
         if steps is not None and isinstance(step, Func) and step.name == "CONTRADICTS":
             hypotheses.append(current)
             i += 1
-            is_conclusion = proof[i] == goal
+            # upstream reads the next step unguarded; a proof cut off after "This contradicts with ..." has none
+            is_conclusion = i < len(proof) and proof[i] == goal
         for premise in premises:
             if isinstance(premise, int):
                 current = current | hypotheses[premise]
