@@ -17,7 +17,9 @@ PrOntoQA-OOD (`poccheck tasks prontoqa-study`): the study's own 3-shot 1-hop pro
 cut at the next "Q:", the same penalty, graded by the study's proof checker. Defaults: 100 per rule, 30 for the
 1.5B model. For each model and rule it prints strict and lenient proof success with 95% Wilson intervals beside the
 study's figures (its v1 3-shot 1-hop table; for the Qwen siblings its revision's 3-shot hop-1 table, which has four
-of the six rules).
+of the six rules), how many of SmolLM2's proofs the two engines write and grade differently, and writes one report
+over every model (--out/prontoqa/report.html, and .ja.html) whose rule charts set the ladder's points beside the
+study's.
 
 For each model it prints the items run, the share right with a 95% Wilson interval, the share with no readable
 answer, and the study's figures for the model it ran (all 1,221 validation items; its v1 table where the model
@@ -269,6 +271,7 @@ def prontoqa(args: argparse.Namespace, chosen: list[str]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     out = args.out / "prontoqa"  # its own store, so that item work counts proofs only
     out.mkdir(parents=True, exist_ok=True)
+    proofs: dict[str, dict[str, tuple[str, bool]]] = {}
     for spec in chosen:
         suite = out / f"prontoqa_study_{sizes[spec]}.yaml"
         write_prontoqa_study(args.prontoqa, suite, sizes[spec])
@@ -277,6 +280,20 @@ def prontoqa(args: argparse.Namespace, chosen: list[str]) -> None:
         for model in found:
             if model.name == spec:
                 print("\n".join(proof_rows(model, figures, seconds.get(model.name))), flush=True)
+                proofs[model.name] = {r.item.id: (r.result.output or "", r.correct) for r in model.rows}
+    if DEQUANTISED in proofs and DEQUANTISED.split("@")[0] in proofs:
+        quantised, dequantised = proofs[DEQUANTISED.split("@")[0]], proofs[DEQUANTISED]
+        shared = sorted(set(quantised) & set(dequantised))
+        text = sum(quantised[i][0] != dequantised[i][0] for i in shared)
+        strict = sum(quantised[i][1] != dequantised[i][1] for i in shared)
+        print(f"\nllama.cpp (Q4_1) against transformers (dequantised): of {len(shared)} proofs, {text} differ in"
+              f" text and {strict} in the strict grade")  # fmt: skip
+    # the first N proofs of every rule are the same items in every suite file: the smallest N's file, with every
+    # model, runs nothing again and writes one report with the ladder's points on each rule's threshold chart
+    common = min(sizes.values())
+    suite = out / f"prontoqa_study_{common}.yaml"
+    report = assess(RunConfig((suite,), tuple(chosen), out=out, modes=("cot",), prompt_format="raw"))
+    print(f"report over the first {common} proofs per rule of every model: {report.report}\n")
 
 
 if __name__ == "__main__":
