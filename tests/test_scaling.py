@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks.threshold_coverage import simulate
-from poccheck.analysis.reasoning import ScalingGroup, points_from_csv, published_points
+from poccheck.analysis.reasoning import (
+    PUBLISHED_TASKS,
+    STUDY_3SHOT_1HOP,
+    ScalingGroup,
+    points_from_csv,
+    published_points,
+    scaling_groups,
+)
 from poccheck.analysis.scaling import Logistic, Point, _nll, family_of_name, profile_nll, threshold
+
+from .test_recommend import candidate, findings
 
 FIXTURE = Path(__file__).parent / "data" / "published_thresholds.csv"
 
@@ -173,12 +183,6 @@ def test_family_names() -> None:
 
 
 def test_the_same_weights_through_two_backends_are_one_point_on_the_size_curve() -> None:
-    from dataclasses import replace
-
-    from poccheck.analysis.reasoning import scaling_groups
-
-    from .test_recommend import candidate, findings
-
     small, large = candidate("small", 135_000_000, 3, 10), candidate("large", 1_500_000_000, 8, 10)
     again = candidate("small@transformers", 135_000_000, 5, 10)
     assert small.info is not None and again.info is not None
@@ -191,8 +195,6 @@ def test_the_same_weights_through_two_backends_are_one_point_on_the_size_curve()
 
 
 def test_the_study_suites_groups_meet_the_studys_own_points_graded_strictly() -> None:
-    from poccheck.analysis.reasoning import PUBLISHED_TASKS, STUDY_3SHOT_1HOP
-
     task, metric, settings, label = PUBLISHED_TASKS["prontoqa_implication_elimination"]
     assert (metric, settings, label) == (
         "proof_success_rate(strict)",
@@ -210,12 +212,6 @@ def test_the_study_suites_groups_meet_the_studys_own_points_graded_strictly() ->
 
 
 def test_a_study_suite_group_is_drawn_over_the_studys_points_for_that_rule() -> None:
-    from dataclasses import replace
-
-    from poccheck.analysis.reasoning import scaling_groups
-
-    from .test_recommend import candidate, findings
-
     models = [candidate(n, p, k, 10) for n, p, k in (("a", 135_000_000, 4), ("b", 494_000_000, 7))]
     for model in models:  # the group `poccheck tasks prontoqa-study` gives its implication-elimination items
         model.rows = [replace(r, item=replace(r.item, category="prontoqa_implication_elimination")) for r in model.rows]
@@ -226,12 +222,6 @@ def test_a_study_suite_group_is_drawn_over_the_studys_points_for_that_rule() -> 
 
 
 def test_proofs_of_one_depth_get_one_fit_and_several_depths_one_more_per_depth() -> None:
-    from dataclasses import replace
-
-    from poccheck.analysis.reasoning import scaling_groups
-
-    from .test_recommend import candidate, findings
-
     def proofs(depth_of: Callable[[int], int]) -> list[ScalingGroup]:
         models = [candidate(n, p, k, 10) for n, p, k in (("a", 135_000_000, 4), ("b", 494_000_000, 7))]
         for model in models:
