@@ -7,17 +7,15 @@ cleanly as Ctrl-C later: status 130 and how to resume, no traceback.
 from __future__ import annotations
 
 import os
-import sys
 
-INTERRUPTED = "\nInterrupted. Finished items are saved; run the same command again to resume.\n"
+from poccheck.interrupt import say_interrupted
 
 
 def entry() -> None:
     try:
         from poccheck.cli import main
     except KeyboardInterrupt:
-        sys.stderr.write(INTERRUPTED)
-        sys.stderr.flush()
+        say_interrupted()
         # Nothing is open yet. A normal exit would run the finalisers of the half-imported libraries (torch,
         # llama.cpp's bindings), and a clean-clone run once died there by SIGINT (status -2) after this message.
         os._exit(130)

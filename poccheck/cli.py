@@ -26,6 +26,7 @@ from poccheck.console import (
 from poccheck.errors import PocCheckError
 from poccheck.explain import explain as explain_item
 from poccheck.finetune.train import LoraSettings
+from poccheck.interrupt import RESUME_FINETUNE, say_interrupted
 from poccheck.models import DEFAULT_MODEL
 from poccheck.probe.generate import RULES
 from poccheck.probe.logic import Language
@@ -43,8 +44,6 @@ tasks_app = typer.Typer(help="Work with task files.", no_args_is_help=True)
 models_app = typer.Typer(help="Work with models.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
-
-INTERRUPTED = "Finished items are saved; run the same command again to resume."
 
 
 Encoding = Annotated[
@@ -267,21 +266,21 @@ def assess(
     weights in PyTorch, a Hugging Face folder / cached hub id with @transformers, or NAME@openai for a
     model on an OpenAI-compatible server (--endpoint or the plan's endpoints:).
     """
-    flags = Flags(
-        tasks=tasks or (), models=model or (), modes=parse_modes(mode) if mode else (),
-        endpoints=[endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []],
-        out=out_dir, fresh=fresh, limit=limit, encoding=encoding, redact=redact, target=target, language=lang,
-        prompt_format=parse_prompt_format(prompt_format), device=device, dtype=dtype, parallel=parallel,
-        reprobe=reprobe, latency_sample=latency_sample,
-    )  # fmt: skip
-    config = run_config(load_plan(plan) if plan else None, flags, default_tasks())
-    if not config.tasks:
-        raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
-    try:
+    try:  # Ctrl-C anywhere from here (reading the plan and tasks too) exits 130; click's "Aborted!" exits 1
+        flags = Flags(
+            tasks=tasks or (), models=model or (), modes=parse_modes(mode) if mode else (),
+            endpoints=[endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []],
+            out=out_dir, fresh=fresh, limit=limit, encoding=encoding, redact=redact, target=target, language=lang,
+            prompt_format=parse_prompt_format(prompt_format), device=device, dtype=dtype, parallel=parallel,
+            reprobe=reprobe, latency_sample=latency_sample,
+        )  # fmt: skip
+        config = run_config(load_plan(plan) if plan else None, flags, default_tasks())
+        if not config.tasks:
+            raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
         with ProgressBar() as progress:
             result = pipeline.assess(config, progress)
     except KeyboardInterrupt:
-        console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
+        say_interrupted()
         raise typer.Exit(130) from None
     out.print(findings_table(result.findings))
     out.print(f"Report: [bold]{escape(str(result.report))}[/bold]")
@@ -407,7 +406,7 @@ def finetune(
                 encoding=encoding,
             )  # fmt: skip
     except KeyboardInterrupt:
-        console.print("\n[yellow]Interrupted.[/yellow] Run the same command again to resume from the last checkpoint.")
+        say_interrupted(RESUME_FINETUNE)
         raise typer.Exit(130) from None
     manifest = result.manifest
     for warning in manifest.warnings:
@@ -504,5 +503,5 @@ def main() -> None:
             console.print(f"[dim]Hint: {escape(exc.hint)}[/dim]", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        console.print(f"\n[yellow]Interrupted.[/yellow] {INTERRUPTED}")
+        say_interrupted()
         sys.exit(130)

@@ -1,0 +1,35 @@
+"""What poccheck says when Ctrl-C stops it, written so that nothing the interrupt broke can swallow it.
+
+A SIGINT can land anywhere, including inside rich's console between the moment a print opens its output buffer
+and the moment it closes it; the console then buffers everything printed after it and writes none of it (a CI run
+exited 130 with an empty stderr that way). The message therefore goes straight to file descriptor 2 in one write,
+with further Ctrl-C ignored while it is written, and never through rich or Python's buffered ``sys.stderr``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+RESUME = "Finished items are saved; run the same command again to resume."
+RESUME_FINETUNE = "Run the same command again to resume from the last checkpoint."
+
+
+def say_interrupted(hint: str = RESUME) -> None:
+    """Write "Interrupted." and ``hint`` to standard error. The process is expected to exit (status 130) next."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
+    for stream in (sys.stdout, sys.stderr):  # what was already printed comes first
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    data = f"\nInterrupted. {hint}\n".encode()
+    while data:
+        try:
+            data = data[os.write(2, data) :]
+        except InterruptedError:
+            continue
+        except OSError:
+            return  # standard error is closed: the exit status still says it

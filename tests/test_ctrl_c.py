@@ -1,0 +1,69 @@
+"""Ctrl-C must exit 130 with how to resume whatever state it leaves the terminal output in.
+
+A SIGINT can land inside rich's console between opening a print's buffer and closing it; from then on the console
+buffers and never writes (a CI run of tests/test_interruptions.py exited 130 with an empty stderr). These tests put
+the console in that state on purpose and raise the KeyboardInterrupt from a scripted stand-in for the pipeline
+(the real runs and real SIGINTs are in tests/test_interruptions.py), in a fresh interpreter each.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+RESUME_HINT = "run the same command again to resume"
+
+SCRIPT = """
+import sys
+from poccheck import cli, pipeline
+from poccheck.console import console
+
+def interrupted(*args, **kwargs):
+    if {stuck}:
+        console._enter_buffer()  # what a Ctrl-C inside rich's print leaves: every later print stays buffered
+    raise KeyboardInterrupt
+
+pipeline.assess = pipeline.finetune = interrupted
+if {early}:
+    cli.run_config = interrupted  # Ctrl-C while the plan and task files are read, before any model is loaded
+sys.argv = ["poccheck", *{argv!r}]
+cli.main()
+"""
+
+
+def run(argv: list[str], stuck: bool = True, early: bool = False) -> subprocess.CompletedProcess[str]:
+    code = textwrap.dedent(SCRIPT).format(stuck=stuck, early=early, argv=argv)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def tasks(tmp_path: Path) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text("name: s\nitems:\n  - {id: a, type: numeric, input: 'What is 1 plus 1?', answer: 2}\n")
+    return path
+
+
+@pytest.mark.parametrize("stuck", [True, False], ids=["console-buffer-left-open", "console-intact"])
+def test_scripted_ctrl_c_in_assess_exits_130_with_how_to_resume(tasks: Path, tmp_path: Path, stuck: bool) -> None:
+    result = run(["assess", "--tasks", str(tasks), "--out", str(tmp_path / "out")], stuck=stuck)
+    assert result.returncode == 130, result.stderr
+    assert "Interrupted." in result.stderr and RESUME_HINT in result.stderr.lower()
+    assert "Traceback" not in result.stderr and "Aborted" not in result.stderr
+
+
+def test_scripted_ctrl_c_while_reading_the_tasks_exits_130_not_click_aborted(tasks: Path, tmp_path: Path) -> None:
+    result = run(["assess", "--tasks", str(tasks), "--out", str(tmp_path / "out")], stuck=False, early=True)
+    assert result.returncode == 130, result.stderr
+    assert RESUME_HINT in result.stderr.lower()
+    assert "Aborted" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_scripted_ctrl_c_in_finetune_exits_130_with_the_checkpoint_hint(tasks: Path) -> None:
+    result = run(["finetune", "--tasks", str(tasks), "--model", "smollm2-135m-q4"])
+    assert result.returncode == 130, result.stderr
+    assert "resume from the last checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
