@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 
-from poccheck.interrupt import say_interrupted
+from poccheck.interrupt import ignore_ctrl_c_once_finished, say_interrupted
 
 
 def entry() -> None:
+    ignore_ctrl_c_once_finished()
     try:
         from poccheck.cli import main
     except KeyboardInterrupt:

@@ -4,6 +4,9 @@ A SIGINT can land inside rich's console between opening a print's buffer and clo
 buffers and never writes (a CI run of tests/test_interruptions.py exited 130 with an empty stderr). These tests put
 the console in that state on purpose and raise the KeyboardInterrupt from a scripted stand-in for the pipeline
 (the real runs and real SIGINTs are in tests/test_interruptions.py), in a fresh interpreter each.
+
+Once a command has finished, Python's teardown (freeing the model and the engines) runs with SIGINT at its default
+action; a Ctrl-C then must not kill the process and replace the command's exit status with -SIGINT.
 """
 
 from __future__ import annotations
@@ -67,3 +70,30 @@ def test_scripted_ctrl_c_in_finetune_exits_130_with_the_checkpoint_hint(tasks: P
     assert result.returncode == 130, result.stderr
     assert "resume from the last checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+TEARDOWN = """
+import os, signal, sys, time
+import poccheck.cli
+from poccheck.__main__ import entry
+
+class Late:
+    def __del__(self):  # runs in Python's teardown, after the exit hooks, as freeing the model and engines does
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+
+late = Late()
+
+def finished():
+    sys.exit({status})
+
+poccheck.cli.main = finished
+entry()
+"""
+
+
+@pytest.mark.parametrize("status", [0, 1])
+def test_ctrl_c_after_a_scripted_command_finished_keeps_its_exit_status(status: int) -> None:
+    code = textwrap.dedent(TEARDOWN).format(status=status)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == status, (result.returncode, result.stderr)  # not -SIGINT: the work was done
