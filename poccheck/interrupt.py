@@ -2,8 +2,10 @@
 
 A SIGINT can land anywhere, including inside rich's console between the moment a print opens its output buffer
 and the moment it closes it; the console then buffers everything printed after it and writes none of it (a CI run
-exited 130 with an empty stderr that way). The message therefore goes straight to file descriptor 2 in one write,
-with further Ctrl-C ignored while it is written, and never through rich or Python's buffered ``sys.stderr``.
+exited 130 with an empty stderr that way). The message therefore goes straight to standard error in one write,
+never through rich or Python's buffered ``sys.stderr``, with further Ctrl-C ignored while it is written. It goes
+to a copy of file descriptor 2 made at start-up: llama.cpp's bindings point fd 2 at /dev/null while a model loads,
+and an interrupt inside their redirection can leave it there.
 
 Once a command has returned, Python tears itself down (freeing the model, unloading llama.cpp and torch: 0.3-0.5 s
 on 2 cores) with SIGINT set back to its default action, so a Ctrl-C in that time killed a run whose results and
@@ -21,6 +23,11 @@ import signal
 import sys
 import threading
 
+try:  # standard error as the command started, kept apart from fd 2, which libraries point elsewhere at times
+    _STDERR = os.dup(2)  # (llama.cpp's bindings send it to /dev/null while a model loads)
+except OSError:
+    _STDERR = 2
+
 RESUME = "Finished items are saved; run the same command again to resume."
 RESUME_FINETUNE = "Run the same command again to resume from the last checkpoint."
 
@@ -35,7 +42,7 @@ def say_interrupted(hint: str = RESUME) -> None:
     data = f"\nInterrupted. {hint}\n".encode()
     while data:
         try:
-            data = data[os.write(2, data) :]
+            data = data[os.write(_STDERR, data) :]
         except InterruptedError:
             continue
         except OSError:

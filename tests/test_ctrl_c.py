@@ -21,6 +21,7 @@ import pytest
 RESUME_HINT = "run the same command again to resume"
 
 SCRIPT = """
+import os
 import sys
 from poccheck import cli, pipeline
 from poccheck.console import console
@@ -28,6 +29,8 @@ from poccheck.console import console
 def interrupted(*args, **kwargs):
     if {stuck}:
         console._enter_buffer()  # what a Ctrl-C inside rich's print leaves: every later print stays buffered
+    if {muted}:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # what a Ctrl-C inside llama.cpp's redirection can leave
     raise KeyboardInterrupt
 
 pipeline.assess = pipeline.finetune = interrupted
@@ -38,8 +41,10 @@ cli.main()
 """
 
 
-def run(argv: list[str], stuck: bool = True, early: bool = False) -> subprocess.CompletedProcess[str]:
-    code = textwrap.dedent(SCRIPT).format(stuck=stuck, early=early, argv=argv)
+def run(
+    argv: list[str], stuck: bool = True, early: bool = False, muted: bool = False
+) -> subprocess.CompletedProcess[str]:
+    code = textwrap.dedent(SCRIPT).format(stuck=stuck, early=early, muted=muted, argv=argv)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
@@ -50,9 +55,15 @@ def tasks(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("stuck", [True, False], ids=["console-buffer-left-open", "console-intact"])
-def test_scripted_ctrl_c_in_assess_exits_130_with_how_to_resume(tasks: Path, tmp_path: Path, stuck: bool) -> None:
-    result = run(["assess", "--tasks", str(tasks), "--out", str(tmp_path / "out")], stuck=stuck)
+@pytest.mark.parametrize(
+    ("stuck", "muted"),
+    [(True, False), (False, True), (False, False)],
+    ids=["console-buffer-left-open", "fd-2-left-on-dev-null", "console-intact"],
+)
+def test_scripted_ctrl_c_in_assess_exits_130_with_how_to_resume(
+    tasks: Path, tmp_path: Path, stuck: bool, muted: bool
+) -> None:
+    result = run(["assess", "--tasks", str(tasks), "--out", str(tmp_path / "out")], stuck=stuck, muted=muted)
     assert result.returncode == 130, result.stderr
     assert "Interrupted." in result.stderr and RESUME_HINT in result.stderr.lower()
     assert "Traceback" not in result.stderr and "Aborted" not in result.stderr
