@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from poccheck.interrupt import ignore_ctrl_c_once_finished, say_interrupted
+from poccheck.interrupt import INTERRUPTED_STATUS, ignore_ctrl_c_once_finished, say_interrupted
 
 
 def entry() -> None:
@@ -19,7 +19,7 @@ def entry() -> None:
         say_interrupted()
         # Nothing is open yet. A normal exit would run the finalisers of the half-imported libraries (torch,
         # llama.cpp's bindings), and a clean-clone run once died there by SIGINT (status -2) after this message.
-        os._exit(130)
+        os._exit(INTERRUPTED_STATUS)
     main()
 
 

@@ -26,7 +26,7 @@ from poccheck.console import (
 from poccheck.errors import PocCheckError
 from poccheck.explain import explain as explain_item
 from poccheck.finetune.train import LoraSettings
-from poccheck.interrupt import RESUME_FINETUNE, say_interrupted
+from poccheck.interrupt import INTERRUPTED_STATUS, RESUME_FINETUNE, say_interrupted
 from poccheck.models import DEFAULT_MODEL
 from poccheck.probe.generate import RULES
 from poccheck.probe.logic import Language
@@ -266,7 +266,7 @@ def assess(
     weights in PyTorch, a Hugging Face folder / cached hub id with @transformers, or NAME@openai for a
     model on an OpenAI-compatible server (--endpoint or the plan's endpoints:).
     """
-    try:  # Ctrl-C anywhere from here (reading the plan and tasks too) exits 130; click's "Aborted!" exits 1
+    try:  # Ctrl-C from here on (reading the plan and tasks too) says how to resume
         flags = Flags(
             tasks=tasks or (), models=model or (), modes=parse_modes(mode) if mode else (),
             endpoints=[endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []],
@@ -281,7 +281,7 @@ def assess(
             result = pipeline.assess(config, progress)
     except KeyboardInterrupt:
         say_interrupted()
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED_STATUS) from None
     out.print(findings_table(result.findings))
     out.print(f"Report: [bold]{escape(str(result.report))}[/bold]")
     if all(m.error for m in result.outcome.models):
@@ -407,7 +407,7 @@ def finetune(
             )  # fmt: skip
     except KeyboardInterrupt:
         say_interrupted(RESUME_FINETUNE)
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED_STATUS) from None
     manifest = result.manifest
     for warning in manifest.warnings:
         console.print(f"[yellow]Warning:[/yellow] {escape(warning)}")
@@ -504,4 +504,8 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         say_interrupted()
-        sys.exit(130)
+        sys.exit(INTERRUPTED_STATUS)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED_STATUS:  # typer exits 130 in silence on a Ctrl-C outside the handlers above
+            say_interrupted(once=True)
+        raise

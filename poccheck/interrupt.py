@@ -5,7 +5,8 @@ and the moment it closes it; the console then buffers everything printed after i
 exited 130 with an empty stderr that way). The message therefore goes straight to standard error in one write,
 never through rich or Python's buffered ``sys.stderr``, with further Ctrl-C ignored while it is written. It goes
 to a copy of file descriptor 2 made at start-up: llama.cpp's bindings point fd 2 at /dev/null while a model loads,
-and an interrupt inside their redirection can leave it there.
+and an interrupt inside their redirection can leave it there. typer turns a Ctrl-C that reaches it (while it parses
+options, or after a command's own handler) into a silent exit 130; the CLI's entry point says it then, once.
 
 Once a command has returned, Python tears itself down (freeing the model, unloading llama.cpp and torch: 0.3-0.5 s
 on 2 cores) with SIGINT set back to its default action, so a Ctrl-C in that time killed a run whose results and
@@ -28,12 +29,21 @@ try:  # standard error as the command started, kept apart from fd 2, which libra
 except OSError:
     _STDERR = 2
 
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a process that Ctrl-C stopped
 RESUME = "Finished items are saved; run the same command again to resume."
 RESUME_FINETUNE = "Run the same command again to resume from the last checkpoint."
 
 
-def say_interrupted(hint: str = RESUME) -> None:
-    """Write "Interrupted." and ``hint`` to standard error. The process is expected to exit (status 130) next."""
+_said = False
+
+
+def say_interrupted(hint: str = RESUME, once: bool = False) -> None:
+    """Write "Interrupted." and ``hint`` to standard error, unless ``once`` and it was written already. The process
+    is expected to exit (status 130) next."""
+    global _said
+    if once and _said:
+        return
+    _said = True
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the message short
     for stream in (sys.stdout, sys.stderr):  # what was already printed comes first

@@ -36,15 +36,20 @@ def interrupted(*args, **kwargs):
 pipeline.assess = pipeline.finetune = interrupted
 if {early}:
     cli.run_config = interrupted  # Ctrl-C while the plan and task files are read, before any model is loaded
+if {late}:  # Ctrl-C as the findings are printed, after the run: typer's own handler exits 130 in silence
+    class Done:
+        findings = report = outcome = None
+    pipeline.assess = lambda *args, **kwargs: Done()
+    cli.findings_table = interrupted
 sys.argv = ["poccheck", *{argv!r}]
 cli.main()
 """
 
 
 def run(
-    argv: list[str], stuck: bool = True, early: bool = False, muted: bool = False
+    argv: list[str], stuck: bool = True, early: bool = False, muted: bool = False, late: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    code = textwrap.dedent(SCRIPT).format(stuck=stuck, early=early, muted=muted, argv=argv)
+    code = textwrap.dedent(SCRIPT).format(stuck=stuck, early=early, muted=muted, late=late, argv=argv)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
@@ -69,10 +74,12 @@ def test_scripted_ctrl_c_in_assess_exits_130_with_how_to_resume(
     assert "Traceback" not in result.stderr and "Aborted" not in result.stderr
 
 
-def test_scripted_ctrl_c_while_reading_the_tasks_exits_130_not_click_aborted(tasks: Path, tmp_path: Path) -> None:
-    result = run(["assess", "--tasks", str(tasks), "--out", str(tmp_path / "out")], stuck=False, early=True)
+@pytest.mark.parametrize("when", ["early", "late"], ids=["reading-the-tasks", "printing-the-findings"])
+def test_scripted_ctrl_c_outside_the_run_itself_says_how_to_resume(tasks: Path, tmp_path: Path, when: str) -> None:
+    argv = ["assess", "--tasks", str(tasks), "--out", str(tmp_path / "out")]
+    result = run(argv, stuck=False, early=when == "early", late=when == "late")
     assert result.returncode == 130, result.stderr
-    assert RESUME_HINT in result.stderr.lower()
+    assert result.stderr.count("Interrupted.") == 1 and RESUME_HINT in result.stderr.lower()
     assert "Aborted" not in result.stderr and "Traceback" not in result.stderr
 
 
