@@ -40,6 +40,7 @@ import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from poccheck import models
 from poccheck.analysis.stats import wilson
@@ -56,6 +57,7 @@ PAPER = SHARED / "reference" / "paper_results.csv"
 CSQA = SHARED / "data" / "csqa_validation" / "normalized.jsonl"
 PRONTOQA = SHARED / "data" / "prontoqa_ood" / "normalized.jsonl"
 LADDER = ("smollm2-135m-q4", "gemma3-270m-q4", "qwen2.5-coder-0.5b-q4", "qwen2.5-coder-1.5b-q4")
+T = TypeVar("T")
 DEQUANTISED = "smollm2-135m-q4@transformers"
 DEFAULT_N = 300
 SMALLER_N = {"qwen2.5-coder-1.5b-q4": 100, DEQUANTISED: 100}  # sized for 2 cores
@@ -236,6 +238,15 @@ def main() -> int:
     return 0
 
 
+def engine_pair(by_model: dict[str, dict[str, T]]) -> list[tuple[T, T]] | None:
+    """SmolLM2's results by item through llama.cpp and through transformers, paired on the items both have; None
+    unless both engines ran."""
+    quantised, dequantised = by_model.get(DEQUANTISED.split("@")[0]), by_model.get(DEQUANTISED)
+    if quantised is None or dequantised is None:
+        return None
+    return [(quantised[i], dequantised[i]) for i in sorted(set(quantised) & set(dequantised))]
+
+
 def csqa(args: argparse.Namespace, chosen: list[str]) -> None:
     sizes = {m: None if args.full else args.n or SMALLER_N.get(m, DEFAULT_N) for m in chosen}
     suite = args.out / "csqa_study.yaml"
@@ -252,11 +263,9 @@ def csqa(args: argparse.Namespace, chosen: list[str]) -> None:
             if model.name == spec and csqa_rows(model):
                 print(row(model, figures, seconds.get(model.name)), flush=True)
                 answers[model.name] = {r.item.id: r.grade.prediction if r.grade else "" for r in csqa_rows(model)}
-    if DEQUANTISED in answers and DEQUANTISED.split("@")[0] in answers:
-        quantised, dequantised = answers[DEQUANTISED.split("@")[0]], answers[DEQUANTISED]
-        shared = sorted(set(quantised) & set(dequantised))
-        differ = sum(quantised[i] != dequantised[i] for i in shared)
-        print(f"\nllama.cpp (Q4_1) against transformers (dequantised): {differ} of {len(shared)} answers differ")
+    if (pairs := engine_pair(answers)) is not None:
+        differ = sum(q != d for q, d in pairs)
+        print(f"\nllama.cpp (Q4_1) against transformers (dequantised): {differ} of {len(pairs)} answers differ")
     common = min((n for n in sizes.values() if n is not None), default=None)
     report = assess(RunConfig((suite,), tuple(chosen), out=args.out, modes=("cot",), limit=common, prompt_format="raw"))
     print(f"report over the first {common or 'all'} items of every model: {report.report}\n")
@@ -281,12 +290,10 @@ def prontoqa(args: argparse.Namespace, chosen: list[str]) -> None:
             if model.name == spec:
                 print("\n".join(proof_rows(model, figures, seconds.get(model.name))), flush=True)
                 proofs[model.name] = {r.item.id: (r.result.output or "", r.correct) for r in model.rows}
-    if DEQUANTISED in proofs and DEQUANTISED.split("@")[0] in proofs:
-        quantised, dequantised = proofs[DEQUANTISED.split("@")[0]], proofs[DEQUANTISED]
-        shared = sorted(set(quantised) & set(dequantised))
-        text = sum(quantised[i][0] != dequantised[i][0] for i in shared)
-        strict = sum(quantised[i][1] != dequantised[i][1] for i in shared)
-        print(f"\nllama.cpp (Q4_1) against transformers (dequantised): of {len(shared)} proofs, {text} differ in"
+    if (pairs := engine_pair(proofs)) is not None:
+        text = sum(q[0] != d[0] for q, d in pairs)
+        strict = sum(q[1] != d[1] for q, d in pairs)
+        print(f"\nllama.cpp (Q4_1) against transformers (dequantised): of {len(pairs)} proofs, {text} differ in"
               f" text and {strict} in the strict grade")  # fmt: skip
     # the first N proofs of every rule are the same items in every suite file: the smallest N's file, with every
     # model, runs nothing again and writes one report with the ladder's points on each rule's threshold chart
