@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 
-from poccheck.interrupt import INTERRUPTED_STATUS, ignore_ctrl_c_once_finished, say_interrupted
+from poccheck.interrupt import INTERRUPTED_STATUS, caused_by_ctrl_c, ignore_ctrl_c_once_finished, say_interrupted
 
 
 def entry() -> None:
     ignore_ctrl_c_once_finished()
     try:
         from poccheck.cli import main
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as exc:  # a compiled extension turns Ctrl-C into an ImportError
+        if not caused_by_ctrl_c(exc):
+            raise
         say_interrupted()
         # Nothing is open yet. A normal exit would run the finalisers of the half-imported libraries (torch,
         # llama.cpp's bindings), and a clean-clone run once died there by SIGINT (status -2) after this message.

@@ -6,7 +6,9 @@ exited 130 with an empty stderr that way). The message therefore goes straight t
 never through rich or Python's buffered ``sys.stderr``, with further Ctrl-C ignored while it is written. It goes
 to a copy of file descriptor 2 made at start-up: llama.cpp's bindings point fd 2 at /dev/null while a model loads,
 and an interrupt inside their redirection can leave it there. typer turns a Ctrl-C that reaches it (while it parses
-options, or after a command's own handler) into a silent exit 130; the CLI's entry point says it then, once.
+options, or after a command's own handler) into a silent exit 130; the CLI's entry point says it then, once. And a
+Ctrl-C while a compiled extension initialises (scipy's, torch's) comes out as ``ImportError: initialization
+failed`` raised from the KeyboardInterrupt: :func:`caused_by_ctrl_c` recognises it.
 
 Once a command has returned, Python tears itself down (freeing the model, unloading llama.cpp and torch: 0.3-0.5 s
 on 2 cores) with SIGINT set back to its default action, so a Ctrl-C in that time killed a run whose results and
@@ -35,6 +37,18 @@ RESUME_FINETUNE = "Run the same command again to resume from the last checkpoint
 
 
 _said = False
+
+
+def caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt or was raised while handling one (its cause or context chain)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def say_interrupted(hint: str = RESUME, once: bool = False) -> None:

@@ -24,6 +24,7 @@ from poccheck.backends import Backend, ChoiceRequest, GenerationRequest, load_ba
 from poccheck.backends.base import BatchedGenerationBackend, ChatBackend, ConcurrentBackend, effective_format
 from poccheck.backends.registry import BackendOptions
 from poccheck.errors import BackendError, ModelError
+from poccheck.interrupt import caused_by_ctrl_c
 from poccheck.memory import PeakRSS
 from poccheck.records import (
     ChoiceScores,
@@ -278,6 +279,8 @@ def run(
                     spec, suites, mine, store, run_id, progress, options or BackendOptions(), schedule.latency_sample
                 )
             except Exception as exc:  # e.g. GPU out of memory: this model fails, the others still run
+                if caused_by_ctrl_c(exc):  # e.g. Ctrl-C while torch's extensions load: an ImportError
+                    raise KeyboardInterrupt from exc
                 result = ModelOutcome(spec, error=f"unexpected error: {type(exc).__name__}: {exc}")
                 store.record_model_run(run_id, spec, error=result.error)
                 progress.message(f"{spec}: {result.error}", "red")

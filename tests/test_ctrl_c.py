@@ -115,3 +115,40 @@ def test_ctrl_c_after_a_scripted_command_finished_keeps_its_exit_status(status: 
     code = textwrap.dedent(TEARDOWN).format(status=status)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == status, (result.returncode, result.stderr)  # not -SIGINT: the work was done
+
+
+def test_an_import_error_raised_from_a_ctrl_c_counts_as_one() -> None:
+    from poccheck.interrupt import caused_by_ctrl_c
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:  # what pybind11 does when Ctrl-C lands in an extension's init
+            raise ImportError("initialization failed") from interrupt
+    except ImportError as exc:
+        assert caused_by_ctrl_c(exc)
+    assert not caused_by_ctrl_c(ImportError("No module named 'llama_cpp'"))
+
+
+IMPORT = """
+import sys
+import poccheck.__main__
+
+class Interrupted:  # the cli's import chain meets Ctrl-C inside a compiled extension (scipy's, as seen)
+    def find_spec(self, name, path=None, target=None):
+        if name == "poccheck.cli":
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as exc:
+                raise ImportError("initialization failed") from exc
+
+sys.meta_path.insert(0, Interrupted())
+sys.argv = ["poccheck", "--version"]
+poccheck.__main__.entry()
+"""
+
+
+def test_scripted_ctrl_c_inside_an_extension_import_exits_130_with_how_to_resume() -> None:
+    result = subprocess.run([sys.executable, "-c", IMPORT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert RESUME_HINT in result.stderr.lower() and "Traceback" not in result.stderr
