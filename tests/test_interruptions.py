@@ -113,8 +113,18 @@ def test_random_interruptions_resume_to_the_uninterrupted_result(tmp_path: Path)
     kinds = rng.sample(KINDS, len(KINDS)) + ["report"]
     signals = [signal.SIGINT, signal.SIGKILL] if rng.random() < 0.5 else [signal.SIGKILL, signal.SIGINT]
     survived = {"SIGINT": 0, "SIGKILL": 0}
-    for number, kind in enumerate(kinds):
-        sig = signals[number % 2]
+    rounds = [(kind, signals[number % 2]) for number, kind in enumerate(kinds)]
+
+    def top_up() -> bool:
+        """A round that finished before its signal came (a fast machine) is made up by one stopped as it starts."""
+        short = [s for s in signals if survived[s.name] < 3]
+        if short and len(kinds) < 24:
+            kinds.append("start-up")
+            rounds.append(("start-up", short[0]))
+        return bool(rounds)
+
+    while rounds or top_up():
+        kind, sig = rounds.pop(0)
         before = stored(db)
         process = subprocess.Popen(command(tasks, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if kind == "start-up":
