@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 
-from poccheck.interrupt import INTERRUPTED_STATUS, caused_by_ctrl_c, ignore_ctrl_c_once_finished, say_interrupted
+from poccheck.interrupt import INTERRUPTED_STATUS, caused_by_ctrl_c, prepare_for_ctrl_c, say_interrupted
 
 
 def entry() -> None:
-    ignore_ctrl_c_once_finished()
+    prepare_for_ctrl_c()
     try:
         from poccheck.cli import main
     except (KeyboardInterrupt, ImportError) as exc:  # a compiled extension turns Ctrl-C into an ImportError

@@ -266,22 +266,18 @@ def assess(
     weights in PyTorch, a Hugging Face folder / cached hub id with @transformers, or NAME@openai for a
     model on an OpenAI-compatible server (--endpoint or the plan's endpoints:).
     """
-    try:  # Ctrl-C from here on (reading the plan and tasks too) says how to resume
-        flags = Flags(
-            tasks=tasks or (), models=model or (), modes=parse_modes(mode) if mode else (),
-            endpoints=[endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []],
-            out=out_dir, fresh=fresh, limit=limit, encoding=encoding, redact=redact, target=target, language=lang,
-            prompt_format=parse_prompt_format(prompt_format), device=device, dtype=dtype, parallel=parallel,
-            reprobe=reprobe, latency_sample=latency_sample,
-        )  # fmt: skip
-        config = run_config(load_plan(plan) if plan else None, flags, default_tasks())
-        if not config.tasks:
-            raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
-        with ProgressBar() as progress:
-            result = pipeline.assess(config, progress)
-    except KeyboardInterrupt:
-        say_interrupted()
-        raise typer.Exit(INTERRUPTED_STATUS) from None
+    flags = Flags(
+        tasks=tasks or (), models=model or (), modes=parse_modes(mode) if mode else (),
+        endpoints=[endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []],
+        out=out_dir, fresh=fresh, limit=limit, encoding=encoding, redact=redact, target=target, language=lang,
+        prompt_format=parse_prompt_format(prompt_format), device=device, dtype=dtype, parallel=parallel,
+        reprobe=reprobe, latency_sample=latency_sample,
+    )  # fmt: skip
+    config = run_config(load_plan(plan) if plan else None, flags, default_tasks())
+    if not config.tasks:
+        raise typer.BadParameter("no task files given and the example suite was not found", param_hint="--tasks")
+    with ProgressBar() as progress:
+        result = pipeline.assess(config, progress)
     out.print(findings_table(result.findings))
     out.print(f"Report: [bold]{escape(str(result.report))}[/bold]")
     if all(m.error for m in result.outcome.models):
@@ -506,6 +502,6 @@ def main() -> None:
         say_interrupted()
         sys.exit(INTERRUPTED_STATUS)
     except SystemExit as exc:
-        if exc.code == INTERRUPTED_STATUS:  # typer exits 130 in silence on a Ctrl-C outside the handlers above
+        if exc.code == INTERRUPTED_STATUS:  # typer exits 130 in silence on a Ctrl-C in a command
             say_interrupted(once=True)
         raise

@@ -4,16 +4,17 @@ A SIGINT can land anywhere, including inside rich's console between the moment a
 and the moment it closes it; the console then buffers everything printed after it and writes none of it (a CI run
 exited 130 with an empty stderr that way). The message therefore goes straight to standard error in one write,
 never through rich or Python's buffered ``sys.stderr``, with further Ctrl-C ignored while it is written. It goes
-to a copy of file descriptor 2 made at start-up: llama.cpp's bindings point fd 2 at /dev/null while a model loads,
-and an interrupt inside their redirection can leave it there. typer turns a Ctrl-C that reaches it (while it parses
-options, or after a command's own handler) into a silent exit 130; the CLI's entry point says it then, once. And a
-Ctrl-C while a compiled extension initialises (scipy's, torch's) comes out as ``ImportError: initialization
-failed`` raised from the KeyboardInterrupt: :func:`caused_by_ctrl_c` recognises it.
+to a copy of file descriptor 2 made when the command starts (:func:`prepare_for_ctrl_c`): llama.cpp's bindings
+point fd 2 at /dev/null while a model loads, and an interrupt inside their redirection can leave it there. typer
+turns a Ctrl-C anywhere in a command into a silent exit 130; the CLI's entry point says then how to resume, once
+(finetune says it itself, with its own hint). And a Ctrl-C while a compiled extension initialises (scipy's,
+torch's) comes out as ``ImportError: initialization failed`` raised from the KeyboardInterrupt:
+:func:`caused_by_ctrl_c` recognises it.
 
 Once a command has returned, Python tears itself down (freeing the model, unloading llama.cpp and torch: 0.3-0.5 s
 on 2 cores) with SIGINT set back to its default action, so a Ctrl-C in that time killed a run whose results and
 report were all written (status -SIGINT, 9 of 40 in a stress run that sent it as the run ended).
-:func:`ignore_ctrl_c_once_finished` ignores Ctrl-C from the last exit hook on, and the exit status stays the
+:func:`prepare_for_ctrl_c` ignores Ctrl-C from the last exit hook on, and the exit status stays the
 command's own.
 """
 
@@ -26,10 +27,7 @@ import signal
 import sys
 import threading
 
-try:  # standard error as the command started, kept apart from fd 2, which libraries point elsewhere at times
-    _STDERR = os.dup(2)  # (llama.cpp's bindings send it to /dev/null while a model loads)
-except OSError:
-    _STDERR = 2
+_STDERR = 2  # where the message goes: a copy of standard error once the command's entry point has made one
 
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a process that Ctrl-C stopped
 RESUME = "Finished items are saved; run the same command again to resume."
@@ -73,6 +71,13 @@ def say_interrupted(hint: str = RESUME, once: bool = False) -> None:
             return  # standard error is closed: the exit status still says it
 
 
-def ignore_ctrl_c_once_finished() -> None:
-    """Call first thing: registered before any library's exit hook, the handler runs after all of them."""
+def prepare_for_ctrl_c() -> None:
+    """The command's entry point calls this first thing. It keeps a copy of standard error as the command started,
+    apart from fd 2, which libraries point elsewhere at times (llama.cpp's bindings send it to /dev/null while a
+    model loads); and it ignores Ctrl-C once the command has finished: registered before any library's exit hook,
+    the handler runs after all of them. The library API does neither: it leaves the process's signals and file
+    descriptors to its caller."""
+    global _STDERR
+    with contextlib.suppress(OSError):
+        _STDERR = os.dup(2)
     atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)

@@ -24,6 +24,7 @@ SCRIPT = """
 import os
 import sys
 from poccheck import cli, pipeline
+from poccheck.__main__ import entry
 from poccheck.console import console
 
 def interrupted(*args, **kwargs):
@@ -42,7 +43,7 @@ if {late}:  # Ctrl-C as the findings are printed, after the run: typer's own han
     pipeline.assess = lambda *args, **kwargs: Done()
     cli.findings_table = interrupted
 sys.argv = ["poccheck", *{argv!r}]
-cli.main()
+entry()  # the command's own entry point, which keeps a copy of standard error first
 """
 
 
