@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,13 +44,18 @@ PROFILE = settings(
 )
 FEW = settings(PROFILE, max_examples=40)
 
-_DIR = Path(tempfile.mkdtemp(prefix="poccheck-props-"))
+_DIR: list[Path] = []  # this module's folder under pytest's temporary root (pytest keeps the last few runs' only)
 _counter = iter(range(10**9))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _DIR[:] = [tmp_path_factory.mktemp("props")]
 
 
 def fresh_path(suffix: str) -> Path:
     """A new file path in a private folder for this module (hypothesis reruns a test body many times)."""
-    folder = _DIR / str(next(_counter))
+    folder = _DIR[0] / str(next(_counter))
     folder.mkdir()
     return folder / f"tasks{suffix}"
 
