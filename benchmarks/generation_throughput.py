@@ -8,7 +8,8 @@ by ``--max-tokens``). Each configuration runs them all, once:
   prompt tokens (it keeps the previous prompt's KV cache and evaluates only what differs);
 - poccheck sequential, each item from an empty context;
 - poccheck sequential, keeping the KV cells of the prefix an item shares with the one before (few-shot exemplars);
-- poccheck with N = 2 and 4 items decoded together (continuous batching).
+- poccheck with N = 2 and 4 items decoded together (continuous batching; other N with ``--parallel``: from 8,
+  llama.cpp's tiled kernels compute the rows unless ``GGML_CPU_TILED_MM=0``, and outputs can change).
 
 Printed: items/s, generated tokens/s, each against raw, how many outputs differ from poccheck's sequential ones,
 the engine's CPU features and the memory bandwidth numpy measures on this machine (a bound for one sequence:
@@ -18,7 +19,7 @@ With ``--backend transformers`` the same items run through the transformers back
 dequantised, float32 on CPU): sequential against N = 2 and 4 in one left-padded batch, and for each output that
 differs from the item's alone, the gap between the two best next tokens where it parts.
 
-    python benchmarks/generation_throughput.py [--model gemma3-270m-q4] [--mode cot] [--items 12]
+    python benchmarks/generation_throughput.py [--model gemma3-270m-q4] [--mode cot] [--items 12] [--parallel 2,4]
     python benchmarks/generation_throughput.py --backend transformers [--model gemma3-270m-q4]
 """
 
@@ -134,6 +135,8 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--backend", default="llama.cpp", choices=["llama.cpp", "transformers"])
+    parser.add_argument("--parallel", type=lambda text: [int(n) for n in text.split(",")], default=[2, 4],
+                        help="llama.cpp: the N of each continuous-batching row, comma-separated")  # fmt: skip
     args = parser.parse_args()
     info = models.resolve(args.model)
     print(f"engine: {system_info()}")
@@ -163,8 +166,8 @@ def main() -> int:
         done = dict(backend.generate_many(requests, n))
         return [c for _, c in sorted(done.items()) if isinstance(c, Completion)]
 
-    runs.append(("poccheck N = 2 together", lambda: together(2)))
-    runs.append(("poccheck N = 4 together", lambda: together(4)))
+    for n in args.parallel:
+        runs.append((f"poccheck N = {n} together", lambda n=n: together(n)))  # type: ignore[misc]
     reference: list[str] | None = None
     for label, run in runs:
         start = time.perf_counter()

@@ -238,8 +238,9 @@ def assess(
         typer.Option(
             min=1,
             max=64,
-            help="llama.cpp models: generations decoded together (continuous batching; outputs are each item's "
-            "own). Default: twice the CPU cores, at most 4.",
+            help="llama.cpp models: generations decoded together (continuous batching). Up to 7, outputs are each "
+            "item's own; from 8, llama.cpp's tiled kernels can change some (kept apart in the results) unless "
+            "GGML_CPU_TILED_MM=0. Default: twice the CPU cores, at most 4.",
         ),
     ] = None,
     latency_sample: Annotated[

@@ -344,10 +344,11 @@ def _run_model(
         settings = backend.settings()
         # generations decoded together, or a server's requests in flight: recorded with the run (latencies are
         # with this many in flight); part of the results' key only where batching can change an output
-        # (transformers' padded batches), since elsewhere each output is what the item gives alone
+        # (transformers' padded batches, llama.cpp's tiled kernels from 8 sequences), since elsewhere each output
+        # is what the item gives alone
         slots = in_flight(backend, options)
-        if slots > 1 and isinstance(backend, BatchedGenerationBackend) and not backend.exact_batching:
-            settings = {**settings, "padded_batch": slots}
+        if slots > 1 and isinstance(backend, BatchedGenerationBackend):
+            settings = {**settings, **backend.batch_key(slots)}
         settings_key = stable_hash(keyed_settings(settings, formats))
         if info.legacy_fingerprint:  # results an earlier version stored under its sampled key keep resuming
             moved = store.rekey_model(info.legacy_fingerprint, info.fingerprint)

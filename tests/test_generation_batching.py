@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 from poccheck import models, pipeline, runner
 from poccheck.analysis.summary import analyse
 from poccheck.backends import GenerationRequest
-from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings, system_info
+from poccheck.backends.llama_cpp import TILED_ROWS, LlamaCppBackend, LlamaSettings, system_info, tiled_kernels
 from poccheck.backends.registry import BackendOptions
 from poccheck.config.run import RunConfig
 from poccheck.grading.stage import grade_stored
@@ -135,3 +138,48 @@ def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_de
         finally:
             store.close()
     assert stored[1] == stored[3] and len(stored[1]) == 8
+
+
+def test_from_eight_sequences_with_llamas_tiled_kernels_the_batch_size_is_keyed(
+    bundled_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
+    try:
+        assert [backend.batch_key(n) for n in (1, 4, TILED_ROWS - 1)] == [{}, {}, {}]
+        assert backend.batch_key(TILED_ROWS) == {"tiled_batch": TILED_ROWS} == backend.batch_key(8)
+        assert "tiled_kernels" not in backend.settings()
+        for value, on in [("0", False), (" 0x1", False), ("2", True), ("", False), ("yes", False), ("1", True)]:
+            monkeypatch.setenv("GGML_CPU_TILED_MM", value)  # read as llama.cpp reads it: C's atoi
+            assert tiled_kernels() is on, value
+            assert backend.batch_key(16) == ({"tiled_batch": 16} if on else {})
+            assert backend.settings().get("tiled_kernels", True) is on  # other numbers, other results' key
+    finally:
+        backend.close()
+
+
+TILED_OFF = """
+import dataclasses, json, sys
+from poccheck import models, runner
+from poccheck.backends.llama_cpp import LlamaCppBackend
+from poccheck.tasks import load_suite
+backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
+suite = load_suite(sys.argv[1])
+formats = runner.suite_formats(backend, [suite], "gemma3-270m-q4")
+work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_items(suite, "cot")]
+asked = [dataclasses.replace(w.generation_request, max_tokens=64) for w in work if not w.scored][:12]
+alone = [backend.generate(r).text for r in asked]
+together = dict(backend.generate_many(asked, 8))
+print(json.dumps([alone, [together[i].text for i in range(len(asked))], backend.batch_key(8)]))
+"""
+
+
+def test_with_the_tiled_kernels_off_eight_sequences_decoded_together_give_each_item_its_own_output(
+    bundled_model: Path,
+) -> None:
+    # llama.cpp reads the switch once per process: a process of its own. With the tiled kernels on, 5 of these 12
+    # chains came out otherwise at 8 together (AMD EPYC AVX-512), which is why the batch size is keyed then.
+    env = {**os.environ, "GGML_CPU_TILED_MM": "0"}
+    done = subprocess.run([sys.executable, "-c", TILED_OFF, str(EXAMPLES / "factory_suite.yaml")], env=env,
+                          capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    alone, together, key = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(alone) == 12 and any(alone) and together == alone and key == {}

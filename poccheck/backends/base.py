@@ -139,11 +139,13 @@ def effective_format(backend: object, requested: PromptFormat, model: str) -> Ef
 
 @runtime_checkable
 class BatchedGenerationBackend(Protocol):
-    """A local engine that decodes several generations together. ``exact_batching``: whether each output is what
-    the item gives alone (llama.cpp); where it is not (transformers' padded batches) the runner puts the batch size
-    in the results' key."""
+    """A local engine that decodes several generations together."""
 
-    exact_batching: bool
+    def batch_key(self, parallel: int) -> dict[str, object]:
+        """What the results' key must add when ``parallel`` generations are decoded together: nothing where each
+        output is what the item gives alone (llama.cpp below its tiled kernels' batch size), else the batch size
+        (transformers' padded batches), so results of other batch sizes are not mixed with them."""
+        ...
 
     def generate_many(
         self, requests: Sequence[GenerationRequest], parallel: int

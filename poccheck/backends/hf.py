@@ -314,8 +314,9 @@ class TransformersBackend(ChatPrompting):
 
     # Several generations are decoded together in a left-padded batch: padding changes the shapes of the matrix
     # products, so an output may differ from the item's alone where its two best next tokens nearly tie. The
-    # batch size is therefore part of the results' key (the runner adds it), unlike llama.cpp's exact batching.
-    exact_batching = False
+    # batch size is therefore part of the results' key, unlike llama.cpp's exact batching.
+    def batch_key(self, parallel: int) -> dict[str, object]:
+        return {"padded_batch": parallel} if parallel > 1 else {}
 
     def generate(self, request: GenerationRequest) -> Completion:
         ((_, result),) = self.generate_many([request], 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import threading
 import time
@@ -208,6 +209,24 @@ class _Sequence:
         )
 
 
+# llama.cpp's CPU backend multiplies K-quant weights (Q4_K, Q6_K, ...) by 8 or more activation rows with a tiled
+# kernel (ggml-cpu/tiled, "profitable at rows >= 8") that rounds differently from the dot products it uses for
+# fewer rows. Measured on the bundled model (20 chains of thought, 96 tokens, AMD EPYC AVX-512): 9 outputs of 20
+# differ from the item alone at 8 sequences decoded together, 0 at 4 to 7, and 0 at 8 and 16 with the tiled
+# kernels off (benchmarks/generation_throughput.py --parallel; README: generation speed).
+TILED_ROWS = 8
+
+
+def tiled_kernels() -> bool:
+    """Whether llama.cpp's tiled K-quant kernels are on: as llama.cpp reads ``GGML_CPU_TILED_MM`` (unset, or a
+    number other than 0)."""
+    value = os.environ.get("GGML_CPU_TILED_MM")
+    if value is None:
+        return True
+    digits = re.match(r"\s*[+-]?\d+", value)  # C's atoi: leading digits, else 0
+    return digits is not None and int(digits.group()) != 0
+
+
 class LlamaCppBackend(ChatPrompting):
     """A GGUF model loaded in-process through llama-cpp-python."""
 
@@ -215,9 +234,14 @@ class LlamaCppBackend(ChatPrompting):
     # bundled model: 7.21 items/s one at a time, 6.71 sixteen at a time, benchmarks/mc_throughput.py), and each
     # item is then saved as soon as it is scored. score_choices still packs what it is given.
     choice_batch = 1
-    # generations decoded together each keep a KV stream of their own: an output is what the item gives alone
-    # (tests/test_generation_batching.py), so the batch size is not part of the results' key
-    exact_batching = True
+
+    def batch_key(self, parallel: int) -> dict[str, object]:
+        """Generations decoded together each keep a KV stream of their own, and below ``TILED_ROWS`` sequences
+        every row goes through the same kernels as alone: an output is what the item gives alone
+        (tests/test_generation_batching.py), so the batch size is not part of the results' key. From
+        ``TILED_ROWS`` on, llama.cpp's tiled kernels compute the rows (unless they are turned off): outputs can
+        differ, and the batch size is keyed."""
+        return {"tiled_batch": parallel} if parallel >= TILED_ROWS and tiled_kernels() else {}
 
     def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
         import llama_cpp
@@ -336,6 +360,7 @@ class LlamaCppBackend(ChatPrompting):
             "repack_weights": self._settings.repack_weights,
             "decoding": "greedy",
             "stop_loops": LOOP_RULE if self._settings.stop_loops else None,
+            **({} if tiled_kernels() else {"tiled_kernels": False}),  # other numbers: other results
         }
 
     def peak_vram(self) -> int | None:
@@ -529,7 +554,8 @@ class LlamaCppBackend(ChatPrompting):
 
         Each sequence keeps its own KV stream (``kv_unified`` off), so it attends over its own cells exactly as it
         would alone, and llama.cpp's CPU kernels (llamafile's off, weights not repacked) give each batch row its
-        own numbers: the outputs are those of :meth:`generate` (tests/test_generation_batching.py). A request's
+        own numbers: below ``TILED_ROWS`` sequences (or with the tiled kernels off) the outputs are those of
+        :meth:`generate` (tests/test_generation_batching.py); from it, see :meth:`batch_key`. A request's
         latency is its wall time from its prompt's first token to its last token, with ``parallel`` requests in
         flight."""
         if parallel <= 1:
