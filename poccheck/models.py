@@ -24,7 +24,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -458,18 +458,35 @@ def family_of(arch: str | None, name: str | None) -> str | None:
     return None
 
 
-def resolve(spec_text: str, endpoints: Sequence[served.Endpoint] = ()) -> ModelInfo:
-    """Turn a ``--model`` argument into a described, existing model (``NAME@openai`` looks in ``endpoints``)."""
+def resolve(
+    spec_text: str, endpoints: Sequence[served.Endpoint] = (), check: Callable[[ModelInfo], None] | None = None
+) -> ModelInfo:
+    """Turn a ``--model`` argument into a described, existing model (``NAME@openai`` looks in ``endpoints``).
+
+    ``check`` (the runner's memory check) sees the description before a GGUF file is read whole for its
+    fingerprint, so a file too large for memory is refused from its header, without a read of every byte first
+    (tens of GB, minutes); other models are checked once described."""
     spec = parse_spec(spec_text)
+    if spec.target in PACKAGED and spec.backend not in ("openai", "scripted") and spec.adapter is None:
+        return _describe_gguf(spec, bundled_path(spec.target), PACKAGED[spec.target].family, check)
+    path = Path(spec.target).expanduser()
+    if spec.backend not in ("openai", "scripted") and spec.adapter is None and path.is_file():
+        return _describe_gguf(spec, path, None, check)
+    info = _resolve_other(spec, path, endpoints)
+    if check is not None:
+        check(info)
+    return info
+
+
+def _resolve_other(spec: ModelSpec, path: Path, endpoints: Sequence[served.Endpoint]) -> ModelInfo:
+    """A model that is not a GGUF file to describe: served, scripted, an adapter on a base, or a Hugging Face
+    folder (else: not found)."""
     if spec.backend == "openai":
         return served.describe(spec.name, served.find(spec.target, endpoints))
     if spec.backend == "scripted":
         return _describe_script(spec)
     if spec.adapter is not None:
         return _with_adapter(spec)
-    if spec.target in PACKAGED:
-        return _describe_gguf(spec, bundled_path(spec.target), PACKAGED[spec.target].family)
-    path = Path(spec.target).expanduser()
     if path.is_dir():
         if spec.backend != "transformers":
             raise ModelError(
@@ -517,14 +534,15 @@ def _with_adapter(spec: ModelSpec) -> ModelInfo:
     )  # fmt: skip
 
 
-def _describe_gguf(spec: ModelSpec, path: Path, family: str | None) -> ModelInfo:
+def _describe_gguf(
+    spec: ModelSpec, path: Path, family: str | None, check: Callable[[ModelInfo], None] | None = None
+) -> ModelInfo:
     meta = read_gguf(path)
-    return ModelInfo(
+    info = ModelInfo(
         name=spec.name,
         backend=spec.backend,
         path=str(path),
-        fingerprint=_fingerprint_cached(path),
-        legacy_fingerprint=legacy_fingerprint(path),
+        fingerprint="",  # read last: the whole file
         parameters=meta["parameters"],
         quantization=meta["quantization"] if spec.backend == "llama.cpp" else f"{meta['quantization']} dequantised",
         file_size=meta["file_size"],
@@ -535,6 +553,9 @@ def _describe_gguf(spec: ModelSpec, path: Path, family: str | None) -> ModelInfo
         kv_heads=meta["kv_heads"],
         head_dim=meta["head_dim"],
     )
+    if check is not None:
+        check(info)
+    return dataclasses.replace(info, fingerprint=_fingerprint_cached(path), legacy_fingerprint=legacy_fingerprint(path))
 
 
 def _cached_hub_folder(repo_id: str) -> Path:

@@ -308,8 +308,8 @@ def _run_model(
     outcome = ModelOutcome(spec)
     store.record_model_run(run_id, spec)
     try:
-        info = models.resolve(spec, options.endpoints)
-        models.check_memory(info, cache_tokens(info, options, work))
+        # refused from the file's header when it cannot fit, before the whole file is read for its fingerprint
+        info = models.resolve(spec, options.endpoints, lambda i: models.check_memory(i, cache_tokens(i, options, work)))
     except ModelError as exc:
         outcome.error = str(exc)
         store.record_model_run(run_id, spec, error=outcome.error)

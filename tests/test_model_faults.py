@@ -2,7 +2,8 @@
 from the header before loading), an item longer than the context and generations that hit their token cap. Each
 is a clear per-model or per-item error; the other models still run; the report shows every failure.
 
-One assess over five models on the bundled model's real llama.cpp: about 20-40 s on 2 cores.
+One assess over five models on the bundled model's real llama.cpp: about 20 s on 2 cores (the file too large
+for memory is refused from its header: fingerprinting its tens of GB of zeros first took 85 s).
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ def test_memory_check_counts_weights_and_the_cache_from_the_header_fingerprint_f
     with pytest.raises(ModelError, match="cache for 4,096 tokens"):
         check_memory(deep, 4096)
     check_memory(resolve(str(write_gguf(tmp_path / "small.gguf", elements=16))), 4096)  # fits
+
+
+def test_a_file_too_large_for_memory_is_refused_from_its_header_before_it_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_whole(path: Path) -> str:
+        raise AssertionError(f"{path} was read whole for its fingerprint before the memory check")
+
+    monkeypatch.setattr(models, "_fingerprint_cached", read_whole)
+    heavy = write_gguf(tmp_path / "heavy.gguf", elements=psutil.virtual_memory().available // 2)
+    with pytest.raises(ModelError, match="GiB of weights"):
+        resolve(str(heavy), check=lambda info: check_memory(info, 4096))
+    with pytest.raises(AssertionError, match="read whole"):  # without a check it is fingerprinted as before
+        resolve(str(heavy))
 
 
 class Text(HTMLParser):
