@@ -69,7 +69,7 @@ def scripted_model(
     keyed = replace(info, fingerprint=fingerprint or info.fingerprint, legacy_fingerprint=legacy)
     with pytest.MonkeyPatch.context() as patch:
         if fingerprint or legacy:
-            patch.setattr(runner.models, "resolve", lambda spec, endpoints=(): keyed)
+            patch.setattr(runner.models, "resolve", lambda spec, endpoints=(), check=None: keyed)
         if backend is not None:
             patch.setattr(runner, "load_backend", lambda info, options: backend(info))
         yield spec

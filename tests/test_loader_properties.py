@@ -11,9 +11,12 @@ prints the examples tried per test.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,18 +47,14 @@ PROFILE = settings(
 )
 FEW = settings(PROFILE, max_examples=40)
 
-_DIR: list[Path] = []  # this module's folder under pytest's temporary root (pytest keeps the last few runs' only)
+_DIR = Path(tempfile.mkdtemp(prefix="poccheck-props-"))  # removed when the test run ends
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 _counter = iter(range(10**9))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _module_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
-    _DIR[:] = [tmp_path_factory.mktemp("props")]
 
 
 def fresh_path(suffix: str) -> Path:
     """A new file path in a private folder for this module (hypothesis reruns a test body many times)."""
-    folder = _DIR[0] / str(next(_counter))
+    folder = _DIR / str(next(_counter))
     folder.mkdir()
     return folder / f"tasks{suffix}"
 

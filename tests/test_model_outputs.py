@@ -234,7 +234,7 @@ def scripted_model(
         architecture="llama", family="smollm2", layers=30, kv_heads=3, head_dim=64,
     )  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner.models, "resolve", lambda spec, endpoints=(): info)
+        patch.setattr(runner.models, "resolve", lambda spec, endpoints=(), check=None: info)
         patch.setattr(runner.models, "check_memory", lambda info, context_tokens: None)
         patch.setattr(runner, "load_backend", lambda info, options: Scripted(info, outputs, logprobs, mean_logprob))
         yield info.name

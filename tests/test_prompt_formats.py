@@ -337,7 +337,7 @@ def chat_model(template: bool = True) -> Iterator[list[ChatScripted]]:
         return loaded[-1]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner.models, "resolve", lambda spec, endpoints=(): info)
+        patch.setattr(runner.models, "resolve", lambda spec, endpoints=(), check=None: info)
         patch.setattr(runner.models, "check_memory", lambda info, context_tokens: None)
         patch.setattr(runner, "load_backend", load)
         yield loaded
