@@ -463,48 +463,42 @@ def resolve(
 ) -> ModelInfo:
     """Turn a ``--model`` argument into a described, existing model (``NAME@openai`` looks in ``endpoints``).
 
-    ``check`` (the runner's memory check) sees the description before a GGUF file is read whole for its
-    fingerprint, so a file too large for memory is refused from its header, without a read of every byte first
-    (tens of GB, minutes); other models are checked once described."""
+    ``check`` (the memory check) sees the description before a GGUF file is read whole for its fingerprint, so a
+    file too large for memory is refused from its header, without a read of every byte first (tens of GB,
+    minutes); an adapter's base is checked so too, and other models once described."""
     spec = parse_spec(spec_text)
-    if spec.target in PACKAGED and spec.backend not in ("openai", "scripted") and spec.adapter is None:
+    if spec.backend == "openai":
+        info = served.describe(spec.name, served.find(spec.target, endpoints))
+    elif spec.backend == "scripted":
+        info = _describe_script(spec)
+    elif spec.adapter is not None:
+        return _with_adapter(spec, check)
+    elif spec.target in PACKAGED:
         return _describe_gguf(spec, bundled_path(spec.target), PACKAGED[spec.target].family, check)
-    path = Path(spec.target).expanduser()
-    if spec.backend not in ("openai", "scripted") and spec.adapter is None and path.is_file():
-        return _describe_gguf(spec, path, None, check)
-    info = _resolve_other(spec, path, endpoints)
+    else:
+        path = Path(spec.target).expanduser()
+        if path.is_dir():
+            if spec.backend != "transformers":
+                raise ModelError(
+                    f"{path} is a directory; the llama.cpp backend needs a .gguf file",
+                    f"to run a Hugging Face folder use --model {spec.target}@transformers",
+                )
+            info = _describe_hf_folder(spec, path)
+        elif path.exists():
+            return _describe_gguf(spec, path, None, check)
+        elif spec.backend == "transformers" and re.fullmatch(r"[\w.-]+/[\w.-]+", spec.target):
+            info = _describe_hf_folder(spec, _cached_hub_folder(spec.target))
+        else:
+            hint = f"packaged models: {', '.join(PACKAGED)}; otherwise give the path to a .gguf file"
+            if spec.backend == "transformers":
+                hint += ", a Hugging Face folder, or a hub id already in the local cache"
+            raise ModelError(f"model {spec.target!r} not found", hint)
     if check is not None:
         check(info)
     return info
 
 
-def _resolve_other(spec: ModelSpec, path: Path, endpoints: Sequence[served.Endpoint]) -> ModelInfo:
-    """A model that is not a GGUF file to describe: served, scripted, an adapter on a base, or a Hugging Face
-    folder (else: not found)."""
-    if spec.backend == "openai":
-        return served.describe(spec.name, served.find(spec.target, endpoints))
-    if spec.backend == "scripted":
-        return _describe_script(spec)
-    if spec.adapter is not None:
-        return _with_adapter(spec)
-    if path.is_dir():
-        if spec.backend != "transformers":
-            raise ModelError(
-                f"{path} is a directory; the llama.cpp backend needs a .gguf file",
-                f"to run a Hugging Face folder use --model {spec.target}@transformers",
-            )
-        return _describe_hf_folder(spec, path)
-    if path.exists():
-        return _describe_gguf(spec, path, None)
-    if spec.backend == "transformers" and re.fullmatch(r"[\w.-]+/[\w.-]+", spec.target):
-        return _describe_hf_folder(spec, _cached_hub_folder(spec.target))
-    hint = f"packaged models: {', '.join(PACKAGED)}; otherwise give the path to a .gguf file"
-    if spec.backend == "transformers":
-        hint += ", a Hugging Face folder, or a hub id already in the local cache"
-    raise ModelError(f"model {spec.target!r} not found", hint)
-
-
-def _with_adapter(spec: ModelSpec) -> ModelInfo:
+def _with_adapter(spec: ModelSpec, check: Callable[[ModelInfo], None] | None = None) -> ModelInfo:
     """The base model plus a LoRA adapter; the fingerprint covers both, so results are keyed by the pair."""
     assert spec.adapter is not None
     folder = adapter_path(spec.adapter)
@@ -514,7 +508,7 @@ def _with_adapter(spec: ModelSpec) -> ModelInfo:
             f"adapter {spec.adapter!r} has no llama.cpp (GGUF) export: {manifest.export}",
             f"run it on the transformers backend: {spec.target}{LORA}{spec.adapter}",
         )
-    base = resolve(f"{spec.target}@{spec.backend}")
+    base = resolve(f"{spec.target}@{spec.backend}", check=check)  # the adapter adds little to the memory needed
     # an adapter trained before the whole-file key names the base by its legacy fingerprint
     if manifest.base_fingerprint not in (base.fingerprint, base.legacy_fingerprint):
         raise ModelError(

@@ -20,7 +20,14 @@ import pytest
 from poccheck import models, pipeline, runner
 from poccheck.analysis.summary import analyse
 from poccheck.backends import GenerationRequest
-from poccheck.backends.llama_cpp import TILED_ROWS, LlamaCppBackend, LlamaSettings, system_info, tiled_kernels
+from poccheck.backends.llama_cpp import (
+    TILED_ROWS,
+    LlamaCppBackend,
+    LlamaSettings,
+    system_info,
+    tiled_kernels,
+    tiled_setting,
+)
 from poccheck.backends.registry import BackendOptions
 from poccheck.config.run import RunConfig
 from poccheck.grading.stage import grade_stored
@@ -140,19 +147,37 @@ def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_de
     assert stored[1] == stored[3] and len(stored[1]) == 8
 
 
-def test_from_eight_sequences_with_llamas_tiled_kernels_the_batch_size_is_keyed(
-    bundled_model: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_from_eight_sequences_with_llamas_tiled_kernels_the_batch_size_is_keyed(bundled_model: Path) -> None:
+    assert tiled_kernels(), "this test run has GGML_CPU_TILED_MM off"
     backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
     try:
         assert [backend.batch_key(n) for n in (1, 4, TILED_ROWS - 1)] == [{}, {}, {}]
         assert backend.batch_key(TILED_ROWS) == {"tiled_batch": TILED_ROWS} == backend.batch_key(8)
-        assert "tiled_kernels" not in backend.settings()
-        for value, on in [("0", False), (" 0x1", False), ("2", True), ("", False), ("yes", False), ("1", True)]:
-            monkeypatch.setenv("GGML_CPU_TILED_MM", value)  # read as llama.cpp reads it: C's atoi
-            assert tiled_kernels() is on, value
-            assert backend.batch_key(16) == ({"tiled_batch": 16} if on else {})
-            assert backend.settings().get("tiled_kernels", True) is on  # other numbers, other results' key
+        assert "tiled_kernels" not in backend.settings()  # the default: results keep their key
+    finally:
+        backend.close()
+    # read as llama.cpp reads it (C's atoi); turned off, see the next test
+    values = [None, "1", "2", " 3x", "0", " 0x1", "", "yes", "-0"]
+    assert [tiled_setting(v) for v in values] == [True, True, True, True, False, False, False, False, False]
+
+
+def test_a_kept_prefix_leaves_at_least_as_many_rows_to_evaluate_as_the_tiled_kernels_take(bundled_model: Path) -> None:
+    backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
+    question = "A machine makes 40 parts an hour. How many parts does it make in 3 hours? Answer with a number, "
+    first, second = (GenerationRequest(question + end, (), 12) for end in ("7", "8"))
+    try:
+        fresh = alone(backend, second)
+        backend.generate(first)
+        prompt = backend.prompt_tokens(second.prompt, second.turns)
+        state = backend._start_sequence(backend._llm.ctx, backend._gen_batch, 0, 0, second, backend._held)
+        # the prompts part at their last token: evaluating only that one would take other kernels than fresh
+        assert 0 < state.reused == len(prompt) - TILED_ROWS
+        while not state.finished:
+            backend._feed(backend._gen_batch, [(0, state)])
+            backend._decode(backend._llm.ctx, backend._gen_batch)
+            backend._step(state, backend._logits_row(backend._llm.ctx, 0))
+        kept = state.completion()
+        assert same(kept, fresh) and kept.mean_logprob == fresh.mean_logprob
     finally:
         backend.close()
 
@@ -169,7 +194,7 @@ work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_
 asked = [dataclasses.replace(w.generation_request, max_tokens=64) for w in work if not w.scored][:12]
 alone = [backend.generate(r).text for r in asked]
 together = dict(backend.generate_many(asked, 8))
-print(json.dumps([alone, [together[i].text for i in range(len(asked))], backend.batch_key(8)]))
+print(json.dumps([alone, [together[i].text for i in range(len(asked))], backend.batch_key(8), backend.settings()]))
 """
 
 
@@ -181,5 +206,6 @@ def test_with_the_tiled_kernels_off_eight_sequences_decoded_together_give_each_i
     env = {**os.environ, "GGML_CPU_TILED_MM": "0"}
     done = subprocess.run([sys.executable, "-c", TILED_OFF, str(EXAMPLES / "factory_suite.yaml")], env=env,
                           capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
-    alone, together, key = json.loads(done.stdout.strip().splitlines()[-1])
+    alone, together, key, settings = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(alone) == 12 and any(alone) and together == alone and key == {}
+    assert settings["tiled_kernels"] is False  # other numbers than with them on: other results' key

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import signal
@@ -217,13 +218,18 @@ class _Sequence:
 TILED_ROWS = 8
 
 
+@functools.cache
 def tiled_kernels() -> bool:
-    """Whether llama.cpp's tiled K-quant kernels are on: as llama.cpp reads ``GGML_CPU_TILED_MM`` (unset, or a
-    number other than 0)."""
-    value = os.environ.get("GGML_CPU_TILED_MM")
+    """Whether llama.cpp's tiled K-quant kernels are on in this process: read once, as llama.cpp reads
+    ``GGML_CPU_TILED_MM``."""
+    return tiled_setting(os.environ.get("GGML_CPU_TILED_MM"))
+
+
+def tiled_setting(value: str | None) -> bool:
+    """llama.cpp's reading of ``GGML_CPU_TILED_MM``: on when unset or a number other than 0 (C's ``atoi``)."""
     if value is None:
         return True
-    digits = re.match(r"\s*[+-]?\d+", value)  # C's atoi: leading digits, else 0
+    digits = re.match(r"\s*[+-]?\d+", value)  # atoi: leading digits, else 0
     return digits is not None and int(digits.group()) != 0
 
 
@@ -241,7 +247,7 @@ class LlamaCppBackend(ChatPrompting):
         (tests/test_generation_batching.py), so the batch size is not part of the results' key. From
         ``TILED_ROWS`` on, llama.cpp's tiled kernels compute the rows (unless they are turned off): outputs can
         differ, and the batch size is keyed."""
-        return {"tiled_batch": parallel} if parallel >= TILED_ROWS and tiled_kernels() else {}
+        return {"tiled_batch": parallel} if parallel >= TILED_ROWS and self._tiled else {}
 
     def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
         import llama_cpp
@@ -250,6 +256,7 @@ class LlamaCppBackend(ChatPrompting):
         self._lib = llama_cpp
         self.info = info
         self._settings = settings or LlamaSettings()
+        self._tiled = tiled_kernels()
         threads = self._settings.n_threads or default_threads()
         try:
             with weight_repacking(llama_cpp, self._settings.repack_weights):
@@ -360,7 +367,7 @@ class LlamaCppBackend(ChatPrompting):
             "repack_weights": self._settings.repack_weights,
             "decoding": "greedy",
             "stop_loops": LOOP_RULE if self._settings.stop_loops else None,
-            **({} if tiled_kernels() else {"tiled_kernels": False}),  # other numbers: other results
+            **({} if self._tiled else {"tiled_kernels": False}),  # other numbers: other results
         }
 
     def peak_vram(self) -> int | None:
@@ -671,25 +678,32 @@ class LlamaCppBackend(ChatPrompting):
         ``held`` lists the tokens the sequence's KV cells hold (the previous prompt and what it generated): the
         longest common prefix is kept and only the rest evaluated, so consecutive items pay once for the few-shot
         exemplars they share. The kept cells are the numbers a fresh evaluation would give (each row is its own
-        and attention is causal), so outputs do not change."""
+        and attention is causal), so outputs do not change. For that, the rest is evaluated in the chunks a fresh
+        evaluation uses (``n_batch`` tokens from position 0) and a chunk that would have ``TILED_ROWS`` rows or
+        more fresh keeps at least that many, since llama.cpp multiplies fewer rows with other kernels."""
         start = time.perf_counter()
         prompt = self.prompt_tokens(request.prompt, request.turns)
         budget = self._n_ctx - len(prompt)
         if budget <= 0:
             raise BackendError(f"prompt needs {len(prompt)} tokens but the context holds {self._n_ctx}")
         memory = self._lib.llama_get_memory(ctx)
+        n_batch = self._llm.n_batch
         common = 0
         for mine, theirs in zip(held, prompt[:-1], strict=False):  # the last prompt token is evaluated for logits
             if mine != theirs:
                 break
             common += 1
+        first = common // n_batch * n_batch  # the fresh evaluation's chunk the rest begins in
+        rows = min(first + n_batch, len(prompt)) - first
+        if rows >= TILED_ROWS:
+            common = min(common, first + rows - TILED_ROWS)
         if not self._lib.llama_memory_seq_rm(memory, seq, common, -1):  # a memory that cannot drop a tail
             self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
             common = 0
         del held[common:]
-        n_batch = self._llm.n_batch
-        for begin in range(common, len(prompt), n_batch):
-            chunk = prompt[begin : begin + n_batch]
+        begin = common
+        while begin < len(prompt):
+            chunk = prompt[begin : (begin // n_batch + 1) * n_batch]
             for k, token in enumerate(chunk):
                 batch.token[k] = token
                 batch.pos[k] = begin + k
@@ -699,9 +713,10 @@ class LlamaCppBackend(ChatPrompting):
             batch.n_tokens = len(chunk)
             self._decode(ctx, batch)
             held.extend(chunk)
+            begin += len(chunk)
         state = _Sequence(index, request, prompt, min(request.max_tokens, budget), start, held, reused=common)
-        last = len(prompt) - 1 - common
-        self._step(state, self._logits_row(ctx, last - last // n_batch * n_batch))
+        last = len(prompt) - 1
+        self._step(state, self._logits_row(ctx, last - max(common, last // n_batch * n_batch)))
         return state
 
     def _step(self, state: _Sequence, logits: np.ndarray[Any, np.dtype[np.float32]]) -> None:

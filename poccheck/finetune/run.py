@@ -103,8 +103,7 @@ def _train(
         )
     if fresh:
         discard_adapter(folder)
-    info = models.resolve(base_spec)
-    models.check_memory(info, 4096)
+    info = models.resolve(base_spec, check=lambda base: models.check_memory(base, 4096))
     secure_dir(folder)
     make_private(folder)  # files an earlier version wrote with the umask's mode
     warnings = splits.warnings_for(split)
