@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ from poccheck.records import Completion, Mode
 from poccheck.store import DB_NAME, Store
 from poccheck.tasks import load_suite
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.model
 
@@ -165,33 +166,33 @@ def test_a_kept_prefix_leaves_at_least_as_many_rows_to_evaluate_as_the_tiled_ker
     backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
     question = "A machine makes 40 parts an hour. How many parts does it make in 3 hours? Answer with a number, "
     first, second = (GenerationRequest(question + end, (), 12) for end in ("7", "8"))
+    started: list[Any] = []
+    start_sequence = backend._start_sequence
+
+    def recorded(*args: Any) -> Any:
+        started.append(start_sequence(*args))
+        return started[-1]
+
     try:
         fresh = alone(backend, second)
         backend.generate(first)
-        prompt = backend.prompt_tokens(second.prompt, second.turns)
-        state = backend._start_sequence(backend._llm.ctx, backend._gen_batch, 0, 0, second, backend._held)
+        backend._start_sequence = recorded  # type: ignore[method-assign]
+        kept = backend.generate(second)
         # the prompts part at their last token: evaluating only that one would take other kernels than fresh
-        assert 0 < state.reused == len(prompt) - TILED_ROWS
-        while not state.finished:
-            backend._feed(backend._gen_batch, [(0, state)])
-            backend._decode(backend._llm.ctx, backend._gen_batch)
-            backend._step(state, backend._logits_row(backend._llm.ctx, 0))
-        kept = state.completion()
+        prompt = backend.prompt_tokens(second.prompt, second.turns)
+        assert 0 < started[0].reused == len(prompt) - TILED_ROWS
         assert same(kept, fresh) and kept.mean_logprob == fresh.mean_logprob
     finally:
         backend.close()
 
 
 TILED_OFF = """
-import dataclasses, json, sys
-from poccheck import models, runner
+import json
+from poccheck import models
 from poccheck.backends.llama_cpp import LlamaCppBackend
-from poccheck.tasks import load_suite
+from tests.test_generation_batching import requests
 backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
-suite = load_suite(sys.argv[1])
-formats = runner.suite_formats(backend, [suite], "gemma3-270m-q4")
-work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_items(suite, "cot")]
-asked = [dataclasses.replace(w.generation_request, max_tokens=64) for w in work if not w.scored][:12]
+asked = requests(backend, "gemma3-270m-q4", "cot", 64, 12)
 alone = [backend.generate(r).text for r in asked]
 together = dict(backend.generate_many(asked, 8))
 print(json.dumps([alone, [together[i].text for i in range(len(asked))], backend.batch_key(8), backend.settings()]))
@@ -204,8 +205,8 @@ def test_with_the_tiled_kernels_off_eight_sequences_decoded_together_give_each_i
     # llama.cpp reads the switch once per process: a process of its own. With the tiled kernels on, 5 of these 12
     # chains came out otherwise at 8 together (AMD EPYC AVX-512), which is why the batch size is keyed then.
     env = {**os.environ, "GGML_CPU_TILED_MM": "0"}
-    done = subprocess.run([sys.executable, "-c", TILED_OFF, str(EXAMPLES / "factory_suite.yaml")], env=env,
-                          capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", TILED_OFF], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=True)  # fmt: skip
     alone, together, key, settings = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(alone) == 12 and any(alone) and together == alone and key == {}
     assert settings["tiled_kernels"] is False  # other numbers than with them on: other results' key

@@ -247,7 +247,7 @@ class LlamaCppBackend(ChatPrompting):
         (tests/test_generation_batching.py), so the batch size is not part of the results' key. From
         ``TILED_ROWS`` on, llama.cpp's tiled kernels compute the rows (unless they are turned off): outputs can
         differ, and the batch size is keyed."""
-        return {"tiled_batch": parallel} if parallel >= TILED_ROWS and self._tiled else {}
+        return {"tiled_batch": parallel} if parallel >= TILED_ROWS and tiled_kernels() else {}
 
     def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
         import llama_cpp
@@ -256,7 +256,6 @@ class LlamaCppBackend(ChatPrompting):
         self._lib = llama_cpp
         self.info = info
         self._settings = settings or LlamaSettings()
-        self._tiled = tiled_kernels()
         threads = self._settings.n_threads or default_threads()
         try:
             with weight_repacking(llama_cpp, self._settings.repack_weights):
@@ -367,7 +366,7 @@ class LlamaCppBackend(ChatPrompting):
             "repack_weights": self._settings.repack_weights,
             "decoding": "greedy",
             "stop_loops": LOOP_RULE if self._settings.stop_loops else None,
-            **({} if self._tiled else {"tiled_kernels": False}),  # other numbers: other results
+            **({} if tiled_kernels() else {"tiled_kernels": False}),  # other numbers: other results
         }
 
     def peak_vram(self) -> int | None:
