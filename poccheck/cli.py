@@ -239,8 +239,9 @@ def assess(
             min=1,
             max=64,
             help="llama.cpp models: generations decoded together (continuous batching). Up to 7, outputs are each "
-            "item's own; from 8, llama.cpp's tiled kernels can change some (kept apart in the results) unless "
-            "GGML_CPU_TILED_MM=0. Default: twice the CPU cores, at most 4.",
+            "item's own alone; from 8, every step goes through llama.cpp's tiled kernels (faster on CPU): outputs "
+            "are the same at any such N, can differ from alone, and are kept apart in the results "
+            "(GGML_CPU_TILED_MM=0 turns those kernels off). Default: twice the CPU cores, at most 4.",
         ),
     ] = None,
     latency_sample: Annotated[

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,10 @@ class _Sequence:
 # kernel (ggml-cpu/tiled, "profitable at rows >= 8") that rounds differently from the dot products it uses for
 # fewer rows. Measured on the bundled model (20 chains of thought, 96 tokens, AMD EPYC AVX-512): 9 outputs of 20
 # differ from the item alone at 8 sequences decoded together, 0 at 4 to 7, and 0 at 8 and 16 with the tiled
-# kernels off (benchmarks/generation_throughput.py --parallel; README: generation speed).
+# kernels off. The tiled kernel gives each row its own numbers whatever the rows beside it (with
+# GGML_CPU_TILED_MM_FORCE=1, which takes it for every row count: 0 of 20 differ at 1, 4, 8 and 16), so from 8
+# sequences on every decode step is padded to at least TILED_ROWS rows: an output is then the same at any N >= 8
+# (benchmarks/generation_throughput.py --parallel; README: generation speed).
 TILED_ROWS = 8
 
 
@@ -233,6 +236,18 @@ def tiled_setting(value: str | None) -> bool:
     return digits is not None and int(digits.group()) != 0
 
 
+def padded_rows(live: Iterable[int], slots: int) -> list[int]:
+    """The sequence ids of a decode step padded for the tiled kernels: every live one, at least ``TILED_ROWS``,
+    and consecutive, since llama.cpp splits a batch over separate KV streams wherever the ids in it stop counting
+    up by one (``split_equal``), and a part of fewer rows would take the other kernels."""
+    ids = sorted(live)
+    low, high = ids[0], ids[-1] + 1
+    if high - low < TILED_ROWS:
+        low = max(0, min(low, slots - TILED_ROWS))
+        high = max(high, low + TILED_ROWS)
+    return list(range(low, high))
+
+
 class LlamaCppBackend(ChatPrompting):
     """A GGUF model loaded in-process through llama-cpp-python."""
 
@@ -245,9 +260,15 @@ class LlamaCppBackend(ChatPrompting):
         """Generations decoded together each keep a KV stream of their own, and below ``TILED_ROWS`` sequences
         every row goes through the same kernels as alone: an output is what the item gives alone
         (tests/test_generation_batching.py), so the batch size is not part of the results' key. From
-        ``TILED_ROWS`` on, llama.cpp's tiled kernels compute the rows (unless they are turned off): outputs can
-        differ, and the batch size is keyed."""
-        return {"tiled_batch": parallel} if parallel >= TILED_ROWS and tiled_kernels() else {}
+        ``TILED_ROWS`` on (unless the tiled kernels are off), every decode step has at least ``TILED_ROWS`` rows
+        and goes through llama.cpp's tiled kernels: outputs are the same at any such N but can differ from the
+        item alone, so that is keyed."""
+        return {"tiled_decode": TILED_ROWS} if self._pads(parallel) else {}
+
+    @staticmethod
+    def _pads(parallel: int) -> bool:
+        """Whether :meth:`generate_many` pads each decode step to ``TILED_ROWS`` rows at this ``parallel``."""
+        return parallel >= TILED_ROWS and tiled_kernels()
 
     def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
         import llama_cpp
@@ -561,7 +582,9 @@ class LlamaCppBackend(ChatPrompting):
         Each sequence keeps its own KV stream (``kv_unified`` off), so it attends over its own cells exactly as it
         would alone, and llama.cpp's CPU kernels (llamafile's off, weights not repacked) give each batch row its
         own numbers: below ``TILED_ROWS`` sequences (or with the tiled kernels off) the outputs are those of
-        :meth:`generate` (tests/test_generation_batching.py); from it, see :meth:`batch_key`. A request's
+        :meth:`generate` (tests/test_generation_batching.py). From ``TILED_ROWS`` on, a step with fewer live
+        sequences (the last items of a run) is padded with rows of idle sequences, so every step takes the tiled
+        kernels and an output does not depend on what is decoded beside it (see :meth:`batch_key`). A request's
         latency is its wall time from its prompt's first token to its last token, with ``parallel`` requests in
         flight."""
         if parallel <= 1:
@@ -604,26 +627,43 @@ class LlamaCppBackend(ChatPrompting):
                         yield index, live.pop(seq).completion()
             if not live:
                 continue
-            order = sorted(live)
-            self._feed(batch, [(seq, live[seq]) for seq in order])
+            rows = padded_rows(live, slots) if self._pads(slots) else sorted(live)
+            memory = self._lib.llama_get_memory(ctx)
+            padding = {seq: self._held_parallel.setdefault(seq, []) for seq in rows if seq not in live}
+            for seq, held in padding.items():
+                if len(held) >= self._n_ctx:  # no free cell after what it holds: it gives up its prefix
+                    self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
+                    held.clear()
+            fed = [(seq, live[seq] if seq in live else padding[seq]) for seq in rows]
+            self._feed(batch, fed, live[min(live)].next_token)
             self._decode(ctx, batch)
-            for row, seq in enumerate(order):
-                state = live[seq]
+            for seq, held in padding.items():  # the padding row's cell goes: the sequence holds what it held
+                self._lib.llama_memory_seq_rm(memory, seq, len(held), -1)
+            for row, seq in enumerate(rows):
+                state = live.get(seq)
+                if state is None:
+                    continue
                 self._step(state, self._logits_row(ctx, row))
                 if state.finished:
                     yield state.index, live.pop(seq).completion()
 
     @staticmethod
-    def _feed(batch: Any, sequences: Sequence[tuple[int, _Sequence]]) -> None:
-        """One batch of each sequence's last token (logits wanted), row k for the k-th sequence."""
-        for row, (seq, state) in enumerate(sequences):
-            state.held.append(state.next_token)
-            batch.token[row] = state.next_token
-            batch.pos[row] = len(state.prompt) + len(state.generated) - 1
+    def _feed(batch: Any, rows: Sequence[tuple[int, _Sequence | list[int]]], filler: int = 0) -> None:
+        """One batch row per sequence, logits wanted for each: a live sequence's last token, or for an idle one
+        (a list: the tokens its cells hold) ``filler`` after what it holds, so that the output matrix too has
+        as many rows as the others."""
+        for row, (seq, state) in enumerate(rows):
+            if isinstance(state, list):
+                batch.token[row] = filler
+                batch.pos[row] = len(state)
+            else:
+                state.held.append(state.next_token)
+                batch.token[row] = state.next_token
+                batch.pos[row] = len(state.prompt) + len(state.generated) - 1
             batch.n_seq_id[row] = 1
             batch.seq_id[row][0] = seq
             batch.logits[row] = 1
-        batch.n_tokens = len(sequences)
+        batch.n_tokens = len(rows)
 
     def _parallel_context(self, parallel: int) -> tuple[Any, Any, int]:
         """The context for :meth:`generate_many`: ``parallel`` sequences, each with its own KV stream of the
