@@ -9,7 +9,8 @@ by ``--max-tokens``). Each configuration runs them all, once:
 - poccheck sequential, each item from an empty context;
 - poccheck sequential, keeping the KV cells of the prefix an item shares with the one before (few-shot exemplars);
 - poccheck with N = 2 and 4 items decoded together (continuous batching; other N with ``--parallel``: from 8,
-  llama.cpp's tiled kernels compute the rows unless ``GGML_CPU_TILED_MM=0``, and outputs can change).
+  every step is padded to 8 rows for llama.cpp's tiled kernels unless ``GGML_CPU_TILED_MM=0``, so outputs are
+  the same at any such N but can differ from sequential).
 
 Printed: items/s, generated tokens/s, each against raw, how many outputs differ from poccheck's sequential ones,
 the engine's CPU features and the memory bandwidth numpy measures on this machine (a bound for one sequence:
