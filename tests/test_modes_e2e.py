@@ -1,4 +1,6 @@
-"""The bundled model in two deployment modes: llama.cpp (Q4_K_M) and transformers (the same weights dequantised)."""
+"""The bundled model in two deployment modes: llama.cpp (Q4_K_M) and transformers (the same weights dequantised).
+The assessment, its report and `models list` run with every network connection refused: nothing leaves the
+machine (one assessment for both checks keeps the suite short)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from poccheck.runner import work_items
 from poccheck.tasks import load_suites
 
 from .conftest import EXAMPLES
+from .network import blocked
 from .test_e2e import cli
 
 pytestmark = pytest.mark.model
@@ -54,14 +57,21 @@ def test_backends_agree_on_the_example_suite(bundled_model: Path) -> None:
     print(f"agreement {same}/{len(requests)}; transformers load {load_seconds:.1f} s")
 
 
-def test_assess_compares_two_modes_with_attention_views(tmp_path: Path) -> None:
+def test_assess_compares_two_modes_with_attention_views_and_opens_no_network_connection(tmp_path: Path) -> None:
+    env, log = blocked(tmp_path)
     out = tmp_path / "poc"
     done = cli(
         "assess", "--tasks", str(EXAMPLES / "factory_tasks.csv"), "--limit", "12",
-        "--model", "gemma3-270m-q4", "--model", "gemma3-270m-q4@transformers", "--out", str(out),
+        "--model", "gemma3-270m-q4", "--model", "gemma3-270m-q4@transformers", "--out", str(out), env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    for args in (["report", str(out)], ["models", "list"]):
+        again = cli(*args, env=env)
+        assert again.returncode == 0, again.stderr
+    assert log.read_text() == "", f"network attempts: {log.read_text()}"
     report = (out / "report.html").read_text(encoding="utf-8")
+    for attribute in ('src="http', "src='http", 'href="http', "href='http", "url(http", "@import"):
+        assert attribute not in report  # nothing the browser would fetch
     assert "Same weights, two deployment modes" in report
     assert "Copy-attention score" in report and "correlational evidence, not a causal explanation" in report
     assert report.count('class="tokens"') == 3  # two failures and one success of the transformers model
