@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from html import unescape
+from html.parser import HTMLParser
 from pathlib import Path
 
 import jsonschema
@@ -53,6 +54,34 @@ def page_text(path: Path) -> str:
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8"))))
 
 
+class WideTables(HTMLParser):
+    """The tables with more than eight header cells (one per model or attention head, so they grow with the run)
+    that are not inside a ``div.scroll``: at 9 models they widened the whole page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scrolls: list[bool] = []
+        self.table: tuple[bool, int] | None = None  # (inside a scroll, header cells)
+        self.unscrolled: list[int] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "div":
+            self.scrolls.append("scroll" in (dict(attrs).get("class") or "").split())
+        elif tag == "table":
+            self.table = (any(self.scrolls), 0)
+        elif tag == "th" and self.table is not None:
+            self.table = (self.table[0], self.table[1] + 1)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self.scrolls:
+            self.scrolls.pop()
+        elif tag == "tr" and self.table is not None and self.table[1]:
+            inside, cells = self.table
+            if cells > 8 and not inside:
+                self.unscrolled.append(cells)
+            self.table = None
+
+
 @pytest.fixture(scope="module")
 def ladder_installed() -> None:
     missing = [name for name in LADDER if not models.installed(name)]
@@ -91,6 +120,10 @@ def test_the_ladder_in_chat_and_raw_format_gives_four_sizes_and_a_decision(
         assert text in english, text
     for text in ("結論", "1.54B", "494M"):
         assert text in japanese, text
+    for name in ("report.html", "report.ja.html"):
+        wide = WideTables()
+        wide.feed((out / name).read_text(encoding="utf-8"))
+        assert wide.unscrolled == [], name  # tables of one column per model scroll on their own
     if cut:
         assert "Generations cut short and chains without an answer" in english
     # decision.json: valid, and the option it recommends (or the closest) is the one the Decision page names
