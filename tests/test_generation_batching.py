@@ -25,6 +25,7 @@ from poccheck.backends.llama_cpp import (
     TILED_ROWS,
     LlamaCppBackend,
     LlamaSettings,
+    padded_rows,
     system_info,
     tiled_kernels,
     tiled_setting,
@@ -184,6 +185,17 @@ def test_a_kept_prefix_leaves_at_least_as_many_rows_to_evaluate_as_the_tiled_ker
         assert same(kept, fresh) and kept.mean_logprob == fresh.mean_logprob
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize(
+    ("live", "slots", "rows"),
+    [({0}, 8, range(8)), ({0, 2, 5}, 11, range(8)), ({9, 10}, 11, range(3, 11)), ({0, 15}, 16, range(16)),
+     (set(range(3, 12)), 16, range(3, 12))],
+)  # fmt: skip
+def test_a_padded_step_has_at_least_eight_consecutive_sequence_ids_with_every_live_one(
+    live: set[int], slots: int, rows: range
+) -> None:
+    assert padded_rows(live, slots) == list(rows)
 
 
 def test_from_eight_sequences_an_output_is_the_same_whatever_is_decoded_beside_it(bundled_model: Path) -> None:
