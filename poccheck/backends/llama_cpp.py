@@ -612,6 +612,7 @@ class LlamaCppBackend(ChatPrompting):
     ) -> Iterator[tuple[int, Completion | BackendError]]:
         pending = list(enumerate(requests))[::-1]
         live: dict[int, _Sequence] = {}
+        memory = self._lib.llama_get_memory(ctx)
         while pending or live:
             for seq in range(slots):
                 while seq not in live and pending:
@@ -628,12 +629,9 @@ class LlamaCppBackend(ChatPrompting):
             if not live:
                 continue
             rows = padded_rows(live, slots) if self._pads(slots) else sorted(live)
-            memory = self._lib.llama_get_memory(ctx)
+            # an idle sequence holds at most n_ctx - 1 tokens (a budget ends before its last token is fed), so a
+            # padding row always has a cell after them
             padding = {seq: self._held_parallel.setdefault(seq, []) for seq in rows if seq not in live}
-            for seq, held in padding.items():
-                if len(held) >= self._n_ctx:  # no free cell after what it holds: it gives up its prefix
-                    self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
-                    held.clear()
             fed = [(seq, live[seq] if seq in live else padding[seq]) for seq in rows]
             self._feed(batch, fed, live[min(live)].next_token)
             self._decode(ctx, batch)
