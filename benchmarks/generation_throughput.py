@@ -57,10 +57,7 @@ def bandwidth() -> float:
 def items(
     backend: LlamaCppBackend | TransformersBackend, name: str, mode: Mode, count: int, cap: int
 ) -> list[GenerationRequest]:
-    suite = load_suite(examples_dir() / "factory_suite.yaml")
-    formats = runner.suite_formats(backend, [suite], name)
-    work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_items(suite, mode)]
-    chosen = [w.generation_request for w in work if not w.scored][:count]
+    chosen = runner.generation_requests(backend, load_suite(examples_dir() / "factory_suite.yaml"), name, mode)[:count]
     return [dataclasses.replace(r, max_tokens=min(r.max_tokens, cap)) for r in chosen]
 
 

@@ -42,13 +42,11 @@ def main() -> None:
         info = models.resolve(name)
         backend = LlamaCppBackend(info, LlamaSettings(stop_loops=False))
         try:
-            formats = runner.suite_formats(backend, suites, info.name)
-            work = [
-                runner.for_format(w, formats[suite.name], backend)
+            requests = [  # every chain-of-thought item is generated
+                r
                 for suite in suites
-                for w in runner.work_items(suite, "cot")[: args.items]
+                for r in runner.generation_requests(backend, suite, info.name, "cot")[: args.items]
             ]
-            requests = [w.generation_request for w in work]
             started = time.perf_counter()
             done = dict(backend.generate_many(requests, 4))
             seconds = time.perf_counter() - started

@@ -139,6 +139,14 @@ def for_format(work: WorkItem, prompt_format: EffectiveFormat, backend: object) 
     return replace(work, prompt=replace(work.chat, text=text), key=work.chat_key)
 
 
+def generation_requests(backend: object, suite: Suite, model: str, mode: Mode) -> list[GenerationRequest]:
+    """The generation requests a run gives this backend for a suite's items in one mode, in suite order and in
+    the prompt format the run would use (multiple-choice items scored by log-likelihood are not among them)."""
+    prompt_format = suite_formats(backend, [suite], model)[suite.name]
+    work = [for_format(w, prompt_format, backend) for w in work_items(suite, mode)]
+    return [w.generation_request for w in work if not w.scored]
+
+
 def keyed_settings(settings: dict[str, object], formats: dict[str, EffectiveFormat]) -> dict[str, object]:
     """The settings a model's results are keyed by: its backend's, and its prompt format where any suite is chat
     (raw is what every result was before prompt formats existed, so raw results keep their keys)."""

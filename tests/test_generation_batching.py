@@ -43,10 +43,8 @@ pytestmark = pytest.mark.model
 
 
 def requests(backend: LlamaCppBackend, name: str, mode: Mode, cap: int, count: int) -> list[GenerationRequest]:
-    suite = load_suite(EXAMPLES / "factory_suite.yaml")
-    formats = runner.suite_formats(backend, [suite], name)
-    work = [runner.for_format(w, formats[suite.name], backend) for w in runner.work_items(suite, mode)]
-    return [dataclasses.replace(w.generation_request, max_tokens=cap) for w in work if not w.scored][:count]
+    chosen = runner.generation_requests(backend, load_suite(EXAMPLES / "factory_suite.yaml"), name, mode)[:count]
+    return [dataclasses.replace(r, max_tokens=cap) for r in chosen]
 
 
 def alone(backend: LlamaCppBackend, request: GenerationRequest) -> Completion:

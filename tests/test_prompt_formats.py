@@ -475,3 +475,14 @@ def test_a_server_reply_cut_short_of_its_budget_was_cut_by_the_context(tokens: i
     completion = asyncio.run(ask())
     assert completion.finish_reason == reason
     assert seen[0]["messages"] == [{"role": "user", "content": "count"}]
+
+
+def test_generation_requests_are_the_items_a_run_generates_in_suite_order() -> None:
+    s = load_suite(EXAMPLES / "factory_suite.yaml")
+    backend = object()  # no chat template: the raw prompts
+    fewshot = runner.generation_requests(backend, s, "m", "fewshot")
+    generated = [i for i in s.items if not i.is_multiple_choice]
+    assert 0 < len(fewshot) == len(generated) < len(s.items)
+    assert [r.prompt for r in fewshot] == [render_prompt(s, i, "fewshot").text for i in generated]
+    chains = runner.generation_requests(backend, s, "m", "cot")  # a chain of thought is generated for every item
+    assert [r.prompt for r in chains] == [render_prompt(s, i, "cot").text for i in s.items]
