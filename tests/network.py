@@ -23,7 +23,6 @@ def _guard(self, address, *args, **kwargs):
 
 socket.socket.connect = _guard
 socket.socket.connect_ex = lambda self, address: _guard(self, address) or 0
-_real_getaddrinfo = socket.getaddrinfo
 
 def _no_dns(host, *args, **kwargs):
     with open(__import__("os").environ["POCCHECK_NET_LOG"], "a") as log:
