@@ -2,13 +2,16 @@
 
 poccheck loads weights without llama.cpp's CPU repacking (``LlamaSettings.repack_weights``) because repacked
 kernels give a token other numbers by its place in the batch; repacked steps are faster (benchmarks/decode_step.py),
-so this maps where the numbers move. Each setting runs in its own process: eight short prompts are evaluated, each
-in its own decode and its own sequence, as poccheck's backend does (KV cache not unified); then single decode steps
-feed one token to each of N sequences, with one sequence (``--probe``) at every row in turn, and compare its
-next-token logits with those it gets decoded alone. Printed per setting and N: the rows where they are the same
-bit for bit, and the largest difference elsewhere.
+so this maps where the numbers move. Each setting runs in its own process: sixteen short prompts are evaluated,
+each in its own decode and its own sequence, as poccheck's backend does (KV cache not unified); then single decode
+steps feed one token to each of N sequences with consecutive ids, one of them (``--probe``) at every row in turn,
+and compare its next-token logits with those it gets decoded alone. The ids are consecutive because llama.cpp
+puts only such sequences in one micro-batch when the cache is not unified (``split_equal``: a step over
+sequences 1, 0 is two decodes of one row), and poccheck's steps are laid out so. Printed per setting and N: the
+rows where they are the same bit for bit, the largest difference elsewhere, and the rows where they are the same as
+at row 0 of the first N (whether the probe's placements agree with each other where they differ from it alone).
 
-    python benchmarks/repack_rows.py [--models qwen2.5-coder-1.5b-q4 ...] [--rows 2,4,5,7] [--probe 0]
+    python benchmarks/repack_rows.py [--models qwen2.5-coder-1.5b-q4 ...] [--rows 2,4,5,8] [--probe 8]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SEQUENCES = 8
+SEQUENCES = 16
 
 
 def child(model: str, repack: bool, sizes: list[int], probe: int) -> None:
@@ -68,13 +71,17 @@ def child(model: str, repack: bool, sizes: list[int], probe: int) -> None:
         return logits
 
     alone = step([probe])
+    first = None  # the probe's logits at its first placement in a step: are placements the same as each other?
     found: dict[int, list[float]] = {}
+    among: dict[int, list[float]] = {}
     for n in sizes:
-        others = [seq for seq in range(SEQUENCES) if seq != probe][: n - 1]
-        found[n] = [float(np.abs(step(others[:row] + [probe] + others[row:]) - alone).max()) for row in range(n)]
+        placed = [step(list(range(probe - row, probe - row + n))) for row in range(n)]
+        first = placed[0] if first is None else first
+        found[n] = [float(np.abs(logits - alone).max()) for logits in placed]
+        among[n] = [float(np.abs(logits - first).max()) for logits in placed]
     lib.llama_batch_free(batch)
     lib.llama_free(ctx)
-    print(json.dumps(found))
+    print(json.dumps({"alone": found, "first": among}))
 
 
 def add(batch: Any, token: int, pos: int, seq: int, logits: bool) -> None:
@@ -88,14 +95,13 @@ def add(batch: Any, token: int, pos: int, seq: int, logits: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["qwen2.5-coder-1.5b-q4"])
-    parser.add_argument("--rows", type=lambda text: [int(n) for n in text.split(",")], default=[2, 4, 5, 7])
-    parser.add_argument("--probe", type=int, default=0, help=f"the sequence moved between rows (0 to {SEQUENCES - 1})")
+    parser.add_argument("--rows", type=lambda text: [int(n) for n in text.split(",")], default=[2, 4, 5, 8])
+    parser.add_argument("--probe", type=int, default=SEQUENCES // 2, help="the sequence moved between rows")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if any(n > SEQUENCES for n in args.rows):
-        parser.error(f"--rows: at most {SEQUENCES}")
-    if not 0 <= args.probe < SEQUENCES:
-        parser.error(f"--probe: 0 to {SEQUENCES - 1}")
+    most = max(args.rows)
+    if not most - 1 <= args.probe <= SEQUENCES - most:
+        parser.error(f"--probe: from {most - 1} to {SEQUENCES - most} for steps of up to {most} rows")
     if args.child is not None:
         child(args.child[0], args.child[1] == "1", args.rows, args.probe)
         return
@@ -107,11 +113,14 @@ def main() -> None:
             command = [sys.executable, __file__, "--child", model, repack, "--rows", ",".join(map(str, args.rows)),
                        "--probe", str(args.probe)]  # fmt: skip
             done = subprocess.run(command, capture_output=True, text=True, check=True)
-            found = {int(n): rows for n, rows in json.loads(done.stdout.strip().splitlines()[-1]).items()}
-            for n, rows in sorted(found.items()):
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            first = f"N={args.rows[0]}, row 0"
+            for n, rows in sorted((int(n), rows) for n, rows in result["alone"].items()):
                 same = [row for row, diff in enumerate(rows) if diff == 0.0]
+                as_first = [row for row, diff in enumerate(result["first"][str(n)]) if diff == 0.0]
                 print(f"{model} repack={'on ' if repack == '1' else 'off'} N={n}: same as alone at rows "
-                      f"{same or 'none'} of {n}; elsewhere up to {max(rows):.6f} in a logit")  # fmt: skip
+                      f"{same or 'none'} of {n}, elsewhere up to {max(rows):.6f} in a logit; same as at "
+                      f"{first} at rows {as_first or 'none'}")  # fmt: skip
 
 
 if __name__ == "__main__":
