@@ -26,6 +26,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from decode_step import add  # noqa: E402
+
 SEQUENCES = 16
 
 
@@ -53,7 +55,7 @@ def child(model: str, repack: bool, sizes: list[int], probe: int) -> None:
     for seq, prompt in enumerate(prompts):
         batch.n_tokens = 0
         for pos, token in enumerate(prompt):
-            add(batch, token, pos, seq, pos == len(prompt) - 1)
+            add(batch, token, pos, [seq], pos == len(prompt) - 1)
         if lib.llama_decode(ctx, batch) != 0:
             raise SystemExit("llama_decode failed on a prompt")
 
@@ -62,7 +64,7 @@ def child(model: str, repack: bool, sizes: list[int], probe: int) -> None:
         are removed again, so every step starts from the same cache."""
         batch.n_tokens = 0
         for seq in order:
-            add(batch, prompts[seq][-1], len(prompts[seq]), seq, True)
+            add(batch, prompts[seq][-1], len(prompts[seq]), [seq], True)
         if lib.llama_decode(ctx, batch) != 0:
             raise SystemExit("llama_decode failed on a step")
         logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, order.index(probe)), shape=(vocab,)).copy()
@@ -71,25 +73,13 @@ def child(model: str, repack: bool, sizes: list[int], probe: int) -> None:
         return logits
 
     alone = step([probe])
-    first = None  # the probe's logits at its first placement in a step: are placements the same as each other?
-    found: dict[int, list[float]] = {}
-    among: dict[int, list[float]] = {}
-    for n in sizes:
-        placed = [step(list(range(probe - row, probe - row + n))) for row in range(n)]
-        first = placed[0] if first is None else first
-        found[n] = [float(np.abs(logits - alone).max()) for logits in placed]
-        among[n] = [float(np.abs(logits - first).max()) for logits in placed]
+    placed = {n: [step(list(range(probe - row, probe - row + n))) for row in range(n)] for n in sizes}
+    first = placed[sizes[0]][0]  # are the probe's placements the same as each other, where not as alone?
+    found = {n: [float(np.abs(logits - alone).max()) for logits in rows] for n, rows in placed.items()}
+    among = {n: [float(np.abs(logits - first).max()) for logits in rows] for n, rows in placed.items()}
     lib.llama_batch_free(batch)
     lib.llama_free(ctx)
     print(json.dumps({"alone": found, "first": among}))
-
-
-def add(batch: Any, token: int, pos: int, seq: int, logits: bool) -> None:
-    """Append one token of one sequence to a llama_batch, asking for its logits or not."""
-    i = batch.n_tokens
-    batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
-    batch.seq_id[i][0] = seq
-    batch.n_tokens += 1
 
 
 def main() -> None:
@@ -108,13 +98,13 @@ def main() -> None:
     from poccheck.backends.llama_cpp import system_info
 
     print(f"engine: {system_info()}")
+    first = f"N={args.rows[0]}, row 0"
     for model in args.models:
         for repack in ("0", "1"):
             command = [sys.executable, __file__, "--child", model, repack, "--rows", ",".join(map(str, args.rows)),
                        "--probe", str(args.probe)]  # fmt: skip
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            first = f"N={args.rows[0]}, row 0"
             for n, rows in sorted((int(n), rows) for n, rows in result["alone"].items()):
                 same = [row for row, diff in enumerate(rows) if diff == 0.0]
                 as_first = [row for row, diff in enumerate(result["first"][str(n)]) if diff == 0.0]
