@@ -8,13 +8,15 @@ by ``--max-tokens``). Each configuration runs them all, once:
   prompt tokens (it keeps the previous prompt's KV cache and evaluates only what differs);
 - poccheck sequential, each item from an empty context;
 - poccheck sequential, keeping the KV cells of the prefix an item shares with the one before (few-shot exemplars);
-- poccheck with N = 2 and 4 items decoded together (continuous batching; other N with ``--parallel``: from 8,
-  every step is padded to 8 rows for llama.cpp's tiled kernels unless ``GGML_CPU_TILED_MM=0``, so outputs are
-  the same at any such N but can differ from sequential).
+- poccheck with N = 2 and 4 items decoded together (continuous batching; other N with ``--parallel``: from 4,
+  the weights are repacked and every step padded to a multiple of 4 rows, and from 5 to at least 8 rows for
+  llama.cpp's tiled kernels unless ``GGML_CPU_TILED_MM=0``, so outputs are the same at any N of one shape but can
+  differ from sequential; ``--not-repacked`` keeps the weights as sequential decoding has them).
 
-Printed: items/s, generated tokens/s, each against raw, how many outputs differ from poccheck's sequential ones,
-the engine's CPU features and the memory bandwidth numpy measures on this machine (a bound for one sequence:
-each generated token reads every weight once).
+Printed: items/s, generated tokens/s, each against raw, how many outputs differ from poccheck's sequential ones
+and, for each that differs, the gap between the two best next tokens (from the item alone) where it parts, the
+engine's CPU features and the memory bandwidth numpy measures on this machine (a bound for one sequence: each
+generated token reads every weight once).
 
 With ``--backend transformers`` the same items run through the transformers backend (the GGUF's weights
 dequantised, float32 on CPU): sequential against N = 2 and 4 in one left-padded batch, and for each output that
@@ -36,7 +38,7 @@ import numpy as np
 from poccheck import models, runner
 from poccheck.backends import GenerationRequest
 from poccheck.backends.hf import HFSettings, TransformersBackend
-from poccheck.backends.llama_cpp import LlamaCppBackend, default_threads, system_info, weight_repacking
+from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings, default_threads, system_info, weight_repacking
 from poccheck.records import Completion, Mode, ModelInfo
 from poccheck.tasks import load_suite
 from poccheck.tasks.examples import examples_dir
@@ -80,6 +82,28 @@ def raw_run(backend: LlamaCppBackend, requests: list[GenerationRequest]) -> tupl
     seconds = time.perf_counter() - start
     llm.close()
     return seconds, texts, tokens
+
+
+def llama_gap(backend: LlamaCppBackend, request: GenerationRequest, alone: str, batched: str) -> float:
+    """The gap between the two best next-token logits where ``batched`` leaves ``alone`` (its tokens as the
+    tokenizer reads the text back), the prompt and the shared tokens evaluated alone in the generation context."""
+    tokens = backend.tokenize(alone, add_bos=False)
+    same = max(k for k in range(len(tokens) + 1) if batched.startswith(backend._llm.detokenize(tokens[:k]).decode(
+        "utf-8", "ignore")))  # fmt: skip
+    ids = backend.prompt_tokens(request.prompt, request.turns) + tokens[:same]
+    ctx, batch = backend._llm.ctx, backend._gen_batch
+    backend._forget(ctx, [backend._held])
+    unit = int(backend._lib.llama_n_ubatch(ctx))
+    for begin in range(0, len(ids), unit):
+        chunk = ids[begin : begin + unit]
+        for k, token in enumerate(chunk):
+            batch.token[k], batch.pos[k], batch.n_seq_id[k] = token, begin + k, 1
+            batch.seq_id[k][0], batch.logits[k] = 0, int(begin + k == len(ids) - 1)
+        batch.n_tokens = len(chunk)
+        backend._decode(ctx, batch)
+    best = np.sort(backend._logits_row(ctx, len(chunk) - 1))[-2:]
+    backend._forget(ctx, [backend._held])
+    return float(best[1] - best[0])
 
 
 def first_gap(backend: TransformersBackend, request: GenerationRequest, alone: str, batched: str) -> float:
@@ -135,13 +159,15 @@ def main() -> int:
     parser.add_argument("--backend", default="llama.cpp", choices=["llama.cpp", "transformers"])
     parser.add_argument("--parallel", type=lambda text: [int(n) for n in text.split(",")], default=[2, 4],
                         help="llama.cpp: the N of each continuous-batching row, comma-separated")  # fmt: skip
+    parser.add_argument("--not-repacked", action="store_true",
+                        help="llama.cpp: N together on weights not repacked (repacked_decode off)")  # fmt: skip
     args = parser.parse_args()
     info = models.resolve(args.model)
     print(f"engine: {system_info()}")
     print(f"memory bandwidth (numpy copy): {bandwidth():.1f} GB/s; {default_threads()} threads")
     if args.backend == "transformers":
         return transformers_rows(info, args.mode, args.items, args.max_tokens)
-    backend = LlamaCppBackend(info)
+    backend = LlamaCppBackend(info, LlamaSettings(repacked_decode=not args.not_repacked))
     requests = items(backend, info.name, args.mode, args.items, args.max_tokens)
     print(f"model {info.name} ({info.parameters:,} parameters, {info.quantization}), {len(requests)} {args.mode} "
           f"items, token budget {requests[0].max_tokens}")  # fmt: skip
@@ -165,7 +191,9 @@ def main() -> int:
         return [c for _, c in sorted(done.items()) if isinstance(c, Completion)]
 
     for n in args.parallel:
-        runs.append((f"poccheck N = {n} together", lambda n=n: together(n)))  # type: ignore[misc]
+        shape = ", ".join(f"{k} {v}" for k, v in backend.batch_key(n).items())
+        name = f"poccheck N = {n}" + (f" ({shape})" if shape else "")
+        runs.append((name, lambda n=n: together(n)))  # type: ignore[misc]
     reference: list[str] | None = None
     for label, run in runs:
         start = time.perf_counter()
@@ -175,13 +203,16 @@ def main() -> int:
         texts = [c.text for c in completions]
         reference = reference or texts
         rows.append((label, seconds, texts, sum(c.completion_tokens for c in completions)))
-    backend.close()
     assert reference is not None
-    print(f"{'configuration':46} {'seconds':>8} {'items/s':>8} {'tokens/s':>9} {'vs raw':>7} {'differ':>7}")
-    for label, seconds, texts, tokens in rows:
-        differ = sum(a != b for a, b in zip(texts, reference, strict=True))
-        print(f"{label:46} {seconds:8.2f} {len(texts) / seconds:8.3f} {tokens / seconds:9.1f} "
-              f"{raw_seconds / seconds:6.2f}x {differ:4d}/{len(texts)}")  # fmt: skip
+    print(f"{'configuration':52} {'seconds':>8} {'items/s':>8} {'tokens/s':>9} {'vs raw':>7} {'differ':>7}")
+    for number, (label, seconds, texts, tokens) in enumerate(rows):
+        differ = [i for i, (a, b) in enumerate(zip(texts, reference, strict=True)) if a != b]
+        print(f"{label:52} {seconds:8.2f} {len(texts) / seconds:8.3f} {tokens / seconds:9.1f} "
+              f"{raw_seconds / seconds:6.2f}x {len(differ):4d}/{len(texts)}")  # fmt: skip
+        for i in differ if number > 0 else ():  # raw llama-cpp-python's are not poccheck's to explain
+            gap = llama_gap(backend, requests[i], reference[i], texts[i])
+            print(f"    item {i}: parts from the item alone where its two best tokens are {gap:.4f} apart")
+    backend.close()
     return 0
 
 

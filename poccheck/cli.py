@@ -238,10 +238,11 @@ def assess(
         typer.Option(
             min=1,
             max=64,
-            help="llama.cpp models: generations decoded together (continuous batching). Up to 7, outputs are each "
-            "item's own alone; from 8, every step goes through llama.cpp's tiled kernels (faster on CPU): outputs "
-            "are the same at any such N, can differ from alone, and are kept apart in the results "
-            "(GGML_CPU_TILED_MM=0 turns those kernels off). Default: twice the CPU cores, at most 4.",
+            help="llama.cpp models: generations decoded together (continuous batching). Up to 3, outputs are each "
+            "item's own alone; from 4, the weights are repacked and every step padded to a multiple of 4 rows, and "
+            "from 5 every step goes through llama.cpp's tiled kernels too (faster on CPU): outputs are the same at "
+            "any N of one kind, can differ from alone, and are kept apart in the results (GGML_CPU_TILED_MM=0 "
+            "turns those kernels off). Default: twice the CPU cores, at most 4.",
         ),
     ] = None,
     latency_sample: Annotated[

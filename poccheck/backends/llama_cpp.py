@@ -56,6 +56,11 @@ class LlamaSettings:
     # score_choices), an item's numbers are its own. Measured on the bundled model: scoring 0.96x and generation
     # 1.03x the repacked time, within noise (benchmarks/batch_invariance.py).
     repack_weights: bool = False
+    # Generations decoded REPACK_ROWS or more at a time use a second copy of the weights, repacked, with every
+    # decode step padded to a multiple of REPACK_ROWS rows: each row then takes the repacked block kernel
+    # whatever is decoded beside it, so an output is the same at any such N (not always the item's alone). The
+    # 1.5B ladder model's decode step of 4 sequences: 1.26x to 1.55x faster (benchmarks/decode_step.py).
+    repacked_decode: bool = True
     stop_loops: bool = True  # end a generation that repeats itself (base.LOOP_RULE)
 
 
@@ -220,6 +225,12 @@ class _Sequence:
 # (benchmarks/generation_throughput.py --parallel; README: generation speed).
 TILED_ROWS = 8
 
+# llama.cpp (repack.cpp, forward_mul_mat) multiplies repacked weights by a product's activation rows in blocks of
+# four (gemm) and by the rows left over one at a time (gemv), which round otherwise; every block row gets the same
+# numbers whatever its neighbours (benchmarks/repack_rows.py). So decode steps with repacked weights are padded to a
+# multiple of REPACK_ROWS rows, and a kept prompt prefix leaves a multiple of it to evaluate in its micro-batch.
+REPACK_ROWS = 4
+
 
 @functools.cache
 def tiled_kernels() -> bool:
@@ -236,16 +247,45 @@ def tiled_setting(value: str | None) -> bool:
     return digits is not None and int(digits.group()) != 0
 
 
-def padded_rows(live: Iterable[int], slots: int) -> list[int]:
-    """The sequence ids of a decode step padded for the tiled kernels: every live one, at least ``TILED_ROWS``,
-    and consecutive, since llama.cpp splits a batch over separate KV streams wherever the ids in it stop counting
-    up by one (``split_equal``), and a part of fewer rows would take the other kernels."""
+def padded_rows(live: Iterable[int], slots: int, minimum: int = TILED_ROWS, multiple: int = 1) -> list[int]:
+    """The sequence ids of a padded decode step: every live one, at least ``minimum`` and a multiple of
+    ``multiple`` (``slots`` is one), and consecutive, since llama.cpp splits a batch over separate KV streams
+    wherever the ids in it stop counting up by one (``split_equal``), and a part of fewer rows would take other
+    kernels."""
     ids = sorted(live)
     low, high = ids[0], ids[-1] + 1
-    if high - low < TILED_ROWS:
-        low = max(0, min(low, slots - TILED_ROWS))
-        high = max(high, low + TILED_ROWS)
+    width = max(minimum, -(-(high - low) // multiple) * multiple)
+    if width > high - low:
+        low = max(0, min(low, slots - width))
+        high = low + width
     return list(range(low, high))
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """How :meth:`LlamaCppBackend.generate_many` pads its decode steps at a given number in flight."""
+
+    minimum: int = 1  # rows in every step
+    multiple: int = 1  # every step's rows are a multiple of this
+    repacked: bool = False  # the weights are repacked
+
+    @property
+    def pads(self) -> bool:
+        return self.minimum > 1 or self.multiple > 1
+
+    def slots(self, in_flight: int) -> int:
+        """Sequences in the context: room for every live one and the padding."""
+        return max(self.minimum, -(-in_flight // self.multiple) * self.multiple)
+
+
+@dataclass
+class _Parallel:
+    """generate_many's context: its batch, sequences, and the step shape it was made for."""
+
+    ctx: Any
+    batch: Any
+    slots: int
+    shape: StepShape
 
 
 class LlamaCppBackend(ChatPrompting):
@@ -257,18 +297,29 @@ class LlamaCppBackend(ChatPrompting):
     choice_batch = 1
 
     def batch_key(self, parallel: int) -> dict[str, object]:
-        """Generations decoded together each keep a KV stream of their own, and below ``TILED_ROWS`` sequences
-        every row goes through the same kernels as alone: an output is what the item gives alone
-        (tests/test_generation_batching.py), so the batch size is not part of the results' key. From
-        ``TILED_ROWS`` on (unless the tiled kernels are off), every decode step has at least ``TILED_ROWS`` rows
-        and goes through llama.cpp's tiled kernels: outputs are the same at any such N but can differ from the
-        item alone, so that is keyed."""
-        return {"tiled_decode": TILED_ROWS} if self._pads(parallel) else {}
+        """Generations decoded together each keep a KV stream of their own, and below ``REPACK_ROWS`` sequences
+        (or with ``repacked_decode`` off, below ``TILED_ROWS``) every row goes through the same kernels as alone:
+        an output is what the item gives alone (tests/test_generation_batching.py), so the batch size is not part
+        of the results' key. From ``REPACK_ROWS`` on, the weights are repacked and every step has a multiple of
+        ``REPACK_ROWS`` rows; from ``TILED_ROWS`` on (or above ``REPACK_ROWS`` with repacked weights), unless the
+        tiled kernels are off, every step has at least ``TILED_ROWS`` rows and goes through llama.cpp's tiled
+        kernels. Outputs are then the same at any N of the same shape but can differ from the item alone, so the
+        shape is keyed."""
+        shape = self.step_shape(parallel)
+        key: dict[str, object] = {}
+        if shape.multiple == REPACK_ROWS and shape.repacked:
+            key["repacked_decode"] = REPACK_ROWS
+        if shape.minimum >= TILED_ROWS:
+            key["tiled_decode"] = TILED_ROWS
+        return key
 
-    @staticmethod
-    def _pads(parallel: int) -> bool:
-        """Whether :meth:`generate_many` pads each decode step to ``TILED_ROWS`` rows at this ``parallel``."""
-        return parallel >= TILED_ROWS and tiled_kernels()
+    def step_shape(self, parallel: int) -> StepShape:
+        """How :meth:`generate_many` pads each decode step with ``parallel`` generations in flight."""
+        repacked = parallel >= REPACK_ROWS and (self._settings.repacked_decode or self._settings.repack_weights)
+        tiled = tiled_kernels() and (parallel >= TILED_ROWS or (repacked and parallel > REPACK_ROWS))
+        if repacked:
+            return StepShape(TILED_ROWS if tiled else REPACK_ROWS, REPACK_ROWS, True)
+        return StepShape(TILED_ROWS, 1) if tiled else StepShape()
 
     def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
         import llama_cpp
@@ -338,7 +389,8 @@ class LlamaCppBackend(ChatPrompting):
         self._batch = llama_cpp.llama_batch_init(self._score_n_batch, 0, self._score_seq_max)
         self._gen_batch = llama_cpp.llama_batch_init(self._llm.n_batch, 0, 1)
         self._chat = self._chat_template()
-        self._parallel: tuple[Any, Any, int] | None = None  # generate_many's context, batch and slots
+        self._parallel: _Parallel | None = None  # generate_many's context
+        self._decode_model: tuple[Any, Any] | None = None  # the repacked weights and their adapter, once loaded
         self._held: list[int] = []  # the tokens in the generation context's KV cells (sequence 0)
         self._held_parallel: dict[int, list[int]] = {}  # the same for each of generate_many's sequences
         self._closed = False
@@ -398,6 +450,12 @@ class LlamaCppBackend(ChatPrompting):
             return
         self._closed = True
         self._free_parallel()
+        if self._decode_model is not None:
+            model, adapter = self._decode_model
+            if adapter is not None:
+                self._lib.llama_adapter_lora_free(adapter)
+            self._lib.llama_model_free(model)
+            self._decode_model = None
         self._lib.llama_batch_free(self._batch)
         self._lib.llama_batch_free(self._gen_batch)
         self._lib.llama_free(self._score_ctx)
@@ -581,12 +639,12 @@ class LlamaCppBackend(ChatPrompting):
 
         Each sequence keeps its own KV stream (``kv_unified`` off), so it attends over its own cells exactly as it
         would alone, and llama.cpp's CPU kernels (llamafile's off, weights not repacked) give each batch row its
-        own numbers: below ``TILED_ROWS`` sequences (or with the tiled kernels off) the outputs are those of
-        :meth:`generate` (tests/test_generation_batching.py). From ``TILED_ROWS`` on, a step with fewer live
-        sequences (the last items of a run) is padded with rows of idle sequences, so every step takes the tiled
-        kernels and an output does not depend on what is decoded beside it (see :meth:`batch_key`). A request's
-        latency is its wall time from its prompt's first token to its last token, with ``parallel`` requests in
-        flight."""
+        own numbers: below ``REPACK_ROWS`` sequences (and below ``TILED_ROWS`` with ``repacked_decode`` or the
+        tiled kernels off) the outputs are those of :meth:`generate` (tests/test_generation_batching.py). Beyond,
+        every step is padded with rows of idle sequences (see :meth:`step_shape`), the last steps of a run
+        included, so each row takes the same kernels whatever is decoded beside it and an output does not depend
+        on N within a shape (see :meth:`batch_key`). A request's latency is its wall time from its prompt's first
+        token to its last token, with ``parallel`` requests in flight."""
         if parallel <= 1:
             for index, request in enumerate(requests):
                 try:
@@ -594,11 +652,12 @@ class LlamaCppBackend(ChatPrompting):
                 except BackendError as exc:
                     yield index, exc
             return
-        ctx, batch, slots = self._parallel_context(parallel)
+        in_flight = min(parallel, int(self._lib.llama_max_parallel_sequences()))
+        context = self._parallel_context(in_flight)
         try:
-            yield from self._continuous_batching(ctx, batch, slots, requests)
+            yield from self._continuous_batching(context, in_flight, requests)
         except BackendError:
-            self._forget(ctx, list(self._held_parallel.values()))
+            self._forget(context.ctx, list(self._held_parallel.values()))
             raise
 
     def _forget(self, ctx: Any, held: list[list[int]]) -> None:
@@ -608,18 +667,19 @@ class LlamaCppBackend(ChatPrompting):
             tokens.clear()
 
     def _continuous_batching(
-        self, ctx: Any, batch: Any, slots: int, requests: Sequence[GenerationRequest]
+        self, context: _Parallel, in_flight: int, requests: Sequence[GenerationRequest]
     ) -> Iterator[tuple[int, Completion | BackendError]]:
+        ctx, batch, slots, shape = context.ctx, context.batch, context.slots, context.shape
         pending = list(enumerate(requests))[::-1]
         live: dict[int, _Sequence] = {}
         memory = self._lib.llama_get_memory(ctx)
         while pending or live:
             for seq in range(slots):
-                while seq not in live and pending:
+                while seq not in live and pending and len(live) < in_flight:
                     index, request = pending.pop()
                     try:
                         live[seq] = self._start_sequence(
-                            ctx, batch, seq, index, request, self._held_parallel.setdefault(seq, [])
+                            ctx, batch, seq, index, request, self._held_parallel.setdefault(seq, []), shape.multiple
                         )
                     except BackendError as exc:
                         yield index, exc
@@ -628,7 +688,7 @@ class LlamaCppBackend(ChatPrompting):
                         yield index, live.pop(seq).completion()
             if not live:
                 continue
-            rows = padded_rows(live, slots) if self._pads(slots) else sorted(live)
+            rows = padded_rows(live, slots, shape.minimum, shape.multiple) if shape.pads else sorted(live)
             # an idle sequence holds at most n_ctx - 1 tokens (a budget ends before its last token is fed), so a
             # padding row always has a cell after them
             padding = {seq: self._held_parallel.setdefault(seq, []) for seq in rows if seq not in live}
@@ -663,12 +723,14 @@ class LlamaCppBackend(ChatPrompting):
             batch.logits[row] = 1
         batch.n_tokens = len(rows)
 
-    def _parallel_context(self, parallel: int) -> tuple[Any, Any, int]:
-        """The context for :meth:`generate_many`: ``parallel`` sequences, each with its own KV stream of the
-        generation context's size; made on first use and kept for the model's lifetime."""
+    def _parallel_context(self, in_flight: int) -> _Parallel:
+        """The context for :meth:`generate_many`: a sequence for each of ``in_flight`` and for the padding of
+        its steps, each with its own KV stream of the generation context's size, on the repacked weights where
+        the step shape says so; made on first use and kept until another shape is asked for."""
         lib = self._lib
-        slots = max(2, min(parallel, int(lib.llama_max_parallel_sequences())))
-        if self._parallel is not None and self._parallel[2] == slots:
+        shape = self.step_shape(in_flight)
+        slots = max(2, shape.slots(in_flight))
+        if self._parallel is not None and (self._parallel.slots, self._parallel.shape) == (slots, shape):
             return self._parallel
         self._free_parallel()
         params = lib.llama_context_default_params()
@@ -684,63 +746,94 @@ class LlamaCppBackend(ChatPrompting):
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True
+        model, adapter = self._llm.model, getattr(self._llm, "_lora_adapter", None)
+        if shape.repacked and not self._settings.repack_weights:
+            model, adapter = self._repacked_model()
         with weight_repacking(lib, self._settings.repack_weights):
-            ctx = lib.llama_init_from_model(self._llm.model, params)
+            ctx = lib.llama_init_from_model(model, params)
         if not ctx:
             raise BackendError(f"llama.cpp could not create a context for {slots} sequences of {self._n_ctx} tokens")
-        adapter = getattr(self._llm, "_lora_adapter", None)
         if adapter is not None:
             adapters = (lib.llama_adapter_lora_p_ctypes * 1)(adapter)
             if lib.llama_set_adapters_lora(ctx, adapters, 1, (ctypes.c_float * 1)(1.0)):
                 lib.llama_free(ctx)
                 raise BackendError(f"llama.cpp could not apply the adapter in {self.info.adapter}")
         batch = lib.llama_batch_init(max(self._llm.n_batch, slots), 0, 1)
-        self._parallel = (ctx, batch, slots)
+        self._parallel = _Parallel(ctx, batch, slots, shape)
         self._held_parallel = {}
         return self._parallel
 
+    def _repacked_model(self) -> tuple[Any, Any]:
+        """The model's weights loaded a second time, repacked for llama.cpp's CPU block kernels (and the
+        fine-tuned adapter on them); loaded on first use, kept until the backend closes."""
+        if self._decode_model is None:
+            lib = self._lib
+            params = lib.llama_model_default_params()
+            params.use_extra_bufts = True
+            model = lib.llama_model_load_from_file(self.info.path.encode("utf-8"), params)
+            if not model:
+                raise BackendError(f"llama.cpp could not load {self.info.path} a second time with repacked weights")
+            adapter = None
+            if self.info.adapter:
+                adapter = lib.llama_adapter_lora_init(model, str(Path(self.info.adapter) / GGUF_ADAPTER).encode())
+                if not adapter:
+                    lib.llama_model_free(model)
+                    raise BackendError(f"llama.cpp could not load the adapter in {self.info.adapter}")
+            self._decode_model = (model, adapter)
+        return self._decode_model
+
     def _free_parallel(self) -> None:
         if self._parallel is not None:
-            ctx, batch, _ = self._parallel
-            self._lib.llama_batch_free(batch)
-            self._lib.llama_free(ctx)
+            self._lib.llama_batch_free(self._parallel.batch)
+            self._lib.llama_free(self._parallel.ctx)
             self._parallel = None
             self._held_parallel = {}
 
     def _start_sequence(
-        self, ctx: Any, batch: Any, seq: int, index: int, request: GenerationRequest, held: list[int]
+        self,
+        ctx: Any,
+        batch: Any,
+        seq: int,
+        index: int,
+        request: GenerationRequest,
+        held: list[int],
+        multiple: int = 1,
     ) -> _Sequence:
         """Evaluate a request's prompt in sequence ``seq`` alone and take its first token.
 
         ``held`` lists the tokens the sequence's KV cells hold (the previous prompt and what it generated): the
         longest common prefix is kept and only the rest evaluated, so consecutive items pay once for the few-shot
         exemplars they share. The kept cells are the numbers a fresh evaluation would give (each row is its own
-        and attention is causal), so outputs do not change. For that, the rest is evaluated in the chunks a fresh
-        evaluation uses (``n_batch`` tokens from position 0) and a chunk that would have ``TILED_ROWS`` rows or
-        more fresh keeps at least that many, since llama.cpp multiplies fewer rows with other kernels."""
+        and attention is causal), so outputs do not change. For that, the rest is evaluated in the micro-batches
+        a fresh evaluation uses (``n_ubatch`` tokens from position 0), a micro-batch that would have
+        ``TILED_ROWS`` rows or more fresh keeps at least that many, since llama.cpp multiplies fewer rows with
+        other kernels, and with repacked weights (``multiple``: ``REPACK_ROWS``) the rows kept from it are a
+        multiple of that, so each fresh row falls in a block of the block kernel, or among the rows left over,
+        as it does in a fresh evaluation."""
         start = time.perf_counter()
         prompt = self.prompt_tokens(request.prompt, request.turns)
         budget = self._n_ctx - len(prompt)
         if budget <= 0:
             raise BackendError(f"prompt needs {len(prompt)} tokens but the context holds {self._n_ctx}")
         memory = self._lib.llama_get_memory(ctx)
-        n_batch = self._llm.n_batch
+        unit = int(self._lib.llama_n_ubatch(ctx))
         common = 0
         for mine, theirs in zip(held, prompt[:-1], strict=False):  # the last prompt token is evaluated for logits
             if mine != theirs:
                 break
             common += 1
-        first = common // n_batch * n_batch  # the fresh evaluation's chunk the rest begins in
-        rows = min(first + n_batch, len(prompt)) - first
+        first = common // unit * unit  # the fresh evaluation's micro-batch the rest begins in
+        rows = min(first + unit, len(prompt)) - first
         if rows >= TILED_ROWS:
             common = min(common, first + rows - TILED_ROWS)
+        common = first + (common - first) // multiple * multiple
         if not self._lib.llama_memory_seq_rm(memory, seq, common, -1):  # a memory that cannot drop a tail
             self._lib.llama_memory_seq_rm(memory, seq, -1, -1)
             common = 0
         del held[common:]
         begin = common
         while begin < len(prompt):
-            chunk = prompt[begin : (begin // n_batch + 1) * n_batch]
+            chunk = prompt[begin : (begin // unit + 1) * unit]
             for k, token in enumerate(chunk):
                 batch.token[k] = token
                 batch.pos[k] = begin + k
@@ -753,7 +846,7 @@ class LlamaCppBackend(ChatPrompting):
             begin += len(chunk)
         state = _Sequence(index, request, prompt, min(request.max_tokens, budget), start, held, reused=common)
         last = len(prompt) - 1
-        self._step(state, self._logits_row(ctx, last - max(common, last // n_batch * n_batch)))
+        self._step(state, self._logits_row(ctx, last - max(common, last // unit * unit)))
         return state
 
     def _step(self, state: _Sequence, logits: np.ndarray[Any, np.dtype[np.float32]]) -> None:
