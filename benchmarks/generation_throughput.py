@@ -8,10 +8,10 @@ by ``--max-tokens``). Each configuration runs them all, once:
   prompt tokens (it keeps the previous prompt's KV cache and evaluates only what differs);
 - poccheck sequential, each item from an empty context;
 - poccheck sequential, keeping the KV cells of the prefix an item shares with the one before (few-shot exemplars);
-- poccheck with N = 2 and 4 items decoded together (continuous batching; other N with ``--parallel``: from 4,
-  the weights are repacked and every step padded to a multiple of 4 rows, and from 5 to at least 8 rows for
-  llama.cpp's tiled kernels unless ``GGML_CPU_TILED_MM=0``, so outputs are the same at any N of one shape but can
-  differ from sequential; ``--not-repacked`` keeps the weights as sequential decoding has them).
+- poccheck with N = 2 and 4 items decoded together (continuous batching; other N with ``--parallel``: from 8,
+  every step is padded to 8 rows for llama.cpp's tiled kernels unless ``GGML_CPU_TILED_MM=0``, so outputs are
+  the same at any such N but can differ from sequential; with ``--repacked``, from 4 on repacked weights, every
+  step padded to a multiple of 4 rows, and from 5 to at least 8).
 
 Printed: items/s, generated tokens/s, each against raw, how many outputs differ from poccheck's sequential ones
 and, for each that differs, the gap between the two best next tokens (from the item alone) where it parts, the
@@ -159,15 +159,15 @@ def main() -> int:
     parser.add_argument("--backend", default="llama.cpp", choices=["llama.cpp", "transformers"])
     parser.add_argument("--parallel", type=lambda text: [int(n) for n in text.split(",")], default=[2, 4],
                         help="llama.cpp: the N of each continuous-batching row, comma-separated")  # fmt: skip
-    parser.add_argument("--not-repacked", action="store_true",
-                        help="llama.cpp: N together on weights not repacked (repacked_decode off)")  # fmt: skip
+    parser.add_argument("--repacked", action="store_true",
+                        help="llama.cpp: from 4 together, decode on repacked weights (--repacked-decode)")  # fmt: skip
     args = parser.parse_args()
     info = models.resolve(args.model)
     print(f"engine: {system_info()}")
     print(f"memory bandwidth (numpy copy): {bandwidth():.1f} GB/s; {default_threads()} threads")
     if args.backend == "transformers":
         return transformers_rows(info, args.mode, args.items, args.max_tokens)
-    backend = LlamaCppBackend(info, LlamaSettings(repacked_decode=not args.not_repacked))
+    backend = LlamaCppBackend(info, LlamaSettings(repacked_decode=args.repacked))
     requests = items(backend, info.name, args.mode, args.items, args.max_tokens)
     print(f"model {info.name} ({info.parameters:,} parameters, {info.quantization}), {len(requests)} {args.mode} "
           f"items, token budget {requests[0].max_tokens}")  # fmt: skip

@@ -238,13 +238,21 @@ def assess(
         typer.Option(
             min=1,
             max=64,
-            help="llama.cpp models: generations decoded together (continuous batching). Up to 3, outputs are each "
-            "item's own alone; from 4, the weights are repacked and every step padded to a multiple of 4 rows, and "
-            "from 5 every step goes through llama.cpp's tiled kernels too (faster on CPU): outputs are the same at "
-            "any N of one kind, can differ from alone, and are kept apart in the results (GGML_CPU_TILED_MM=0 "
-            "turns those kernels off). Default: twice the CPU cores, at most 4.",
+            help="llama.cpp models: generations decoded together (continuous batching). Up to 7, outputs are each "
+            "item's own alone; from 8, every step goes through llama.cpp's tiled kernels (faster on CPU): outputs "
+            "are the same at any such N, can differ from alone, and are kept apart in the results "
+            "(GGML_CPU_TILED_MM=0 turns those kernels off). Default: twice the CPU cores, at most 4.",
         ),
     ] = None,
+    repacked_decode: Annotated[
+        bool,
+        typer.Option(
+            help="llama.cpp models, 4 or more generations in flight: decode on a second copy of the weights that "
+            "llama.cpp repacks for its CPU block kernels, every step padded to a multiple of 4 rows (from 5, to 8 "
+            "or more for the tiled kernels). Faster on some CPUs (benchmarks/decode_step.py), more memory; outputs "
+            "are the same at any N of one kind, can differ from alone, and are kept apart in the results.",
+        ),
+    ] = False,
     latency_sample: Annotated[
         int | None,
         typer.Option(
@@ -274,7 +282,7 @@ def assess(
         endpoints=[endpoints.parse_option(text, api_key_env, concurrency) for text in endpoint or []],
         out=out_dir, fresh=fresh, limit=limit, encoding=encoding, redact=redact, target=target, language=lang,
         prompt_format=parse_prompt_format(prompt_format), device=device, dtype=dtype, parallel=parallel,
-        reprobe=reprobe, latency_sample=latency_sample,
+        repacked_decode=repacked_decode, reprobe=reprobe, latency_sample=latency_sample,
     )  # fmt: skip
     config = run_config(load_plan(plan) if plan else None, flags, default_tasks())
     if not config.tasks:

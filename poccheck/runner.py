@@ -352,8 +352,8 @@ def _run_model(
         settings = backend.settings()
         # generations decoded together, or a server's requests in flight: recorded with the run (latencies are
         # with this many in flight); part of the results' key only where batching can change an output
-        # (transformers' padded batches, llama.cpp's repacked and tiled steps from 4), since elsewhere each output
-        # is what the item gives alone
+        # (transformers' padded batches, llama.cpp's tiled steps from 8, repacked ones from 4), since elsewhere each
+        # output is what the item gives alone
         slots = in_flight(backend, options)
         if slots > 1 and isinstance(backend, BatchedGenerationBackend):
             settings = {**settings, **backend.batch_key(slots)}

@@ -1,10 +1,10 @@
 """Generation in the llama.cpp backend: the KV cells of a shared prompt prefix are kept between items, and several
-items are decoded together (continuous batching). Below four together neither changes an output: checked on the
-bundled Gemma 3 (raw prompts) and on SmolLM2 in its chat template, over the example suite's generation items,
-against each item decoded alone from an empty context. From four, the weights are repacked and every step padded
-(and from eight, or above four repacked, the tiled kernels take every step): an output is then the same whatever
-is decoded beside it, checked on Qwen2.5-Coder 0.5B, whose repacked block rows differ from its rows alone. The
-engine's CPU features are printed: the claim is made per machine."""
+items are decoded together (continuous batching), and neither changes an output. Checked on the bundled Gemma 3
+(raw prompts) and on SmolLM2 in its chat template, over the example suite's generation items, against each item
+decoded alone from an empty context. From eight together (the tiled kernels) and, with repacked decoding, from
+four, every step is padded: an output is then the same whatever is decoded beside it, checked on Gemma 3 and on
+Qwen2.5-Coder 0.5B, whose repacked block rows differ from its rows alone. The engine's CPU features are printed:
+the claim is made per machine."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_kept_prefixes_and_batched_decoding_give_each_item_its_own_output(
     for r in asked:
         kept.append(backend.generate(r))
     assert [same(a, b) for a, b in zip(fresh, kept, strict=True)] == [True] * len(asked)
-    for parallel in range(2, REPACK_ROWS):
+    for parallel in (2, 4):
         together = dict(backend.generate_many(asked, parallel))
         assert sorted(together) == list(range(len(asked)))
         assert all(isinstance(c, Completion) for c in together.values())
@@ -151,10 +151,10 @@ def test_assess_records_how_many_were_decoded_together_and_the_results_do_not_de
     assert stored[1] == stored[3] and len(stored[1]) == 8
 
 
-def test_from_four_sequences_the_repacked_and_tiled_decode_steps_are_keyed(bundled_model: Path) -> None:
+def test_tiled_decode_steps_and_repacked_ones_are_keyed(bundled_model: Path) -> None:
     assert tiled_kernels(), "this test run has GGML_CPU_TILED_MM off"
     repacked = {"repacked_decode": REPACK_ROWS}
-    with LlamaCppBackend(models.resolve("gemma3-270m-q4")) as backend:
+    with LlamaCppBackend(models.resolve("gemma3-270m-q4"), LlamaSettings(repacked_decode=True)) as backend:
         assert [backend.batch_key(n) for n in range(1, REPACK_ROWS)] == [{}] * (REPACK_ROWS - 1)
         assert backend.batch_key(REPACK_ROWS) == repacked
         tiled = {**repacked, "tiled_decode": TILED_ROWS}
@@ -162,7 +162,7 @@ def test_from_four_sequences_the_repacked_and_tiled_decode_steps_are_keyed(bundl
         assert backend.step_shape(REPACK_ROWS + 1).slots(REPACK_ROWS + 1) == TILED_ROWS  # room for the padding
         assert backend.step_shape(9).slots(9) == 12
         assert "tiled_kernels" not in backend.settings()  # the default: results keep their key
-    with LlamaCppBackend(models.resolve("gemma3-270m-q4"), LlamaSettings(repacked_decode=False)) as backend:
+    with LlamaCppBackend(models.resolve("gemma3-270m-q4")) as backend:  # the default: not repacked
         assert [backend.batch_key(n) for n in (1, 4, TILED_ROWS - 1)] == [{}, {}, {}]
         assert backend.batch_key(TILED_ROWS) == {"tiled_decode": TILED_ROWS} == backend.batch_key(16)
     # read as llama.cpp reads it (C's atoi); turned off, see the next test
@@ -170,8 +170,8 @@ def test_from_four_sequences_the_repacked_and_tiled_decode_steps_are_keyed(bundl
     assert [tiled_setting(v) for v in values] == [True, True, True, True, False, False, False, False, False]
 
 
-def test_a_kept_prefix_leaves_at_least_as_many_rows_to_evaluate_as_the_tiled_kernels_take(bundled_model: Path) -> None:
-    backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
+def test_a_kept_prefix_leaves_the_rows_to_evaluate_the_tiled_and_repacked_kernels_need(bundled_model: Path) -> None:
+    backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"), LlamaSettings(repacked_decode=True))
     question = "A machine makes 40 parts an hour. How many parts does it make in 3 hours? Answer with a number, "
     first, second = (GenerationRequest(question + end, (), 12) for end in ("7", "8"))
     started: list[Any] = []
@@ -190,6 +190,16 @@ def test_a_kept_prefix_leaves_at_least_as_many_rows_to_evaluate_as_the_tiled_ker
         prompt = backend.prompt_tokens(second.prompt, second.turns)
         assert 0 < started[0].reused == len(prompt) - TILED_ROWS
         assert same(kept, fresh) and kept.mean_logprob == fresh.mean_logprob
+        # on the repacked copy (4 in flight) the rows kept are a multiple of 4, so each fresh row falls in a block
+        # of the block kernel, or among the rows left over, as in a fresh evaluation of the prompt
+        (_, fresh_four), = backend.generate_many([second], REPACK_ROWS)  # fmt: skip
+        dict(backend.generate_many([first], REPACK_ROWS))  # sequence 0 now holds the first prompt
+        started.clear()
+        (_, kept_four), = backend.generate_many([second], REPACK_ROWS)  # fmt: skip
+        reused = started[0].reused
+        assert 0 < reused <= len(prompt) - TILED_ROWS and reused % REPACK_ROWS == 0
+        assert isinstance(kept_four, Completion) and isinstance(fresh_four, Completion)
+        assert same(kept_four, fresh_four) and kept_four.mean_logprob == fresh_four.mean_logprob
     finally:
         backend.close()
 
@@ -212,7 +222,7 @@ def test_from_eight_sequences_an_output_is_the_same_whatever_is_decoded_beside_i
     # (fewer live sequences than rows); without the padding 5 of these 12 chains differ between the two runs
     # (AMD EPYC AVX-512). Printed: how many differ from the item alone (the other kernels).
     assert tiled_kernels(), "this test run has GGML_CPU_TILED_MM off"
-    backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"), LlamaSettings(repacked_decode=False))
+    backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
     try:
         asked = requests(backend, "gemma3-270m-q4", "cot", 64, 12)
         eight = dict(backend.generate_many(asked, TILED_ROWS))
@@ -229,6 +239,27 @@ def test_from_eight_sequences_an_output_is_the_same_whatever_is_decoded_beside_i
     print(f"{sum(not same(a, b) for a, b in zip(first, solo, strict=True))}/12 differ from alone; {system_info()}")
 
 
+def test_repacked_decoding_is_asked_for_on_the_command_line_and_keys_the_results(
+    tmp_path: Path, bundled_model: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from poccheck.cli import app
+
+    base = ["assess", "--tasks", str(EXAMPLES / "factory_tasks.csv"), "--model", "gemma3-270m-q4", "--mode", "cot",
+            "--limit", "5", "--parallel", "4", "--latency-sample", "0"]  # fmt: skip
+    keys = []
+    for flag in ([], ["--repacked-decode"]):
+        out = tmp_path / ("repacked" if flag else "plain")
+        done = CliRunner().invoke(app, [*base, *flag, "--out", str(out)])
+        assert done.exit_code == 0, done.output + repr(done.exception)
+        with closing(sqlite3.connect(out / DB_NAME)) as db:
+            (settings,) = db.execute("SELECT settings FROM model_runs WHERE settings IS NOT NULL").fetchone()
+            keys.append({key for (key,) in db.execute("SELECT DISTINCT settings_key FROM results")})
+        assert json.loads(settings).get("repacked_decode") == (REPACK_ROWS if flag else None)
+    assert keys[0].isdisjoint(keys[1])  # results decoded otherwise are not mixed
+
+
 def decoded(
     backend: LlamaCppBackend, asked: list[GenerationRequest], parallel: int, reverse: bool = False
 ) -> list[Any]:
@@ -240,7 +271,7 @@ def decoded(
     return [(c.text, c.completion_tokens, c.finish_reason) for c in found]
 
 
-def test_from_four_sequences_with_repacked_weights_an_output_is_the_same_whatever_is_decoded_beside_it() -> None:
+def test_with_repacked_decoding_from_four_an_output_is_the_same_whatever_is_decoded_beside_it() -> None:
     # Qwen2.5-Coder 0.5B's repacked block rows differ from its rows alone (benchmarks/repack_rows.py), so with
     # unpadded steps an item's numbers would depend on how many are live beside it. Padded, every step has 4 rows
     # at N = 4 and 8 from N = 5 (the tiled kernels too): suite order against reverse order (other neighbours,
@@ -249,7 +280,7 @@ def test_from_four_sequences_with_repacked_weights_an_output_is_the_same_whateve
     if not models.installed(name):
         pytest.skip(f"{name} is not installed (poccheck models install {name})")
     assert tiled_kernels(), "this test run has GGML_CPU_TILED_MM off"
-    with LlamaCppBackend(models.resolve(name)) as backend:
+    with LlamaCppBackend(models.resolve(name), LlamaSettings(repacked_decode=True)) as backend:
         asked = requests(backend, name, "cot", 48, 10)
         four, five = decoded(backend, asked, 4), decoded(backend, asked, 5, reverse=True)
         assert decoded(backend, asked, 4, reverse=True) == four
@@ -263,9 +294,9 @@ def test_from_four_sequences_with_repacked_weights_an_output_is_the_same_whateve
 TILED_OFF = """
 import json
 from poccheck import models
-from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings
+from poccheck.backends.llama_cpp import LlamaCppBackend
 from tests.test_generation_batching import requests
-backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"), LlamaSettings(repacked_decode=False))
+backend = LlamaCppBackend(models.resolve("gemma3-270m-q4"))
 asked = requests(backend, "gemma3-270m-q4", "cot", 64, 12)
 alone = [backend.generate(r).text for r in asked]
 together = dict(backend.generate_many(asked, 8))

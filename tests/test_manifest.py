@@ -49,11 +49,14 @@ def test_a_run_config_with_plan_endpoints_and_flags_is_read_back_equal() -> None
     assert problems == [] and plan is not None
     flags = Flags(
         endpoints=[parse_option("local=http://127.0.0.1:8080/v1#tiny")], limit=5, target=0.75, parallel=2,
-        prompt_format="chat", redact=True, encoding="cp932", device="cpu",
+        prompt_format="chat", redact=True, encoding="cp932", device="cpu", repacked_decode=True,
     )  # fmt: skip
     manifest = run_manifest(run_config(plan, flags), SUITES, HOST, ENGINE)
     stored = json.loads(json.dumps(manifest_record(manifest)))  # as the store keeps it: JSON text
-    assert manifest_from_record(stored) == manifest
+    assert manifest_from_record(stored) == manifest and manifest.config.options.repacked_decode
+    del stored["config"]["options"]["repacked_decode"]  # a record from before the option: off
+    earlier = manifest_from_record(stored)
+    assert earlier is not None and earlier.config.options.repacked_decode is False
     assert stored["config"]["plan"]["endpoints"][1]["api_key_env"] == "OPENAI_API_KEY"  # the variable's name only
     assert manifest.config.options.endpoints[-1].spec == "local@openai" and manifest.config.plan == plan
 

@@ -143,9 +143,9 @@ class BatchedGenerationBackend(Protocol):
 
     def batch_key(self, parallel: int) -> dict[str, object]:
         """What the results' key must add when ``parallel`` generations are decoded together: nothing where each
-        output is what the item gives alone (llama.cpp below four sequences), else what sets the numbers apart
-        (llama.cpp's repacked and tiled decode steps, transformers' padded batch size), so results computed
-        otherwise are not mixed with them."""
+        output is what the item gives alone (llama.cpp below its tiled kernels' batch size, without repacked
+        decoding), else what sets the numbers apart (llama.cpp's tiled or repacked decode steps, transformers'
+        padded batch size), so results computed otherwise are not mixed with them."""
         ...
 
     def generate_many(

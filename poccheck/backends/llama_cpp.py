@@ -56,11 +56,12 @@ class LlamaSettings:
     # score_choices), an item's numbers are its own. Measured on the bundled model: scoring 0.96x and generation
     # 1.03x the repacked time, within noise (benchmarks/batch_invariance.py).
     repack_weights: bool = False
-    # Generations decoded REPACK_ROWS or more at a time use a second copy of the weights, repacked, with every
-    # decode step padded to a multiple of REPACK_ROWS rows: each row then takes the repacked block kernel
-    # whatever is decoded beside it, so an output is the same at any such N (not always the item's alone). The
-    # 1.5B ladder model's decode step of 4 sequences: 1.26x to 1.55x faster (benchmarks/decode_step.py).
-    repacked_decode: bool = True
+    # Opt-in (--repacked-decode): generations decoded REPACK_ROWS or more at a time use a second copy of the
+    # weights, repacked, with every decode step padded to a multiple of REPACK_ROWS rows: each row then takes the
+    # repacked block kernel whatever is decoded beside it, so an output is the same at any such N, but not always
+    # the item's alone. The 1.5B ladder model's decode step of 4 sequences (benchmarks/decode_step.py): 1.26x as
+    # fast on one AMD EPYC session's machine, 1.0x on another's; it adds the repacked weights to memory.
+    repacked_decode: bool = False
     stop_loops: bool = True  # end a generation that repeats itself (base.LOOP_RULE)
 
 

@@ -20,6 +20,7 @@ class BackendOptions:
     dtype: str = "auto"
     endpoints: tuple[Endpoint, ...] = ()  # served models, used as NAME@openai
     parallel: int | None = None  # generations decoded together by a local engine (--parallel); None: for the CPU
+    repacked_decode: bool = False  # llama.cpp: from 4 in flight, decode on repacked weights (--repacked-decode)
     reprobe: bool = False  # served models: probe the multiple-choice method again, not the output folder's (--reprobe)
 
     def generation_slots(self) -> int:
@@ -34,10 +35,10 @@ def load_backend(info: ModelInfo, options: BackendOptions | None = None) -> Back
     options = options or BackendOptions()
     if info.backend == "llama.cpp":
         try:
-            from poccheck.backends.llama_cpp import LlamaCppBackend
+            from poccheck.backends.llama_cpp import LlamaCppBackend, LlamaSettings
         except ImportError as exc:
             raise ModelError("the llama.cpp backend needs llama-cpp-python", "pip install llama-cpp-python") from exc
-        return LlamaCppBackend(info)
+        return LlamaCppBackend(info, LlamaSettings(repacked_decode=options.repacked_decode))
     if info.backend == "transformers":
         try:
             from poccheck.backends.hf import HFSettings, TransformersBackend

@@ -106,6 +106,7 @@ def _config_record(config: RunConfig) -> dict[str, Any]:
             "dtype": options.dtype,
             "endpoints": [endpoint_record(e) for e in options.endpoints],
             "parallel": options.parallel,
+            "repacked_decode": options.repacked_decode,
             "reprobe": options.reprobe,
         },
         "plan": plan_record(config.plan) if config.plan else None,
@@ -133,6 +134,7 @@ def _config_from_record(record: Mapping[str, Any]) -> RunConfig:
             dtype=options["dtype"],
             endpoints=tuple(Endpoint(**e) for e in options["endpoints"]),
             parallel=options["parallel"],
+            repacked_decode=options.get("repacked_decode", False),  # recorded from 2026-12-08 on
             reprobe=options["reprobe"],
         ),
         plan=plan_from_record(record["plan"]) if record["plan"] else None,

@@ -65,6 +65,7 @@ class Flags:
     device: str = "auto"
     dtype: str = "auto"
     parallel: int | None = None
+    repacked_decode: bool = False
     reprobe: bool = False
     latency_sample: int | None = None
 
@@ -88,7 +89,12 @@ def run_config(plan: Plan | None, flags: Flags, default_tasks: Sequence[Path] = 
         modes=tuple(modes),
         model_modes=model_modes,
         options=BackendOptions(
-            device=flags.device, dtype=flags.dtype, endpoints=served, parallel=flags.parallel, reprobe=flags.reprobe
+            device=flags.device,
+            dtype=flags.dtype,
+            endpoints=served,
+            parallel=flags.parallel,
+            repacked_decode=flags.repacked_decode,
+            reprobe=flags.reprobe,
         ),
         plan=plan,
         fresh=flags.fresh,
