@@ -275,20 +275,18 @@ def test_with_repacked_decoding_from_four_an_output_is_the_same_whatever_is_deco
     # Qwen2.5-Coder 0.5B's repacked block rows differ from its rows alone (benchmarks/repack_rows.py), so with
     # unpadded steps an item's numbers would depend on how many are live beside it. Padded, every step has 4 rows
     # at N = 4 and 8 from N = 5 (the tiled kernels too): suite order against reverse order (other neighbours,
-    # other prefixes kept, another end of the run) at 4, and 5 against 8. Printed: how many differ from alone.
+    # other prefixes kept, another end of the run) at 4, and 5 against 8. How many differ from alone, and where:
+    # benchmarks/generation_throughput.py --repacked.
     name = "qwen2.5-coder-0.5b-q4"
     if not models.installed(name):
         pytest.skip(f"{name} is not installed (poccheck models install {name})")
     assert tiled_kernels(), "this test run has GGML_CPU_TILED_MM off"
     with LlamaCppBackend(models.resolve(name), LlamaSettings(repacked_decode=True)) as backend:
-        asked = requests(backend, name, "cot", 48, 10)
-        four, five = decoded(backend, asked, 4), decoded(backend, asked, 5, reverse=True)
+        asked = requests(backend, name, "cot", 40, 8)
+        four = decoded(backend, asked, 4)
         assert decoded(backend, asked, 4, reverse=True) == four
-        assert decoded(backend, asked, 8) == five
-        solo = [backend.generate(r) for r in asked]
+        assert decoded(backend, asked, 5, reverse=True) == decoded(backend, asked, 8)
     assert sum(tokens for _, tokens, _ in four) > len(asked)
-    differ = [sum(a.text != b[0] for a, b in zip(solo, got, strict=True)) for got in (four, five)]
-    print(f"{differ[0]}/{len(asked)} differ from alone at 4, {differ[1]}/{len(asked)} at 5 and 8; {system_info()}")
 
 
 TILED_OFF = """
