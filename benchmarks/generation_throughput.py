@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from decode_step import add  # benchmarks/ is on the path when a benchmark runs
 
 from poccheck import models, runner
 from poccheck.backends import GenerationRequest
@@ -84,22 +85,25 @@ def raw_run(backend: LlamaCppBackend, requests: list[GenerationRequest]) -> tupl
     return seconds, texts, tokens
 
 
+def shared_tokens(tokens: list[int], decode: Callable[[list[int]], str], batched: str) -> int:
+    """How many of ``tokens`` (an output alone) ``batched`` starts with, read back as text."""
+    return max(k for k in range(len(tokens) + 1) if batched.startswith(decode(tokens[:k])))
+
+
 def llama_gap(backend: LlamaCppBackend, request: GenerationRequest, alone: str, batched: str) -> float:
     """The gap between the two best next-token logits where ``batched`` leaves ``alone`` (its tokens as the
     tokenizer reads the text back), the prompt and the shared tokens evaluated alone in the generation context."""
     tokens = backend.tokenize(alone, add_bos=False)
-    same = max(k for k in range(len(tokens) + 1) if batched.startswith(backend._llm.detokenize(tokens[:k]).decode(
-        "utf-8", "ignore")))  # fmt: skip
+    same = shared_tokens(tokens, lambda ids: backend._llm.detokenize(ids).decode("utf-8", "ignore"), batched)
     ids = backend.prompt_tokens(request.prompt, request.turns) + tokens[:same]
     ctx, batch = backend._llm.ctx, backend._gen_batch
     backend._forget(ctx, [backend._held])
     unit = int(backend._lib.llama_n_ubatch(ctx))
     for begin in range(0, len(ids), unit):
         chunk = ids[begin : begin + unit]
+        batch.n_tokens = 0
         for k, token in enumerate(chunk):
-            batch.token[k], batch.pos[k], batch.n_seq_id[k] = token, begin + k, 1
-            batch.seq_id[k][0], batch.logits[k] = 0, int(begin + k == len(ids) - 1)
-        batch.n_tokens = len(chunk)
+            add(batch, token, begin + k, [0], begin + k == len(ids) - 1)
         backend._decode(ctx, batch)
     best = np.sort(backend._logits_row(ctx, len(chunk) - 1))[-2:]
     backend._forget(ctx, [backend._held])
@@ -112,7 +116,7 @@ def first_gap(backend: TransformersBackend, request: GenerationRequest, alone: s
     import torch
 
     tokens = backend.tokenizer(alone, add_special_tokens=False)["input_ids"]
-    same = max(k for k in range(len(tokens) + 1) if batched.startswith(backend.tokenizer.decode(tokens[:k])))
+    same = shared_tokens(tokens, backend.tokenizer.decode, batched)
     ids = backend.prompt_tokens(request.prompt, request.turns) + tokens[:same]
     with torch.inference_mode():
         logits = backend.model(input_ids=torch.tensor([ids], device=backend.device)).logits[0, -1].float()

@@ -267,12 +267,15 @@ class StepShape:
     """How :meth:`LlamaCppBackend.generate_many` pads its decode steps at a given number in flight."""
 
     minimum: int = 1  # rows in every step
-    multiple: int = 1  # every step's rows are a multiple of this
-    repacked: bool = False  # the weights are repacked
+    multiple: int = 1  # every step's rows are a multiple of this: REPACK_ROWS on repacked weights
 
     @property
     def pads(self) -> bool:
         return self.minimum > 1 or self.multiple > 1
+
+    @property
+    def repacked(self) -> bool:
+        return self.multiple == REPACK_ROWS
 
     def slots(self, in_flight: int) -> int:
         """Sequences in the context: room for every live one and the padding."""
@@ -308,7 +311,7 @@ class LlamaCppBackend(ChatPrompting):
         shape is keyed."""
         shape = self.step_shape(parallel)
         key: dict[str, object] = {}
-        if shape.multiple == REPACK_ROWS and shape.repacked:
+        if shape.repacked:
             key["repacked_decode"] = REPACK_ROWS
         if shape.minimum >= TILED_ROWS:
             key["tiled_decode"] = TILED_ROWS
@@ -319,7 +322,7 @@ class LlamaCppBackend(ChatPrompting):
         repacked = parallel >= REPACK_ROWS and (self._settings.repacked_decode or self._settings.repack_weights)
         tiled = tiled_kernels() and (parallel >= TILED_ROWS or (repacked and parallel > REPACK_ROWS))
         if repacked:
-            return StepShape(TILED_ROWS if tiled else REPACK_ROWS, REPACK_ROWS, True)
+            return StepShape(TILED_ROWS if tiled else REPACK_ROWS, REPACK_ROWS)
         return StepShape(TILED_ROWS, 1) if tiled else StepShape()
 
     def __init__(self, info: ModelInfo, settings: LlamaSettings | None = None) -> None:
